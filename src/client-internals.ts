@@ -1,0 +1,83 @@
+import net from 'node:net';
+import type pg from 'pg';
+
+/**
+ * The few places where the library looks past pg's public API, isolated here (STYLE.md rule 8).
+ * Each says what it reads and why no public API does the job.
+ */
+
+interface ClientInternals {
+  connection?: {
+    stream?: { destroy(): void };
+    on(event: 'readyForQuery', listener: (message: { status: string }) => void): void;
+  };
+  _queryable?: boolean;
+  _ending?: boolean;
+}
+
+/**
+ * Calls `onStatus` with the transaction status byte of every ReadyForQuery message ('I' idle,
+ * 'T' in transaction, 'E' failed transaction). pg parses the byte but does not expose it; release
+ * hygiene needs it to know exactly whether a returned connection is inside a transaction.
+ */
+export function watchTransactionStatus(client: pg.Client, onStatus: (status: string) => void): void {
+  (client as unknown as ClientInternals).connection?.on('readyForQuery', (message) => onStatus(message.status));
+}
+
+/**
+ * Destroys the client's socket at once. `client.end()` sends Terminate and waits for the server to
+ * close; over a black-holed link that wait never ends and keeps a handle open, so a connection we
+ * evict or abandon has its socket destroyed as well (pg-pool's own connect timeout does the same).
+ */
+export function destroySocket(client: pg.Client): void {
+  try {
+    (client as unknown as ClientInternals).connection?.stream?.destroy();
+  } catch {
+    // already gone
+  }
+}
+
+/** False once pg considers the client unusable (ended, errored); pg-pool reads the same fields. */
+export function isQueryable(client: pg.Client): boolean {
+  const internals = client as unknown as ClientInternals;
+  return internals._queryable !== false && internals._ending !== true;
+}
+
+/** Where to send a cancel request: the server the client is connected to. */
+export interface CancelTarget {
+  host: string;
+  port: number;
+}
+
+/**
+ * Sends PostgreSQL's CancelRequest for the statement the client's backend is running, on a new
+ * socket, and resolves once the server has closed it (or after `timeoutMillis`). Never rejects.
+ * Cancel requests are not subject to pg_hba, so plaintext works for TLS servers too.
+ */
+export function sendCancelRequest(client: pg.Client, target: CancelTarget, timeoutMillis = 1000): Promise<boolean> {
+  const { processID, secretKey } = client as unknown as { processID: number | null; secretKey: number | null };
+  if (processID === null || secretKey === null || processID === undefined) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const socket = target.host.startsWith('/') ? net.connect({ path: `${target.host}/.s.PGSQL.${target.port}` }) : net.connect({ host: target.host, port: target.port });
+    const timer = setTimeout(() => finish(false), timeoutMillis);
+    timer.unref();
+    let sent = false;
+    function finish(ok: boolean) {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    }
+    socket.once('connect', () => {
+      const packet = Buffer.alloc(16);
+      packet.writeInt32BE(16, 0);
+      packet.writeInt32BE(80877102, 4);
+      packet.writeInt32BE(processID, 8);
+      packet.writeInt32BE(secretKey, 12);
+      socket.write(packet);
+      sent = true;
+    });
+    socket.once('error', () => finish(false));
+    socket.once('close', () => finish(sent));
+    socket.resume();
+  });
+}

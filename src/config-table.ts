@@ -1,0 +1,64 @@
+/**
+ * The one table of settings: option name, environment variable, kind, default, range and meaning.
+ * docs/configuration.md is checked against this table by test/unit/config-docs.test.ts.
+ */
+
+export type SettingKind = 'string' | 'integer' | 'seconds' | 'boolean' | 'level' | 'list';
+
+export interface SettingSpec {
+  /** camelCase option name on `new Database({ ... })`. */
+  readonly option: string;
+  /** Environment variable, if any. */
+  readonly env?: string;
+  readonly kind: SettingKind;
+  /** The default in option units (milliseconds for durations). `undefined` means "not set". */
+  readonly default: string | number | boolean | undefined;
+  /** Smallest accepted value for numbers (in option units). */
+  readonly min?: number;
+  /** Largest accepted value for numbers (in option units). */
+  readonly max?: number;
+  /** Name of the field inside DATABASE_URL that also sets it, if any. */
+  readonly url?: string;
+  readonly description: string;
+}
+
+const DAY_MILLIS = 86_400_000;
+
+/** Every setting, in the order docs/configuration.md lists them. */
+export const SETTINGS: readonly SettingSpec[] = Object.freeze([
+  { option: 'host', env: 'DB_HOST', kind: 'string', default: 'localhost', url: 'host', description: 'Server host name, IP address or Unix socket directory.' },
+  { option: 'port', env: 'DB_PORT', kind: 'integer', default: 5432, min: 1, max: 65535, url: 'port', description: 'Server port.' },
+  { option: 'user', env: 'DB_USER', kind: 'string', default: 'postgres', url: 'user', description: 'User name.' },
+  { option: 'password', env: 'DB_PASSWORD', kind: 'string', default: undefined, url: 'password', description: 'Password. Never logged; shown as `<redacted>`.' },
+  { option: 'database', env: 'DB_NAME', kind: 'string', default: 'postgres', url: 'database', description: 'Database name.' },
+  { option: 'sslMode', env: 'DB_SSLMODE', kind: 'string', default: 'prefer', url: 'sslmode', description: 'disable, allow, prefer, require, verify-ca or verify-full, with libpq\'s meanings (docs/security.md).' },
+  { option: 'sslRootCert', env: 'DB_SSLROOTCERT', kind: 'string', default: undefined, url: 'sslrootcert', description: 'Root certificate file, or `system` for the system trust store.' },
+  { option: 'sslCert', env: 'DB_SSLCERT', kind: 'string', default: undefined, url: 'sslcert', description: 'Client certificate file.' },
+  { option: 'sslKey', env: 'DB_SSLKEY', kind: 'string', default: undefined, url: 'sslkey', description: 'Client private key file.' },
+  { option: 'min', env: 'DB_POOL_MIN', kind: 'integer', default: 2, min: 0, max: 10_000, description: 'Connections kept open (opened by `ready()`, refilled after losses).' },
+  { option: 'max', env: 'DB_POOL_MAX', kind: 'integer', default: 10, min: 1, max: 10_000, description: 'Most connections open at once.' },
+  { option: 'connectionTimeoutMillis', env: 'DB_TIMEOUT', kind: 'seconds', default: 30_000, min: 1, max: DAY_MILLIS, description: 'Deadline to connect and to acquire a connection. The variable is in **seconds**; the option in ms.' },
+  { option: 'statementTimeoutMillis', env: 'DB_STATEMENT_TIMEOUT', kind: 'integer', default: 30_000, min: 0, max: DAY_MILLIS, description: 'Server `statement_timeout`, ms; 0 = none.' },
+  { option: 'idleInTransactionTimeoutMillis', env: 'DB_IDLE_TIMEOUT', kind: 'integer', default: 60_000, min: 0, max: DAY_MILLIS, description: 'Server `idle_in_transaction_session_timeout`, ms; 0 = none.' },
+  { option: 'lockTimeoutMillis', env: 'DB_LOCK_TIMEOUT', kind: 'integer', default: 0, min: 0, max: DAY_MILLIS, description: 'Server `lock_timeout`, ms; 0 = none.' },
+  { option: 'idleTimeoutMillis', env: 'DB_POOL_IDLE_TIMEOUT', kind: 'integer', default: 10_000, min: 0, max: DAY_MILLIS, description: 'An unused connection above `min` is closed after this long, ms; 0 = never.' },
+  { option: 'maxLifetimeMillis', env: 'DB_POOL_MAX_LIFETIME', kind: 'integer', default: 1_800_000, min: 0, max: 30 * DAY_MILLIS, description: 'A connection is retired after this long (minus up to 10% jitter), ms; 0 = never.' },
+  { option: 'maxWaiting', env: 'DB_POOL_MAX_WAITING', kind: 'integer', default: 0, min: 0, max: 1_000_000, description: 'Most callers queued for a connection; past it an acquire fails at once. 0 = no cap.' },
+  { option: 'validationIntervalMillis', env: 'DB_VALIDATION_INTERVAL', kind: 'integer', default: 1000, min: 0, max: DAY_MILLIS, description: 'A connection idle longer than this is validated on checkout, ms; 0 = always.' },
+  { option: 'validationTimeoutMillis', env: 'DB_VALIDATION_TIMEOUT', kind: 'integer', default: 1000, min: 1, max: DAY_MILLIS, description: 'How long one validation may take before the connection is evicted, ms.' },
+  { option: 'leakDetectionThresholdMillis', env: 'DB_LEAK_DETECTION_THRESHOLD', kind: 'integer', default: 0, min: 0, max: DAY_MILLIS, description: 'Warn, with the acquiring stack, when a connection is held longer, ms; 0 = off.' },
+  { option: 'applicationName', env: 'DB_APPLICATION_NAME', kind: 'string', default: 'codecheck-api', url: 'application_name', description: 'Server `application_name`.' },
+  { option: 'replicas', env: 'DB_REPLICA_URLS', kind: 'list', default: undefined, description: 'Comma-separated replica URLs (docs/operations.md).' },
+  { option: 'replicaMaxLagMillis', env: 'DB_REPLICA_MAX_LAG', kind: 'integer', default: 10_000, min: 0, max: DAY_MILLIS, description: 'A replica lagging more than this gets no reads, ms.' },
+  { option: 'pgbouncer', env: 'DB_PGBOUNCER', kind: 'boolean', default: false, description: '`true` behind PgBouncer transaction pooling (docs/operations.md).' },
+  { option: 'circuitBreakerThreshold', env: 'DB_CIRCUIT_BREAKER_THRESHOLD', kind: 'integer', default: 5, min: 0, max: 1_000_000, description: 'Consecutive connect failures that open the circuit (acquires then fail fast); 0 = off.' },
+  { option: 'circuitBreakerResetMillis', env: 'DB_CIRCUIT_BREAKER_RESET', kind: 'integer', default: 5000, min: 1, max: DAY_MILLIS, description: 'How long the circuit stays open before one probe connect is let through, ms.' },
+  { option: 'logLevel', env: 'DB_LOG_LEVEL', kind: 'level', default: 'info', description: 'pino level of the library\'s own logger: fatal, error, warn, info, debug, trace or silent.' },
+] satisfies SettingSpec[]);
+
+/** pino levels accepted by `DB_LOG_LEVEL`. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Connection fields that DATABASE_URL and DB_* can both set (the ones that warn when both do). */
+export const CONNECTION_OPTIONS = SETTINGS.filter((s) => s.url !== undefined).map((s) => s.option);

@@ -1,0 +1,283 @@
+import { parse as parseConnectionString } from 'pg-connection-string';
+import type { Logger } from 'pino';
+import { LOG_LEVELS, SETTINGS, type LogLevel, type SettingSpec } from './config-table.js';
+import { ConfigError } from './errors.js';
+import { resolveSsl, type SslInputs, type SslMode, type SslSettings, type SslSource } from './ssl.js';
+
+/** A replica given as an object instead of a URL. Missing fields fall back to the primary's. */
+export interface ReplicaOptions {
+  connectionString?: string;
+  host?: string;
+  port?: number;
+  user?: string;
+  password?: string;
+  database?: string;
+  /** Name in stats, health and logs; defaults to `host:port`. */
+  name?: string;
+  min?: number;
+  max?: number;
+}
+
+/**
+ * Options for `new Database(options)` and `loadConfig(env, options)`. Every field is optional and wins
+ * over DATABASE_URL, the DB_* variables and the defaults (docs/configuration.md).
+ */
+export interface DatabaseOptions {
+  /** A postgres:// URL; replaces DATABASE_URL when given. */
+  connectionString?: string;
+  host?: string;
+  port?: number;
+  user?: string;
+  password?: string;
+  database?: string;
+  sslMode?: SslMode;
+  sslRootCert?: string;
+  sslCert?: string;
+  sslKey?: string;
+  min?: number;
+  max?: number;
+  connectionTimeoutMillis?: number;
+  statementTimeoutMillis?: number;
+  idleInTransactionTimeoutMillis?: number;
+  lockTimeoutMillis?: number;
+  idleTimeoutMillis?: number;
+  maxLifetimeMillis?: number;
+  maxWaiting?: number;
+  validationIntervalMillis?: number;
+  validationTimeoutMillis?: number;
+  leakDetectionThresholdMillis?: number;
+  applicationName?: string;
+  replicas?: ReadonlyArray<string | ReplicaOptions>;
+  replicaMaxLagMillis?: number;
+  pgbouncer?: boolean;
+  circuitBreakerThreshold?: number;
+  circuitBreakerResetMillis?: number;
+  logLevel?: LogLevel;
+  /** A pino logger (or child) to log through; without one the library makes its own at `logLevel`. */
+  logger?: Logger;
+}
+
+/** Where one server lives and how to log in. `password` is not enumerable. */
+export interface ConnectionTarget {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string | undefined;
+  readonly database: string;
+  readonly min: number;
+  readonly max: number;
+}
+
+/** The resolved, validated, frozen configuration. */
+export interface ResolvedConfig extends ConnectionTarget {
+  readonly ssl: SslSettings;
+  readonly applicationName: string;
+  readonly connectionTimeoutMillis: number;
+  readonly statementTimeoutMillis: number;
+  readonly idleInTransactionTimeoutMillis: number;
+  readonly lockTimeoutMillis: number;
+  readonly idleTimeoutMillis: number;
+  readonly maxLifetimeMillis: number;
+  readonly maxWaiting: number;
+  readonly validationIntervalMillis: number;
+  readonly validationTimeoutMillis: number;
+  readonly leakDetectionThresholdMillis: number;
+  readonly replicas: readonly ConnectionTarget[];
+  readonly replicaMaxLagMillis: number;
+  readonly pgbouncer: boolean;
+  readonly circuitBreakerThreshold: number;
+  readonly circuitBreakerResetMillis: number;
+  readonly logLevel: LogLevel;
+  /** One sentence per setting that had no effect (e.g. a DB_* variable overridden by DATABASE_URL). */
+  readonly warnings: readonly string[];
+}
+
+type Env = Record<string, string | undefined>;
+type RawValue = { value: unknown; name: string; fromText: boolean };
+
+const URL_PARAMS: Record<string, string> = { sslmode: 'sslMode', sslrootcert: 'sslRootCert', sslcert: 'sslCert', sslkey: 'sslKey', application_name: 'applicationName' };
+const PASSWORD_TEXT = '<redacted>';
+
+/** Makes `password` non-enumerable and renders it as `<redacted>` in JSON and util.inspect. */
+function hidePassword<T extends { password?: string | undefined }>(target: T): T {
+  const password = target.password;
+  Object.defineProperty(target, 'password', { value: password, enumerable: false });
+  const redacted = () => ({ ...target, password: password === undefined ? undefined : PASSWORD_TEXT });
+  Object.defineProperty(target, 'toJSON', { value: redacted, enumerable: false });
+  Object.defineProperty(target, Symbol.for('nodejs.util.inspect.custom'), { value: redacted, enumerable: false });
+  return target;
+}
+
+/** Parses a postgres URL into option-named text fields; problems never quote the URL. */
+function parseUrl(text: string, name: string, problems: string[], warnings: string[]): Record<string, string> {
+  const fields: Record<string, string> = {};
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    problems.push(`${name} is not a valid URL; expected postgres://user:password@host:port/database.`);
+    return fields;
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    problems.push(`${name} must start with postgres:// or postgresql:// (found the scheme ${JSON.stringify(url.protocol.slice(0, 20))}).`);
+    return fields;
+  }
+  let parsed: ReturnType<typeof parseConnectionString>;
+  try {
+    parsed = parseConnectionString(text);
+  } catch {
+    problems.push(`${name} could not be parsed (check its percent-encoding).`);
+    return fields;
+  }
+  for (const key of ['host', 'port', 'user', 'password', 'database'] as const) {
+    const value = parsed[key];
+    if (typeof value === 'string' && value !== '') fields[key] = value;
+  }
+  for (const [param, value] of url.searchParams) {
+    const option = URL_PARAMS[param];
+    if (option) fields[option] = value;
+    else if (param === 'ssl' && !url.searchParams.has('sslmode') && /^(true|1)$/i.test(value)) {
+      // pg reads ssl=true as "verify everything"; keep that strength rather than weaken it silently.
+      fields.sslMode = 'verify-full';
+      warnings.push(`${name}: ssl=${value} is not a libpq parameter; it was read as sslmode=verify-full (use sslmode).`);
+    } else if (param !== 'host') warnings.push(`${name}: the parameter ${JSON.stringify(param.slice(0, 40))} is not supported and was ignored.`);
+  }
+  return fields;
+}
+
+function describeValue(raw: RawValue): string {
+  const text = String(raw.value);
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
+}
+
+/** Converts one raw value to the setting's kind, or pushes a problem and returns undefined. */
+function convert(spec: SettingSpec, raw: RawValue, problems: string[]): unknown {
+  const inSeconds = spec.kind === 'seconds' && raw.fromText;
+  const range = inSeconds ? `${spec.min! / 1000}–${spec.max! / 1000} seconds` : `${spec.min}–${spec.max}${spec.option.endsWith('Millis') ? ' ms' : ''}`;
+  switch (spec.kind) {
+    case 'string': {
+      if (typeof raw.value !== 'string') return void problems.push(`${raw.name} must be a string.`);
+      if (raw.value.includes('\0')) return void problems.push(`${raw.name} must not contain a NUL character.`);
+      return raw.value;
+    }
+    case 'integer':
+    case 'seconds': {
+      const text = typeof raw.value === 'number' ? String(raw.value) : typeof raw.value === 'string' ? raw.value.trim() : '';
+      const pattern = inSeconds ? /^\d+(\.\d+)?$/ : /^\d+$/;
+      if (!pattern.test(text)) {
+        const what = inSeconds ? 'a non-negative number of seconds' : 'a non-negative integer';
+        return void problems.push(`${raw.name} is ${describeValue(raw)}, which is not ${what}; expected ${range}.`);
+      }
+      const value = inSeconds ? Math.round(Number(text) * 1000) : Number(text);
+      if (value < spec.min! || value > spec.max!) return void problems.push(`${raw.name} is ${describeValue(raw)}, out of range; expected ${range}.`);
+      return value;
+    }
+    case 'boolean': {
+      if (typeof raw.value === 'boolean') return raw.value;
+      const text = typeof raw.value === 'string' ? raw.value.trim().toLowerCase() : '';
+      if (['true', '1', 'yes', 'on'].includes(text)) return true;
+      if (['false', '0', 'no', 'off'].includes(text)) return false;
+      return void problems.push(`${raw.name} is ${describeValue(raw)}; expected true or false.`);
+    }
+    case 'level': {
+      const text = typeof raw.value === 'string' ? raw.value.trim().toLowerCase() : '';
+      if ((LOG_LEVELS as readonly string[]).includes(text)) return text;
+      return void problems.push(`${raw.name} is ${describeValue(raw)}; expected one of ${LOG_LEVELS.join(', ')}.`);
+    }
+    case 'list':
+      return raw.value;
+  }
+}
+
+/** The raw value of a setting by precedence: option > URL > DB_* > default. */
+function pick(spec: SettingSpec, options: DatabaseOptions, urlFields: Record<string, string>, urlName: string, env: Env, warnings: string[]): RawValue | undefined {
+  const option = (options as Record<string, unknown>)[spec.option];
+  const envText = spec.env ? env[spec.env] : undefined;
+  const envValue = envText === undefined || envText.trim() === '' ? undefined : envText;
+  const urlValue = urlFields[spec.option];
+  if (urlValue !== undefined && envValue !== undefined && option === undefined) {
+    warnings.push(`${spec.env} is ignored because ${urlName} sets the ${spec.option} too.`);
+  }
+  if (option !== undefined) return { value: option, name: `option ${spec.option}`, fromText: false };
+  if (urlValue !== undefined) return { value: urlValue, name: `${urlName} ${spec.url ?? spec.option}`, fromText: true };
+  if (envValue !== undefined) return { value: envValue, name: spec.env!, fromText: true };
+  return undefined;
+}
+
+function resolveReplicas(list: unknown, name: string, primary: Record<string, unknown>, problems: string[], warnings: string[]): ConnectionTarget[] {
+  const entries: unknown[] = typeof list === 'string' ? list.split(',').map((s) => s.trim()).filter((s) => s !== '') : Array.isArray(list) ? list : [];
+  if (list !== undefined && typeof list !== 'string' && !Array.isArray(list)) problems.push(`${name} must be a list of URLs or replica objects.`);
+  return entries.flatMap((entry, index) => {
+    const label = `${name}[${index}]`;
+    const given: ReplicaOptions = typeof entry === 'string' ? { connectionString: entry } : (entry as ReplicaOptions);
+    if (given === null || typeof given !== 'object') {
+      problems.push(`${label} must be a URL or an object.`);
+      return [];
+    }
+    const fields: Record<string, unknown> = given.connectionString ? parseUrl(given.connectionString, label, problems, warnings) : {};
+    const out: Record<string, unknown> = {};
+    for (const key of ['host', 'port', 'user', 'password', 'database', 'min', 'max'] as const) {
+      const raw = given[key] ?? fields[key];
+      if (raw === undefined) {
+        out[key] = primary[key];
+        continue;
+      }
+      const spec = SETTINGS.find((s) => s.option === key)!;
+      out[key] = convert(spec, { value: raw, name: `${label} ${key}`, fromText: typeof raw === 'string' }, problems);
+    }
+    out.name = given.name ?? `${String(out.host)}:${String(out.port)}`;
+    return [Object.freeze(hidePassword(out)) as unknown as ConnectionTarget];
+  });
+}
+
+/**
+ * Resolves and validates the configuration: explicit `options` > `DATABASE_URL` (or
+ * `options.connectionString`) > `DB_*` variables > defaults. Empty variables count as unset.
+ *
+ * @param env - the environment to read, `process.env` by default.
+ * @param options - explicit options; they win over everything in `env`.
+ * @returns a frozen {@link ResolvedConfig}; its `password` is not enumerable and shows as `<redacted>`.
+ * @throws {ConfigError} `CONFIG_INVALID`, listing every problem found at once; never quotes a password.
+ */
+export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}): ResolvedConfig {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const urlSource = options.connectionString !== undefined
+    ? { text: options.connectionString, name: 'option connectionString' }
+    : env.DATABASE_URL !== undefined && env.DATABASE_URL.trim() !== '' ? { text: env.DATABASE_URL.trim(), name: 'DATABASE_URL' } : undefined;
+  const urlFields = urlSource ? parseUrl(urlSource.text, urlSource.name, problems, warnings) : {};
+  const resolved: Record<string, unknown> = {};
+  const sslInputs: SslInputs = {};
+  const sslKeys: Record<string, keyof SslInputs> = { sslMode: 'mode', sslRootCert: 'rootCert', sslCert: 'cert', sslKey: 'key' };
+  for (const spec of SETTINGS) {
+    const raw = pick(spec, options, urlFields, urlSource?.name ?? 'DATABASE_URL', env, warnings);
+    const sslKey = sslKeys[spec.option];
+    if (sslKey) {
+      if (raw && typeof raw.value === 'string') sslInputs[sslKey] = { value: raw.value, name: raw.name } satisfies SslSource;
+      else if (raw) problems.push(`${raw.name} must be a string.`);
+      continue;
+    }
+    if (spec.kind === 'list') {
+      resolved[`${spec.option}Raw`] = raw;
+      continue;
+    }
+    resolved[spec.option] = raw === undefined ? spec.default : convert(spec, raw, problems);
+  }
+  const min = resolved.min as number | undefined;
+  const max = resolved.max as number | undefined;
+  if (min !== undefined && max !== undefined && min > max) problems.push(`The pool minimum (${min}, DB_POOL_MIN / option min) is larger than the maximum (${max}, DB_POOL_MAX / option max).`);
+  if ((resolved.validationTimeoutMillis as number) >= (resolved.connectionTimeoutMillis as number)) {
+    warnings.push('The validation timeout is not shorter than the connection timeout (DB_TIMEOUT): a hung validation can use up a whole acquire deadline.');
+  }
+  const ssl = resolveSsl(sslInputs, problems);
+  const replicaRaw = resolved.replicasRaw as RawValue | undefined;
+  delete resolved.replicasRaw;
+  resolved.replicas = replicaRaw ? resolveReplicas(replicaRaw.value, replicaRaw.name, resolved, problems, warnings) : [];
+  if (problems.length > 0) throw new ConfigError(problems);
+  resolved.ssl = ssl;
+  resolved.name = 'primary';
+  resolved.warnings = Object.freeze(warnings);
+  Object.freeze(resolved.replicas);
+  return Object.freeze(hidePassword(resolved)) as unknown as ResolvedConfig;
+}

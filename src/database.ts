@@ -1,0 +1,284 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { loadConfig, type DatabaseOptions, type ResolvedConfig } from './config.js';
+import { DatabaseConnectionError, DatabaseQueryError, PoolClosedError } from './errors.js';
+import { checkHealth, type HealthReport } from './health.js';
+import { createLogger } from './logger.js';
+import { NodePool, summarize, type Lease } from './pool.js';
+import { sendQuery, type QueryClient, type QueryContext } from './query-client.js';
+import { waitUntilReady } from './ready.js';
+import { buildStats, DurationRecorder, type DatabaseCounters, type PoolStats } from './stats.js';
+import { BeginConnectionError, parseIsolationLevel, runTransaction, type IsolationLevel, type TransactionSpec } from './transaction.js';
+
+/** Per-call options shared by withDb, executeQuery and executeTransaction. */
+export interface CallOptions {
+  /** Cancels the call: a waiting acquire stops, a running statement is cancelled on the server. */
+  signal?: AbortSignal;
+  /** Deadline for the whole call (acquire and work), ms. The acquire never waits past `connectionTimeoutMillis`. */
+  timeoutMillis?: number;
+}
+
+/** Options of `withDb(options, fn)`. */
+export interface WithDbOptions extends CallOptions {
+  /** BEGIN READ ONLY (enforced by the server: writes fail with SQLSTATE 25006). @default false */
+  readOnly?: boolean;
+  isolationLevel?: IsolationLevel | Uppercase<IsolationLevel>;
+  /** Re-runs fn after a serialization failure or deadlock, this many times at most. @default 0 */
+  retries?: number;
+}
+
+/** Options of `executeQuery`. */
+export interface ExecuteQueryOptions extends CallOptions {
+  /** Run the statement read-only (server-enforced). @default true */
+  readOnly?: boolean;
+}
+
+/** Options of `executeTransaction`. */
+export interface ExecuteTransactionOptions extends CallOptions {
+  /** @default false */
+  readOnly?: boolean;
+  isolationLevel?: IsolationLevel | Uppercase<IsolationLevel>;
+  retries?: number;
+}
+
+/** One statement of `executeTransaction`. */
+export interface Operation {
+  text: string;
+  params?: readonly unknown[];
+}
+
+/** Per-call cancellation state: the caller's signal and timeout folded into one. */
+interface CallScope {
+  readonly context: QueryContext;
+  readonly deadline: number;
+  readonly signal: AbortSignal | undefined;
+  lease?: Lease;
+  dispose(): void;
+}
+
+/**
+ * A PostgreSQL database: a primary pool (replicas join through the router seam), transactions,
+ * one-shot queries, stats, health and graceful shutdown. Configuration is resolved once, at
+ * construction, from `options` over `process.env` (docs/configuration.md).
+ *
+ * @throws {ConfigError} `CONFIG_INVALID` from the constructor when the configuration is invalid.
+ */
+export class Database {
+  /** The resolved, frozen configuration (password not enumerable). */
+  readonly config: ResolvedConfig;
+  readonly log: Logger;
+  #primary: NodePool;
+  #counters: DatabaseCounters = { queriesExecuted: 0, transactionsExecuted: 0, errors: 0, transactionRetries: 0, queriesCancelled: 0 };
+  #acquireTime = new DurationRecorder();
+  #queryTime = new DurationRecorder();
+  #state: 'open' | 'closing' | 'closed' = 'open';
+  #shutdown: Promise<void> | undefined;
+
+  constructor(options: DatabaseOptions = {}) {
+    this.config = loadConfig(process.env, options);
+    this.log = createLogger(this.config.logLevel, options.logger);
+    for (const warning of this.config.warnings) this.log.warn(warning);
+    this.#primary = new NodePool(this.config, 'primary', this.config, this.log, this.#acquireTime);
+    this.log.info({ host: this.config.host, port: this.config.port, database: this.config.database, min: this.config.min, max: this.config.max, sslMode: this.config.ssl.mode }, 'database pool created');
+  }
+
+  /**
+   * Resolves once the primary answers and `min` connections are open. Retries with backoff until
+   * `timeoutMillis` (default `connectionTimeoutMillis`).
+   * @throws {DatabaseConnectionError} `CONNECTION_FAILED` with the last connection error as `cause`.
+   * @throws {PoolClosedError} after shutdown.
+   */
+  async ready(options: { timeoutMillis?: number } = {}): Promise<void> {
+    this.#assertOpen();
+    await waitUntilReady(this.#primary, Date.now() + (options.timeoutMillis ?? this.config.connectionTimeoutMillis), this.log);
+  }
+
+  /**
+   * Runs `fn` in a transaction on one connection: COMMIT when it resolves, ROLLBACK when it throws
+   * (rethrowing fn's error). `readOnly` as a boolean is the short form of `{ readOnly }`.
+   * @throws {DatabaseTransactionError} when BEGIN/COMMIT fail, COMMIT is answered with ROLLBACK, or a
+   * serialization failure outlives `retries`. {@link PoolTimeoutError}, {@link PoolClosedError},
+   * {@link DatabaseConnectionError}, {@link DatabaseQueryError} (`QUERY_CANCELLED` on abort/timeout).
+   */
+  async withDb<T>(readOnlyOrOptions: boolean | WithDbOptions, fn: (client: QueryClient) => Promise<T>): Promise<T> {
+    const options: WithDbOptions = typeof readOnlyOrOptions === 'boolean' ? { readOnly: readOnlyOrOptions } : (readOnlyOrOptions ?? {});
+    if (typeof fn !== 'function') return this.#reject(new TypeError('withDb needs a callback: withDb(readOnly, async (client) => ...)'));
+    return this.#transaction(options, fn);
+  }
+
+  /**
+   * Runs one statement and returns its rows. Read-only by default (enforced by the server, without an
+   * extra round trip). A read-only statement whose connection proves dead before answering is retried
+   * once on another connection within the same deadline.
+   */
+  async executeQuery<R extends pg.QueryResultRow = Record<string, unknown>>(text: string, params?: readonly unknown[], options: ExecuteQueryOptions = {}): Promise<R[]> {
+    if (typeof text !== 'string' || text.trim() === '') return this.#reject(new TypeError('executeQuery needs SQL text as its first argument'));
+    if (params !== undefined && !Array.isArray(params)) return this.#reject(new TypeError('executeQuery params must be an array (bound as $1, $2, ...)'));
+    const isReadOnly = options.readOnly ?? true;
+    const scope = this.#scope(options);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const lease = await this.#acquire(scope, isReadOnly);
+        try {
+          await this.#setSessionReadOnly(lease, isReadOnly);
+          const result = await sendQuery<R>(lease, scope.context, text, params);
+          return result.rows;
+        } catch (error) {
+          if (attempt === 1 && isReadOnly && lease.isBroken && error instanceof DatabaseConnectionError && !scope.context.cancelled) continue;
+          throw error;
+        } finally {
+          scope.lease = undefined;
+          await lease.node.release(lease);
+        }
+      }
+    } catch (error) {
+      this.#counters.errors++;
+      throw error;
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  /** Runs every operation in one transaction, all or nothing; returns each operation's rows. */
+  async executeTransaction<R extends pg.QueryResultRow = Record<string, unknown>>(operations: readonly Operation[], options: ExecuteTransactionOptions = {}): Promise<R[][]> {
+    if (!Array.isArray(operations) || operations.some((op) => typeof op?.text !== 'string' || (op.params !== undefined && !Array.isArray(op.params)))) {
+      return this.#reject(new TypeError('executeTransaction needs an array of { text: string, params?: unknown[] }'));
+    }
+    return this.#transaction({ readOnly: false, ...options }, async (client) => {
+      const results: R[][] = [];
+      for (const op of operations) results.push((await client.query<R>(op.text, op.params)).rows);
+      return results;
+    });
+  }
+
+  async #transaction<T>(options: WithDbOptions, fn: (client: QueryClient) => Promise<T>): Promise<T> {
+    let scope: CallScope | undefined;
+    try {
+      const spec: TransactionSpec = { isReadOnly: options.readOnly ?? false, isolationLevel: parseIsolationLevel(options.isolationLevel), retries: checkRetries(options.retries) };
+      scope = this.#scope(options);
+      for (let attempt = 1; ; attempt++) {
+        const lease = await this.#acquire(scope, spec.isReadOnly);
+        try {
+          const result = await runTransaction(lease, scope.context, spec, fn);
+          this.#counters.transactionsExecuted++;
+          return result;
+        } catch (error) {
+          // BEGIN found the connection dead: nothing of the caller's ran, so one more connection is safe.
+          if (attempt === 1 && error instanceof BeginConnectionError && !scope.context.cancelled) continue;
+          throw error;
+        } finally {
+          scope.lease = undefined;
+          await lease.node.release(lease);
+        }
+      }
+    } catch (error) {
+      this.#counters.errors++;
+      throw error;
+    } finally {
+      scope?.dispose();
+    }
+  }
+
+  /** Checks out a connection for a call; the node is chosen by `isReadOnly` (the router seam). */
+  async #acquire(scope: CallScope, _isReadOnly: boolean): Promise<Lease> {
+    this.#assertOpen();
+    const stack = this.config.leakDetectionThresholdMillis > 0 ? new Error('acquired here').stack : undefined;
+    const lease = await this.#primary.acquire({ deadline: scope.deadline, signal: scope.signal, stack });
+    scope.lease = lease;
+    return lease;
+  }
+
+  /** Switches the session's default read-only mode when this statement needs the other one. */
+  async #setSessionReadOnly(lease: Lease, isReadOnly: boolean): Promise<void> {
+    if (lease.isSessionReadOnly === isReadOnly) return;
+    try {
+      await lease.client.query(`SET SESSION default_transaction_read_only = ${isReadOnly ? 'on' : 'off'}`);
+      lease.isSessionReadOnly = isReadOnly;
+    } catch (error) {
+      lease.isBroken = true;
+      throw new DatabaseConnectionError(`Could not set the session's read-only mode on ${lease.node.name}`, { cause: error, code: 'CONNECTION_LOST' });
+    }
+  }
+
+  /** Folds the caller's signal and timeout into one cancellation: on abort, cancel the running statement. */
+  #scope(options: CallOptions): CallScope {
+    const now = Date.now();
+    const timeoutMillis = options.timeoutMillis;
+    if (timeoutMillis !== undefined && (!Number.isFinite(timeoutMillis) || timeoutMillis <= 0)) throw new TypeError('timeoutMillis must be a positive number of milliseconds');
+    const deadline = now + Math.min(this.config.connectionTimeoutMillis, timeoutMillis ?? Infinity);
+    const context: QueryContext = { queryTime: this.#queryTime, counters: this.#counters };
+    if (!options.signal && timeoutMillis === undefined) return { context, deadline, signal: undefined, dispose: () => undefined };
+    const controller = new AbortController();
+    const scope: CallScope = { context, deadline, signal: controller.signal, dispose: () => undefined };
+    const abort = (reason: unknown, message: string) => {
+      if (context.cancelled) return;
+      context.cancelled = new DatabaseQueryError(message, reason, 'QUERY_CANCELLED');
+      this.#counters.queriesCancelled++;
+      controller.abort(reason);
+      const lease = scope.lease;
+      if (lease && lease.inFlight > 0) void lease.node.cancel(lease);
+    };
+    const onAbort = () => abort(options.signal!.reason, 'The operation was cancelled by its AbortSignal');
+    if (options.signal?.aborted) onAbort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = timeoutMillis === undefined ? undefined : setTimeout(() => abort(undefined, `The operation did not finish within timeoutMillis (${timeoutMillis} ms); its statement was cancelled`), timeoutMillis);
+    timer?.unref();
+    scope.dispose = () => {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+    };
+    if (context.cancelled) {
+      scope.dispose();
+      throw context.cancelled;
+    }
+    return scope;
+  }
+
+  #assertOpen(): void {
+    if (this.#state !== 'open') throw new PoolClosedError();
+  }
+
+  #reject(error: Error): Promise<never> {
+    this.#counters.errors++;
+    return Promise.reject(error);
+  }
+
+  /** A frozen snapshot of pool gauges, exact counters and duration percentiles. Synchronous. */
+  getStats(): PoolStats {
+    return buildStats([this.#primary.stats()], { ...this.#counters }, this.#acquireTime, this.#queryTime);
+  }
+
+  /** Health within `timeoutMillis` (default 5000), whatever the server does. Never rejects. */
+  healthCheck(options: { timeoutMillis?: number } = {}): Promise<HealthReport> {
+    return checkHealth({ config: this.config, isOpen: this.#state === 'open', stats: () => this.getStats(), primary: this.#primary, timeoutMillis: options.timeoutMillis ?? 5000 });
+  }
+
+  /**
+   * Graceful shutdown: new work rejects with PoolClosedError at once, callers waiting for a connection
+   * too; work holding a connection may finish until `timeoutMillis` (default 10000), then its statement
+   * is cancelled and its connection destroyed. Idempotent; leaves no handle open.
+   */
+  shutdown(options: { timeoutMillis?: number } = {}): Promise<void> {
+    if (this.#shutdown) return this.#shutdown;
+    this.#state = 'closing';
+    const deadline = Date.now() + (options.timeoutMillis ?? 10_000);
+    this.log.info('database shutdown started');
+    this.#shutdown = this.#primary.close(deadline).then(
+      () => {
+        this.#state = 'closed';
+        this.log.info('database shutdown complete');
+      },
+      (error: unknown) => {
+        this.#state = 'closed';
+        this.log.error({ error: summarize(error) }, 'database shutdown failed');
+      },
+    );
+    return this.#shutdown;
+  }
+}
+
+function checkRetries(retries: unknown): number {
+  if (retries === undefined) return 0;
+  if (typeof retries !== 'number' || !Number.isInteger(retries) || retries < 0 || retries > 100) throw new TypeError('retries must be an integer from 0 to 100');
+  return retries;
+}

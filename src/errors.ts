@@ -1,0 +1,150 @@
+/**
+ * Error classes. Every error the library rejects with is a {@link DbError} with a stable `code`
+ * (documented in docs/errors.md with whether it is retryable). No error message carries a password,
+ * a connection URL with a password, or a bound parameter value.
+ */
+
+/** Stable error codes: part of the public API. */
+export type DbErrorCode =
+  | 'CONFIG_INVALID'
+  | 'CONNECTION_FAILED'
+  | 'CONNECTION_LOST'
+  | 'CIRCUIT_OPEN'
+  | 'POOL_TIMEOUT'
+  | 'POOL_QUEUE_FULL'
+  | 'POOL_CLOSED'
+  | 'QUERY_FAILED'
+  | 'QUERY_CANCELLED'
+  | 'TRANSACTION_FAILED'
+  | 'TRANSACTION_ROLLED_BACK'
+  | 'SERIALIZATION_FAILURE';
+
+/** A snapshot of pool numbers carried by {@link PoolTimeoutError}. */
+export interface PoolSnapshot {
+  readonly total: number;
+  readonly active: number;
+  readonly idle: number;
+  readonly waiting: number;
+  readonly max: number;
+}
+
+/** Base class of every error this library throws. */
+export class DbError extends Error {
+  readonly code: DbErrorCode;
+  constructor(code: DbErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** The configuration is invalid. `problems` lists every problem found, one sentence each. */
+export class ConfigError extends DbError {
+  readonly problems: readonly string[];
+  constructor(problems: string[]) {
+    super(
+      'CONFIG_INVALID',
+      `Invalid database configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n- ${problems.join('\n- ')}`,
+    );
+    this.problems = Object.freeze([...problems]);
+  }
+}
+
+/** The server could not be reached, refused us, or the connection was lost (SQLSTATE class 08, 57P0x). */
+export class DatabaseConnectionError extends DbError {
+  constructor(
+    message: string,
+    options?: { cause?: unknown; code?: 'CONNECTION_FAILED' | 'CONNECTION_LOST' | 'CIRCUIT_OPEN' },
+  ) {
+    super(options?.code ?? 'CONNECTION_FAILED', message, options);
+  }
+}
+
+/** No connection became available within the acquire deadline, or the waiting queue was full. */
+export class PoolTimeoutError extends DatabaseConnectionError {
+  readonly stats: PoolSnapshot;
+  constructor(message: string, stats: PoolSnapshot, code: 'POOL_TIMEOUT' | 'POOL_QUEUE_FULL' = 'POOL_TIMEOUT') {
+    super(
+      `${message} (pool: total=${stats.total}, active=${stats.active}, idle=${stats.idle}, waiting=${stats.waiting}, max=${stats.max})`,
+    );
+    (this as { code: DbErrorCode }).code = code;
+    this.stats = Object.freeze({ ...stats });
+  }
+}
+
+/** The database (or the pool) was shut down. */
+export class PoolClosedError extends DatabaseConnectionError {
+  constructor(message = 'The database pool is closed (shutdown() was called).') {
+    super(message);
+    (this as { code: DbErrorCode }).code = 'POOL_CLOSED';
+  }
+}
+
+/** Fields copied from a pg DatabaseError. */
+interface PgErrorFields {
+  code?: string;
+  detail?: string;
+  constraint?: string;
+  table?: string;
+  column?: string;
+  message?: string;
+}
+
+/** The server rejected a statement. The pg error is `cause`; bound values are never included. */
+export class DatabaseQueryError extends DbError {
+  readonly sqlState: string | undefined;
+  /** The server's DETAIL; may quote key values, so it is not enumerable (kept out of JSON and logs). */
+  declare readonly detail: string | undefined;
+  readonly constraint: string | undefined;
+  readonly table: string | undefined;
+  readonly column: string | undefined;
+  constructor(message: string, cause: unknown, code: 'QUERY_FAILED' | 'QUERY_CANCELLED' = 'QUERY_FAILED') {
+    super(code, message, { cause });
+    const fields = (cause ?? {}) as PgErrorFields;
+    this.sqlState = fields.code;
+    this.constraint = fields.constraint;
+    this.table = fields.table;
+    this.column = fields.column;
+    // The server's detail may quote a key value: keep it on the object, out of JSON and logs.
+    Object.defineProperty(this, 'detail', { value: fields.detail, enumerable: false });
+  }
+}
+
+/** BEGIN/COMMIT/ROLLBACK failed, COMMIT was answered with ROLLBACK, or retries ran out. */
+export class DatabaseTransactionError extends DbError {
+  /** How many times the transaction ran (1 without retries). */
+  readonly attempts: number;
+  readonly sqlState: string | undefined;
+  constructor(
+    message: string,
+    options: {
+      cause?: unknown;
+      attempts?: number;
+      code?: 'TRANSACTION_FAILED' | 'TRANSACTION_ROLLED_BACK' | 'SERIALIZATION_FAILURE';
+    } = {},
+  ) {
+    super(options.code ?? 'TRANSACTION_FAILED', message, { cause: options.cause });
+    this.attempts = options.attempts ?? 1;
+    this.sqlState = sqlStateOf(options.cause);
+  }
+}
+
+/** The SQLSTATE of a pg error or of one of ours, if any. */
+export function sqlStateOf(error: unknown): string | undefined {
+  if (error instanceof DatabaseQueryError || error instanceof DatabaseTransactionError) return error.sqlState;
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/** True when a pg error means the connection itself is unusable (class 08, admin shutdown, or a socket error). */
+export function isConnectionFailure(error: unknown): boolean {
+  if (error instanceof DatabaseConnectionError) return true;
+  const state = sqlStateOf(error);
+  if (state) return state.startsWith('08') || state.startsWith('57P0');
+  const message = error instanceof Error ? error.message : '';
+  const code = (error as { code?: unknown } | null)?.code;
+  return (
+    typeof code === 'string' ||
+    /Connection terminated|connection timeout|ECONNRESET|ECONNREFUSED|EPIPE|not queryable|timeout expired/i.test(message)
+  );
+}

@@ -1,0 +1,30 @@
+export { Database } from './database.js';
+export type { CallOptions, ExecuteQueryOptions, ExecuteTransactionOptions, Operation, WithDbOptions } from './database.js';
+export { loadConfig } from './config.js';
+export type { ConnectionTarget, DatabaseOptions, ReplicaOptions, ResolvedConfig } from './config.js';
+export { SETTINGS } from './config-table.js';
+export type { LogLevel, SettingSpec } from './config-table.js';
+export {
+  withDb,
+  executeQuery,
+  executeTransaction,
+  getDatabase,
+  getConnectionPoolStats,
+  databaseHealthCheck,
+  shutdownDatabase,
+} from './default-database.js';
+export {
+  DbError,
+  ConfigError,
+  DatabaseConnectionError,
+  PoolTimeoutError,
+  PoolClosedError,
+  DatabaseQueryError,
+  DatabaseTransactionError,
+} from './errors.js';
+export type { DbErrorCode, PoolSnapshot } from './errors.js';
+export type { HealthReport, TlsReport } from './health.js';
+export type { QueryClient } from './query-client.js';
+export type { DurationStats, NodeStats, PoolStats } from './stats.js';
+export type { IsolationLevel } from './transaction.js';
+export type { SslMode } from './ssl.js';

@@ -1,0 +1,506 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { CircuitBreaker } from './circuit-breaker.js';
+import { destroySocket, isQueryable, sendCancelRequest, watchTransactionStatus } from './client-internals.js';
+import type { ConnectionTarget, ResolvedConfig } from './config.js';
+import { DatabaseConnectionError, DatabaseQueryError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from './errors.js';
+import { sessionParameters } from './session.js';
+import { createClientClass } from './ssl.js';
+import { newNodeCounters, type DurationRecorder, type NodeCounters, type NodeStats } from './stats.js';
+
+/** Per-connection facts, kept beside pg's client (never on it). */
+interface ClientMeta {
+  readonly createdAt: number;
+  readonly retireAt: number;
+  idleSince: number;
+  /** Transaction status from the last ReadyForQuery: 'I', 'T' or 'E'. */
+  txStatus: string;
+  /** An error event arrived while checked out: the connection is unusable. */
+  isBroken: boolean;
+  isSessionReadOnly: boolean;
+}
+
+/** A checked-out connection. Given back with {@link NodePool.release} exactly once. */
+export interface Lease {
+  readonly client: pg.PoolClient;
+  readonly node: NodePool;
+  readonly acquiredAt: number;
+  /** Statements sent and not yet answered; a lease released with any in flight is destroyed. */
+  inFlight: number;
+  /** True once the lease saw a connection failure; it is destroyed on release. */
+  isBroken: boolean;
+  /** The session's `default_transaction_read_only`; kept with the connection across leases. */
+  isSessionReadOnly: boolean;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+/** Options for one acquire. */
+export interface AcquireOptions {
+  /** Epoch ms after which the acquire rejects with PoolTimeoutError. */
+  deadline: number;
+  signal?: AbortSignal;
+  /** Stack captured for leak detection. */
+  stack?: string;
+  /** `ready()`'s probe: may connect while the circuit breaker is open. */
+  isStartupProbe?: boolean;
+}
+
+export type NodeRole = 'primary' | 'replica';
+type LifecycleState = 'open' | 'closing' | 'closed';
+
+const REFILL_BACKOFF_MIN_MILLIS = 100;
+const REFILL_BACKOFF_MAX_MILLIS = 5000;
+/** At most this many connects run at once when refilling: no reconnect storm after an outage. */
+const REFILL_CONCURRENCY = 2;
+
+/**
+ * One server's pool: a pg.Pool behind a FIFO permit queue of size `max`. Holding a permit means
+ * pg.Pool has room (an idle client or a free slot), so pg-pool's own queue is never used and every
+ * wait here has the caller's deadline, an abort signal, a queue cap and a shutdown that rejects it.
+ * Checkout validates connections idle past the validation interval; release returns only clean,
+ * idle-in-session connections to pg-pool and destroys the rest.
+ */
+export class NodePool {
+  readonly name: string;
+  readonly role: NodeRole;
+  readonly target: ConnectionTarget;
+  readonly counters: NodeCounters = newNodeCounters();
+  readonly circuit: CircuitBreaker;
+  #pool: pg.Pool;
+  #config: ResolvedConfig;
+  #log: Logger;
+  #acquireTime: DurationRecorder;
+  #state: LifecycleState = 'open';
+  #permits: number;
+  #waiters: Waiter[] = [];
+  #meta = new WeakMap<pg.Client, ClientMeta>();
+  #leases = new Set<Lease>();
+  #clients = new Set<pg.Client>();
+  #isRefilling = false;
+  #refillTimer: NodeJS.Timeout | undefined;
+  #refillBackoffMillis = REFILL_BACKOFF_MIN_MILLIS;
+  #hasWarnedFallback = false;
+  /** When an acquire last passed its deadline (epoch ms); health reports `degraded` for a minute after. */
+  lastAcquireTimeoutAt = -Infinity;
+
+  constructor(target: ConnectionTarget, role: NodeRole, config: ResolvedConfig, log: Logger, acquireTime: DurationRecorder) {
+    this.name = target.name;
+    this.role = role;
+    this.target = target;
+    this.#config = config;
+    this.#log = log.child({ node: target.name });
+    this.#acquireTime = acquireTime;
+    this.#permits = target.max;
+    this.circuit = new CircuitBreaker(config.circuitBreakerThreshold, config.circuitBreakerResetMillis);
+    const Client = createClientClass(config.ssl, { onPlaintextFallback: () => this.#warnFallback() });
+    this.#pool = new pg.Pool({
+      Client,
+      host: target.host,
+      port: target.port,
+      user: target.user,
+      password: target.password,
+      database: target.database,
+      max: target.max,
+      min: target.min,
+      idleTimeoutMillis: config.idleTimeoutMillis,
+      connectionTimeoutMillis: config.connectionTimeoutMillis,
+      allowExitOnIdle: true,
+      ...sessionParameters(config),
+    });
+    // An idle client's error is handled by pg-pool (it removes the client); we log it so it can
+    // never become an unhandled 'error' event that crashes the process.
+    this.#pool.on('error', (error) => this.#log.warn({ error: summarize(error) }, 'idle connection failed and was removed'));
+    this.#pool.on('connect', (client) => this.#onConnect(client));
+    this.#pool.on('remove', (client) => {
+      this.#clients.delete(client);
+      this.counters.connectionsClosed++;
+      this.#scheduleRefill(0);
+    });
+  }
+
+  /** The lifecycle state: open, closing (shutdown started) or closed. */
+  get state(): LifecycleState {
+    return this.#state;
+  }
+
+  #onConnect(client: pg.Client): void {
+    const now = Date.now();
+    const lifetime = this.#config.maxLifetimeMillis;
+    // Up to 10% jitter so connections opened together are not all retired together.
+    const retireAt = lifetime === 0 ? Infinity : now + lifetime - Math.random() * lifetime * 0.1;
+    const meta: ClientMeta = { createdAt: now, retireAt, idleSince: now, txStatus: 'I', isBroken: false, isSessionReadOnly: !this.#config.pgbouncer };
+    this.#meta.set(client, meta);
+    this.#clients.add(client);
+    this.counters.totalConnections++;
+    watchTransactionStatus(client, (status) => {
+      meta.txStatus = status;
+    });
+  }
+
+  #warnFallback(): void {
+    if (this.#hasWarnedFallback) return;
+    this.#hasWarnedFallback = true;
+    this.#log.warn('sslmode=prefer: the server refused TLS, so connections of this pool are unencrypted');
+  }
+
+  snapshot(): PoolSnapshot {
+    const total = this.#pool.totalCount;
+    const idle = this.#pool.idleCount;
+    return { total, idle, active: total - idle, waiting: this.#waiters.length, max: this.target.max };
+  }
+
+  /** Gauges and counters for `getStats().nodes`. */
+  stats(extra: { status?: NodeStats['status']; lagMillis?: number | null } = {}): NodeStats {
+    const snap = this.snapshot();
+    return {
+      name: this.name,
+      role: this.role,
+      status: this.#state === 'open' ? (extra.status ?? 'up') : 'closed',
+      lagMillis: extra.lagMillis ?? null,
+      circuit: this.circuit.state(),
+      poolSize: snap.total,
+      availableConnections: snap.idle,
+      activeConnections: this.#leases.size,
+      waitingRequests: snap.waiting,
+      minConnections: this.target.min,
+      maxConnections: this.target.max,
+      ...this.counters,
+    };
+  }
+
+  /**
+   * Checks out a validated connection before `deadline`.
+   * @throws {PoolClosedError} after shutdown started. {@link PoolTimeoutError} `POOL_TIMEOUT` when the
+   * deadline passes, `POOL_QUEUE_FULL` when `maxWaiting` callers already wait.
+   * {@link DatabaseConnectionError} when a new connection fails, `CIRCUIT_OPEN` while the breaker is open.
+   * {@link DatabaseQueryError} `QUERY_CANCELLED` when `signal` aborts.
+   */
+  async acquire(options: AcquireOptions): Promise<Lease> {
+    const startedAt = performance.now();
+    if (this.#state !== 'open') throw new PoolClosedError();
+    options.signal?.throwIfAborted();
+    await this.#takePermit(options);
+    const permit = { isHeld: true };
+    let client: pg.PoolClient | undefined;
+    try {
+      client = await this.#checkout(options, permit);
+    } finally {
+      if (!client && permit.isHeld) this.#returnPermit();
+    }
+    const lease: Lease = { client, node: this, acquiredAt: Date.now(), inFlight: 0, isBroken: false, isSessionReadOnly: this.#meta.get(client)!.isSessionReadOnly };
+    this.#leases.add(lease);
+    this.#watchLease(lease, options.stack);
+    this.#acquireTime.record(performance.now() - startedAt);
+    return lease;
+  }
+
+  #takePermit(options: AcquireOptions): Promise<void> {
+    if (this.#permits > 0 && this.#waiters.length === 0) {
+      this.#permits--;
+      return Promise.resolve();
+    }
+    const maxWaiting = this.#config.maxWaiting;
+    if (maxWaiting > 0 && this.#waiters.length >= maxWaiting) {
+      this.counters.poolExhaustedCount++;
+      return Promise.reject(new PoolTimeoutError(`No connection available and ${maxWaiting} callers already wait (DB_POOL_MAX_WAITING)`, this.snapshot(), 'POOL_QUEUE_FULL'));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const remaining = options.deadline - Date.now();
+      const timer = setTimeout(() => {
+        this.#recordTimeout();
+        settle(new PoolTimeoutError(`No connection available within ${Math.max(0, Math.round(remaining))} ms`, this.snapshot()));
+      }, Math.max(0, remaining));
+      timer.unref();
+      const onAbort = () => settle(cancelledError(options.signal!));
+      const settle = (error?: Error) => {
+        clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+        const index = this.#waiters.indexOf(waiter);
+        if (index !== -1) this.#waiters.splice(index, 1);
+        if (error) reject(error);
+        else resolve();
+      };
+      const waiter: Waiter = { resolve: () => settle(), reject: (error) => settle(error) };
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  #recordTimeout(): void {
+    this.counters.acquireTimeouts++;
+    this.counters.poolExhaustedCount++;
+    this.lastAcquireTimeoutAt = Date.now();
+  }
+
+  #returnPermit(): void {
+    // A returned permit goes straight to the oldest waiter, so nobody can jump the queue.
+    const waiter = this.#waiters[0];
+    if (waiter && this.#state === 'open') waiter.resolve();
+    else this.#permits++;
+  }
+
+  /** With a permit held: a pg client that is alive, not past its lifetime, validated when idle long. */
+  async #checkout(options: AcquireOptions, permit: { isHeld: boolean }): Promise<pg.PoolClient> {
+    for (;;) {
+      const remaining = options.deadline - Date.now();
+      if (remaining <= 0) {
+        this.#recordTimeout();
+        throw new PoolTimeoutError('No usable connection within the acquire deadline', this.snapshot());
+      }
+      const hasIdle = this.#pool.idleCount > 0;
+      if (!hasIdle && !options.isStartupProbe && !this.circuit.allowConnect()) {
+        this.counters.circuitRejections++;
+        throw new DatabaseConnectionError(`The circuit breaker for ${this.name} is open after repeated connection failures; failing fast`, { code: 'CIRCUIT_OPEN' });
+      }
+      const client = await this.#connect(remaining, hasIdle, permit);
+      const meta = this.#meta.get(client)!;
+      const now = Date.now();
+      if (now >= meta.retireAt) {
+        this.#destroy(client);
+        continue;
+      }
+      const isFresh = meta.idleSince === meta.createdAt && now - meta.createdAt < 50;
+      if (isFresh || now - meta.idleSince <= this.#config.validationIntervalMillis) return client;
+      if (await this.#validate(client, Math.min(this.#config.validationTimeoutMillis, options.deadline - now))) return client;
+      this.counters.validationFailures++;
+      this.#destroy(client);
+    }
+  }
+
+  /**
+   * pg.Pool.connect bounded by the remaining deadline. A connect that outlives the deadline keeps
+   * the permit (its slot in pg.Pool is taken) until it settles; a late client is put back, not leaked.
+   */
+  #connect(remaining: number, hasIdle: boolean, permit: { isHeld: boolean }): Promise<pg.PoolClient> {
+    return new Promise((resolve, reject) => {
+      let isLate = false;
+      const timer = setTimeout(() => {
+        isLate = true;
+        permit.isHeld = false;
+        this.#recordTimeout();
+        reject(new PoolTimeoutError(`Connecting took longer than the acquire deadline (${Math.round(remaining)} ms)`, this.snapshot()));
+      }, remaining);
+      timer.unref();
+      this.#pool.connect().then(
+        (client) => {
+          clearTimeout(timer);
+          if (!hasIdle) this.circuit.recordSuccess();
+          if (!isLate) return resolve(client);
+          // We gave up waiting, but the connection is good: keep it for the next caller.
+          this.#meta.get(client)!.idleSince = Date.now();
+          client.release();
+          this.#returnPermit();
+        },
+        (error: Error) => {
+          clearTimeout(timer);
+          this.counters.connectionErrors++;
+          this.circuit.recordFailure();
+          this.#log.warn({ error: summarize(error) }, 'connection attempt failed');
+          if (!isLate) reject(new DatabaseConnectionError(`Could not connect to ${this.name}: ${error.message}`, { cause: error }));
+          else this.#returnPermit();
+        },
+      );
+    });
+  }
+
+  /** A round trip with its own timeout; false when it fails or hangs. */
+  async #validate(client: pg.PoolClient, timeoutMillis: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), Math.max(1, timeoutMillis));
+      timer.unref();
+    });
+    const attempt = client.query('SELECT 1').then(() => true, () => false);
+    try {
+      const ok = await Promise.race([attempt, timeout]);
+      if (!ok) this.#log.warn('connection failed validation on checkout and was evicted');
+      return ok;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #watchLease(lease: Lease, stack: string | undefined): void {
+    const meta = this.#meta.get(lease.client)!;
+    const onError = (error: Error) => {
+      meta.isBroken = true;
+      lease.isBroken = true;
+      this.#log.warn({ error: summarize(error) }, 'checked-out connection failed');
+    };
+    lease.client.on('error', onError);
+    const threshold = this.#config.leakDetectionThresholdMillis;
+    const leakTimer = threshold > 0 ? setTimeout(() => {
+      this.counters.leaksDetected++;
+      this.#log.warn({ heldMillis: Date.now() - lease.acquiredAt, acquiredAt: stack }, `connection held longer than ${threshold} ms (possible leak)`);
+    }, threshold) : undefined;
+    leakTimer?.unref();
+    leaseCleanup.set(lease, () => {
+      lease.client.removeListener('error', onError);
+      clearTimeout(leakTimer);
+    });
+  }
+
+  /**
+   * Gives a lease back. A connection still running a statement, broken, past its lifetime, or whose
+   * ROLLBACK of a left-open transaction fails is destroyed; only a clean idle session is reused.
+   */
+  async release(lease: Lease): Promise<void> {
+    if (!this.#leases.delete(lease)) return;
+    const client = lease.client;
+    const meta = this.#meta.get(client)!;
+    try {
+      let isReusable = !lease.isBroken && !meta.isBroken && lease.inFlight === 0 && isQueryable(client) && this.#state === 'open';
+      if (isReusable && meta.txStatus !== 'I') isReusable = await this.#rollback(client);
+      if (isReusable && Date.now() < meta.retireAt) {
+        meta.idleSince = Date.now();
+        meta.isSessionReadOnly = lease.isSessionReadOnly;
+        leaseCleanup.get(lease)?.();
+        client.release();
+      } else {
+        if (lease.inFlight > 0) await sendCancelRequest(client, this.target, this.#config.validationTimeoutMillis);
+        leaseCleanup.get(lease)?.();
+        this.#destroy(client);
+      }
+    } finally {
+      this.#returnPermit();
+    }
+  }
+
+  async #rollback(client: pg.PoolClient): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.#config.validationTimeoutMillis);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([client.query('ROLLBACK').then(() => true, () => false), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends a cancel request for the statement a lease is running (used by timeouts and aborts). */
+  cancel(lease: Lease): Promise<boolean> {
+    return sendCancelRequest(lease.client, this.target, this.#config.validationTimeoutMillis);
+  }
+
+  #destroy(client: pg.PoolClient): void {
+    try {
+      client.release(true);
+    } catch {
+      // released already: the socket below is all that is left to close
+    }
+    destroySocket(client);
+  }
+
+  /** Opens connections until `min` are open, a few at a time, backing off while connects fail. */
+  #scheduleRefill(delayMillis: number): void {
+    if (this.#state !== 'open' || this.#refillTimer || this.target.min === 0) return;
+    this.#refillTimer = setTimeout(() => {
+      this.#refillTimer = undefined;
+      void this.refill();
+    }, delayMillis);
+    this.#refillTimer.unref();
+  }
+
+  /**
+   * Tops the pool up to `min`, at most REFILL_CONCURRENCY new connects per round; resolves when the
+   * round settled. pg.Pool hands out idle clients before it opens new ones, so the round checks out
+   * every idle client alongside the new ones and then releases them all.
+   */
+  async refill(): Promise<void> {
+    if (this.#state !== 'open' || this.#isRefilling || this.#waiters.length > 0) return;
+    const missing = Math.min(REFILL_CONCURRENCY, this.target.min - this.#pool.totalCount);
+    const count = missing + this.#pool.idleCount;
+    if (missing <= 0 || this.#permits < count || !this.circuit.allowConnect()) {
+      if (missing > 0) this.#scheduleRefill(this.#refillBackoffMillis);
+      return;
+    }
+    this.#isRefilling = true;
+    this.#permits -= count;
+    const results = await Promise.allSettled(Array.from({ length: count }, () => this.#pool.connect()));
+    let failures = 0;
+    for (const result of results) {
+      if (result.status === 'fulfilled') {
+        this.#meta.get(result.value)!.idleSince = Date.now();
+        result.value.release();
+      } else {
+        failures++;
+        this.counters.connectionErrors++;
+        this.circuit.recordFailure();
+        this.#log.debug({ error: summarize(result.reason) }, 'refill connect failed');
+      }
+      this.#returnPermit();
+    }
+    this.#isRefilling = false;
+    if (failures === 0) {
+      this.circuit.recordSuccess();
+      this.#refillBackoffMillis = REFILL_BACKOFF_MIN_MILLIS;
+    } else {
+      this.#refillBackoffMillis = Math.min(REFILL_BACKOFF_MAX_MILLIS, this.#refillBackoffMillis * 2);
+    }
+    if (this.#state === 'open' && this.#pool.totalCount < this.target.min) {
+      this.#scheduleRefill(failures === 0 ? 0 : Math.round(this.#refillBackoffMillis * (0.5 + Math.random() * 0.5)));
+    }
+  }
+
+  /** Number of connections currently open (idle + checked out). */
+  get openConnections(): number {
+    return this.#pool.totalCount;
+  }
+
+  /**
+   * Starts shutdown: waiting callers reject with PoolClosedError at once; leases may finish until
+   * `deadline`, then their statements are cancelled and their connections destroyed. Idempotent.
+   */
+  async close(deadline: number): Promise<void> {
+    if (this.#state !== 'open') return this.#closed;
+    this.#state = 'closing';
+    clearTimeout(this.#refillTimer);
+    for (const waiter of [...this.#waiters]) waiter.reject(new PoolClosedError());
+    this.#closed = this.#drain(deadline);
+    return this.#closed;
+  }
+
+  #closed: Promise<void> = Promise.resolve();
+
+  async #drain(deadline: number): Promise<void> {
+    const ended = this.#pool.end();
+    while (this.#leases.size > 0 && Date.now() < deadline) await sleep(Math.min(20, deadline - Date.now()));
+    for (const lease of [...this.#leases]) {
+      this.#log.warn('shutdown deadline passed: cancelling a statement still running and closing its connection');
+      lease.isBroken = true;
+      if (lease.inFlight > 0) await this.cancel(lease);
+      await this.release(lease);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([ended, new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.max(50, deadline - Date.now())); timer.unref(); })]);
+    clearTimeout(timer);
+    // Sockets whose polite end() never completed (a black-holed link) are destroyed.
+    for (const client of this.#clients) destroySocket(client);
+    await ended.catch(() => undefined);
+    this.#state = 'closed';
+  }
+}
+
+const leaseCleanup = new WeakMap<Lease, () => void>();
+
+function sleep(millis: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, millis)).unref());
+}
+
+function cancelledError(signal: AbortSignal): DatabaseQueryError {
+  return new DatabaseQueryError('The operation was cancelled by its AbortSignal', signal.reason, 'QUERY_CANCELLED');
+}
+
+/** What is safe to log about an error: its class, code and message — never values or secrets. */
+export function summarize(error: unknown): { type: string; code?: string; message: string } {
+  const e = error as { name?: string; code?: unknown; message?: unknown };
+  return { type: e?.name ?? typeof error, ...(typeof e?.code === 'string' ? { code: e.code } : {}), message: String(e?.message ?? error) };
+}
+
+export { cancelledError };

@@ -1,0 +1,47 @@
+import type { Logger } from 'pino';
+import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError } from './errors.js';
+import { summarize, type NodePool } from './pool.js';
+
+const BACKOFF_MIN_MILLIS = 50;
+const BACKOFF_MAX_MILLIS = 2000;
+
+/**
+ * Waits until `node` answers and holds `min` open connections, retrying with backoff until
+ * `deadline`. Startup attempts bypass the circuit breaker: a server that comes up a second late
+ * must not leave the circuit open for the first requests.
+ * @throws {DatabaseConnectionError} `CONNECTION_FAILED` with the last connection error as `cause`.
+ */
+export async function waitUntilReady(node: NodePool, deadline: number, log: Logger): Promise<void> {
+  let backoffMillis = BACKOFF_MIN_MILLIS;
+  let lastError: unknown;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const lease = await node.acquire({ deadline, isStartupProbe: true });
+      await node.release(lease);
+      while (node.openConnections < node.target.min && Date.now() < deadline && node.state === 'open') {
+        await node.refill();
+        if (node.openConnections < node.target.min) await sleep(Math.min(backoffMillis, deadline - Date.now()));
+      }
+      if (node.openConnections >= node.target.min) {
+        log.info({ node: node.name, connections: node.openConnections, attempts: attempt }, 'database ready');
+        return;
+      }
+    } catch (error) {
+      if (error instanceof PoolClosedError) throw error;
+      // Keep the connection error that explains the failure, not the deadline that ended the wait.
+      if (!(error instanceof PoolTimeoutError) || lastError === undefined) lastError = (error as { cause?: unknown }).cause ?? error;
+      log.debug({ error: summarize(lastError), attempt }, 'database not ready yet');
+    }
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) {
+      const reason = lastError ? summarize(lastError).message : `only ${node.openConnections} of ${node.target.min} connections opened`;
+      throw new DatabaseConnectionError(`The database ${node.name} was not ready in time: ${reason}`, { cause: lastError });
+    }
+    await sleep(Math.min(remaining, backoffMillis * (0.5 + Math.random() * 0.5)));
+    backoffMillis = Math.min(BACKOFF_MAX_MILLIS, backoffMillis * 2);
+  }
+}
+
+function sleep(millis: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, millis)).unref());
+}
