@@ -49,6 +49,9 @@ export interface DatabaseOptions {
   applicationName?: string;
   replicas?: ReadonlyArray<string | ReplicaOptions>;
   replicaMaxLagMillis?: number;
+  replicaBanMillis?: number;
+  replicaCheckIntervalMillis?: number;
+  replicaWaitMillis?: number;
   pgbouncer?: boolean;
   circuitBreakerThreshold?: number;
   circuitBreakerResetMillis?: number;
@@ -85,6 +88,9 @@ export interface ResolvedConfig extends ConnectionTarget {
   readonly leakDetectionThresholdMillis: number;
   readonly replicas: readonly ConnectionTarget[];
   readonly replicaMaxLagMillis: number;
+  readonly replicaBanMillis: number;
+  readonly replicaCheckIntervalMillis: number;
+  readonly replicaWaitMillis: number;
   readonly pgbouncer: boolean;
   readonly circuitBreakerThreshold: number;
   readonly circuitBreakerResetMillis: number;

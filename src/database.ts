@@ -1,10 +1,11 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { loadConfig, type DatabaseOptions, type ResolvedConfig } from './config.js';
-import { DatabaseConnectionError, DatabaseQueryError, PoolClosedError } from './errors.js';
+import { DatabaseConnectionError, DatabaseQueryError, PoolClosedError, PoolTimeoutError } from './errors.js';
 import { checkHealth, type HealthReport } from './health.js';
 import { createLogger } from './logger.js';
 import { NodePool, summarize, type Lease } from './pool.js';
+import { parseLsn, Router, type ReadTarget, type RoutedNode } from './router.js';
 import { sendQuery, type QueryClient, type QueryContext } from './query-client.js';
 import { waitUntilReady } from './ready.js';
 import { buildStats, DurationRecorder, type DatabaseCounters, type PoolStats } from './stats.js';
@@ -16,6 +17,13 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Deadline for the whole call (acquire and work), ms. The acquire never waits past `connectionTimeoutMillis`. */
   timeoutMillis?: number;
+  /**
+   * For read-only work: `primary`, `replica` (only a replica; rejects when none is usable) or `any`
+   * node. Without it, reads prefer a replica and fall back to the primary. Writes always use the primary.
+   */
+  target?: ReadTarget;
+  /** A token from `getWriteToken()`: the read sees at least that write (docs/operations.md). */
+  afterWrite?: string;
 }
 
 /** Options of `withDb(options, fn)`. */
@@ -68,6 +76,7 @@ export class Database {
   readonly config: ResolvedConfig;
   readonly log: Logger;
   #primary: NodePool;
+  #router: Router;
   #counters: DatabaseCounters = { queriesExecuted: 0, transactionsExecuted: 0, errors: 0, transactionRetries: 0, queriesCancelled: 0 };
   #acquireTime = new DurationRecorder();
   #queryTime = new DurationRecorder();
@@ -79,6 +88,8 @@ export class Database {
     this.log = createLogger(this.config.logLevel, options.logger);
     for (const warning of this.config.warnings) this.log.warn(warning);
     this.#primary = new NodePool(this.config, 'primary', this.config, this.log, this.#acquireTime);
+    const replicas = this.config.replicas.map((target) => new NodePool(target, 'replica', this.config, this.log, this.#acquireTime));
+    this.#router = new Router(this.#primary, replicas, this.config, this.log);
     this.log.info({ host: this.config.host, port: this.config.port, database: this.config.database, min: this.config.min, max: this.config.max, sslMode: this.config.ssl.mode }, 'database pool created');
   }
 
@@ -90,7 +101,21 @@ export class Database {
    */
   async ready(options: { timeoutMillis?: number } = {}): Promise<void> {
     this.#assertOpen();
-    await waitUntilReady(this.#primary, Date.now() + (options.timeoutMillis ?? this.config.connectionTimeoutMillis), this.log);
+    const deadline = Date.now() + (options.timeoutMillis ?? this.config.connectionTimeoutMillis);
+    await waitUntilReady(this.#primary, deadline, this.log);
+    // Replicas warm up in the background: one that is down is banned, never a reason to fail startup.
+    for (const node of this.#router.replicas) void waitUntilReady(node.pool, deadline, this.log).catch((error: unknown) => this.#router.ban(node, error));
+  }
+
+  /**
+   * A read-your-writes token: the primary's current WAL position, which orders after every write
+   * committed before this call. Pass it as `afterWrite` to a read (it is a short ASCII string, safe in
+   * a header or cookie).
+   * @throws {DatabaseConnectionError}, {@link PoolTimeoutError}, {@link PoolClosedError}.
+   */
+  async getWriteToken(options: CallOptions = {}): Promise<string> {
+    const rows = await this.executeQuery<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn', [], { ...options, target: 'primary', afterWrite: undefined });
+    return rows[0]!.lsn;
   }
 
   /**
@@ -118,13 +143,16 @@ export class Database {
     const scope = this.#scope(options);
     try {
       for (let attempt = 1; ; attempt++) {
-        const lease = await this.#acquire(scope, isReadOnly);
+        const lease = await this.#acquire(scope, isReadOnly, options);
         try {
           await this.#setSessionReadOnly(lease, isReadOnly);
           const result = await sendQuery<R>(lease, scope.context, text, params);
           return result.rows;
         } catch (error) {
-          if (attempt === 1 && isReadOnly && lease.isBroken && error instanceof DatabaseConnectionError && !scope.context.cancelled) continue;
+          if (attempt === 1 && isReadOnly && lease.isBroken && error instanceof DatabaseConnectionError && !scope.context.cancelled) {
+            this.#router.ban(this.#routed(lease), error);
+            continue;
+          }
           throw error;
         } finally {
           scope.lease = undefined;
@@ -157,14 +185,17 @@ export class Database {
       const spec: TransactionSpec = { isReadOnly: options.readOnly ?? false, isolationLevel: parseIsolationLevel(options.isolationLevel), retries: checkRetries(options.retries) };
       scope = this.#scope(options);
       for (let attempt = 1; ; attempt++) {
-        const lease = await this.#acquire(scope, spec.isReadOnly);
+        const lease = await this.#acquire(scope, spec.isReadOnly, options);
         try {
           const result = await runTransaction(lease, scope.context, spec, fn);
           this.#counters.transactionsExecuted++;
           return result;
         } catch (error) {
           // BEGIN found the connection dead: nothing of the caller's ran, so one more connection is safe.
-          if (attempt === 1 && error instanceof BeginConnectionError && !scope.context.cancelled) continue;
+          if (attempt === 1 && error instanceof BeginConnectionError && !scope.context.cancelled) {
+            this.#router.ban(this.#routed(lease), error);
+            continue;
+          }
           throw error;
         } finally {
           scope.lease = undefined;
@@ -179,13 +210,67 @@ export class Database {
     }
   }
 
-  /** Checks out a connection for a call; the node is chosen by `isReadOnly` (the router seam). */
-  async #acquire(scope: CallScope, _isReadOnly: boolean): Promise<Lease> {
+  /**
+   * Checks out a connection on the node the router picks. A replica that fails to connect is banned
+   * and the next candidate is tried within the same deadline (the primary is always last for reads).
+   * With `afterWrite`, a replica is used only once it has replayed that position (waiting at most
+   * `replicaWaitMillis`); otherwise the primary serves the read.
+   */
+  async #acquire(scope: CallScope, isReadOnly: boolean, options: CallOptions): Promise<Lease> {
     this.#assertOpen();
+    if (options.target !== undefined && !['primary', 'replica', 'any'].includes(options.target)) throw new TypeError("target must be 'primary', 'replica' or 'any'");
+    if (!isReadOnly && options.target === 'replica') throw new TypeError("target 'replica' needs readOnly: true (writes always go to the primary)");
+    const token = options.afterWrite === undefined ? undefined : parseLsn(options.afterWrite);
+    if (options.afterWrite !== undefined && token === undefined) throw new TypeError('afterWrite must be a token from getWriteToken() (a WAL position such as 0/16B3748)');
+    if (!isReadOnly && this.#router.primary.isInRecovery === true) {
+      throw new DatabaseConnectionError(`The primary ${this.#primary.name} is in recovery (a standby); writes are refused until it is promoted`, { code: 'CONNECTION_FAILED' });
+    }
     const stack = this.config.leakDetectionThresholdMillis > 0 ? new Error('acquired here').stack : undefined;
-    const lease = await this.#primary.acquire({ deadline: scope.deadline, signal: scope.signal, stack });
-    scope.lease = lease;
-    return lease;
+    const candidates = this.#router.candidates(isReadOnly, options.target);
+    if (candidates.length === 0) throw new DatabaseConnectionError('No replica is usable for a read with target: replica (all banned, lagging or down)');
+    let lastError: unknown;
+    for (const node of candidates) {
+      let lease: Lease;
+      try {
+        lease = await node.pool.acquire({ deadline: scope.deadline, signal: scope.signal, stack });
+      } catch (error) {
+        const isNodeFailure = node !== this.#router.primary && error instanceof DatabaseConnectionError && !(error instanceof PoolTimeoutError) && !(error instanceof PoolClosedError);
+        if (!isNodeFailure) throw error;
+        this.#router.ban(node, error);
+        lastError = error;
+        continue;
+      }
+      if (token !== undefined && node !== this.#router.primary && !(await this.#hasReplayed(node, lease, token, scope))) {
+        await node.pool.release(lease);
+        continue;
+      }
+      scope.lease = lease;
+      return lease;
+    }
+    throw lastError ?? new DatabaseConnectionError('No replica has replayed the write token within replicaWaitMillis (target: replica)');
+  }
+
+  /** True once the replica behind `lease` has replayed `token`, polling for at most `replicaWaitMillis`. */
+  async #hasReplayed(node: RoutedNode, lease: Lease, token: bigint, scope: CallScope): Promise<boolean> {
+    if (node.lsn !== null && node.lsn >= token) return true;
+    const until = Math.min(scope.deadline, Date.now() + this.config.replicaWaitMillis);
+    for (;;) {
+      try {
+        const { rows } = await lease.client.query<{ lsn: string | null }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
+        const replayed = parseLsn(rows[0]?.lsn);
+        if (replayed !== undefined && replayed >= token) return true;
+      } catch (error) {
+        lease.isBroken = true;
+        this.#router.ban(node, error);
+        return false;
+      }
+      if (Date.now() + 10 > until || scope.context.cancelled) return false;
+      await new Promise((resolve) => setTimeout(resolve, 10).unref());
+    }
+  }
+
+  #routed(lease: Lease): RoutedNode {
+    return this.#router.nodes.find((node) => node.pool === lease.node)!;
   }
 
   /** Switches the session's default read-only mode when this statement needs the other one. */
@@ -245,12 +330,12 @@ export class Database {
 
   /** A frozen snapshot of pool gauges, exact counters and duration percentiles. Synchronous. */
   getStats(): PoolStats {
-    return buildStats([this.#primary.stats()], { ...this.#counters }, this.#acquireTime, this.#queryTime);
+    return buildStats(this.#router.nodeStats(), { ...this.#counters }, this.#acquireTime, this.#queryTime);
   }
 
   /** Health within `timeoutMillis` (default 5000), whatever the server does. Never rejects. */
   healthCheck(options: { timeoutMillis?: number } = {}): Promise<HealthReport> {
-    return checkHealth({ config: this.config, isOpen: this.#state === 'open', stats: () => this.getStats(), primary: this.#primary, timeoutMillis: options.timeoutMillis ?? 5000 });
+    return checkHealth({ isOpen: this.#state === 'open', stats: () => this.getStats(), router: this.#router, timeoutMillis: options.timeoutMillis ?? 5000 });
   }
 
   /**
@@ -263,7 +348,8 @@ export class Database {
     this.#state = 'closing';
     const deadline = Date.now() + (options.timeoutMillis ?? 10_000);
     this.log.info('database shutdown started');
-    this.#shutdown = this.#primary.close(deadline).then(
+    this.#router.close();
+    this.#shutdown = Promise.all(this.#router.nodes.map((node) => node.pool.close(deadline))).then(
       () => {
         this.#state = 'closed';
         this.log.info('database shutdown complete');

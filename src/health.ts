@@ -1,7 +1,6 @@
-import type { ResolvedConfig } from './config.js';
 import { destroySocket } from './client-internals.js';
-import { summarize, type NodePool } from './pool.js';
-import { createClientClass } from './ssl.js';
+import { summarize } from './pool.js';
+import type { Router } from './router.js';
 import type { PoolStats } from './stats.js';
 
 /** Whether the health connection is encrypted, and with which TLS version (from pg_stat_ssl). */
@@ -12,7 +11,7 @@ export interface TlsReport {
 
 /** What `healthCheck()` resolves with. */
 export interface HealthReport {
-  /** healthy; degraded (the primary answers but a replica is down or an acquire timed out in the last 60 s); unhealthy. */
+  /** healthy; degraded (the primary answers but a replica is down, the primary is in recovery, or an acquire timed out in the last 60 s); unhealthy (the primary did not answer, or shutdown). */
   readonly status: 'healthy' | 'degraded' | 'unhealthy';
   /** `version()` of the server, or null when it did not answer. */
   readonly databaseVersion: string | null;
@@ -26,7 +25,18 @@ export interface HealthReport {
   readonly poolStats: PoolStats;
   /** Why the status is not healthy (never a secret). */
   readonly error?: string;
-  readonly replicas?: readonly unknown[];
+  /** One entry per configured replica (absent without replicas). */
+  readonly replicas?: readonly ReplicaHealth[];
+}
+
+/** A replica as the health report shows it. */
+export interface ReplicaHealth {
+  readonly name: string;
+  readonly status: 'up' | 'banned' | 'lagging' | 'closed';
+  readonly lagMillis: number | null;
+  readonly isInRecovery: boolean | null;
+  /** Why it is banned (the last probe or connection error), if it is. */
+  readonly error?: string;
 }
 
 /** An acquire timeout this recent makes the report `degraded`. */
@@ -50,17 +60,20 @@ interface HealthRow {
  * healthy server look dead, and the report shows what a new connection gets, TLS included), within
  * `timeoutMillis` whatever the server does. Never rejects.
  */
-export async function checkHealth(input: { config: ResolvedConfig; isOpen: boolean; stats: () => PoolStats; primary: NodePool; timeoutMillis: number }): Promise<HealthReport> {
+export async function checkHealth(input: { isOpen: boolean; stats: () => PoolStats; router: Router; timeoutMillis: number }): Promise<HealthReport> {
   const startedAt = performance.now();
+  const { router } = input;
+  const replicas = router.replicas.map((node): ReplicaHealth => {
+    const status = node.pool.state === 'open' ? router.status(node) : 'closed';
+    return Object.freeze({ name: node.pool.name, status, lagMillis: node.lagMillis, isInRecovery: node.isInRecovery, ...(status !== 'up' && node.lastError ? { error: node.lastError } : {}) });
+  });
   const report = (fields: Partial<HealthReport> & Pick<HealthReport, 'status'>): HealthReport => Object.freeze({
     databaseVersion: null, isReplica: null, databaseTime: null, tls: null, ...fields,
     latencyMillis: Math.round((performance.now() - startedAt) * 1000) / 1000, poolStats: input.stats(),
+    ...(replicas.length > 0 ? { replicas: Object.freeze(replicas) } : {}),
   });
   if (!input.isOpen) return report({ status: 'unhealthy', error: 'The database pool is closed (shutdown() was called).' });
-  const { config } = input;
-  const Client = createClientClass(config.ssl);
-  const client = new Client({ host: config.host, port: config.port, user: config.user, password: config.password, database: config.database, application_name: `${config.applicationName} health`, connectionTimeoutMillis: input.timeoutMillis });
-  client.on('error', () => undefined);
+  const client = router.primary.pool.createClient('health', input.timeoutMillis);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => {
     timer = setTimeout(() => resolve('timeout'), input.timeoutMillis);
@@ -74,14 +87,20 @@ export async function checkHealth(input: { config: ResolvedConfig; isOpen: boole
     const outcome = await Promise.race([attempt, timeout]);
     if (outcome === 'timeout') return report({ status: 'unhealthy', error: `The server did not answer within ${input.timeoutMillis} ms` });
     if ('error' in outcome) return report({ status: 'unhealthy', error: summarize(outcome.error).message });
-    const recentTimeout = Date.now() - input.primary.lastAcquireTimeoutAt < DEGRADED_WINDOW_MILLIS;
+    const recentTimeout = router.nodes.some((node) => Date.now() - node.pool.lastAcquireTimeoutAt < DEGRADED_WINDOW_MILLIS);
+    const downReplicas = replicas.filter((replica) => replica.status !== 'up');
+    const problems = [
+      ...(outcome.is_replica ? ['the configured primary is in recovery (a standby): writes are refused'] : []),
+      ...(recentTimeout ? ['an acquire timed out in the last 60 seconds (pool exhausted)'] : []),
+      ...downReplicas.map((replica) => `replica ${replica.name} is ${replica.status}`),
+    ];
     return report({
-      status: recentTimeout ? 'degraded' : 'healthy',
+      status: problems.length > 0 ? 'degraded' : 'healthy',
       databaseVersion: outcome.version,
       isReplica: outcome.is_replica,
       databaseTime: outcome.database_time,
       tls: { encrypted: outcome.ssl === true, protocol: outcome.tls_version },
-      ...(recentTimeout ? { error: 'An acquire timed out in the last 60 seconds (pool exhausted)' } : {}),
+      ...(problems.length > 0 ? { error: problems.join('; ') } : {}),
     });
   } finally {
     clearTimeout(timer);

@@ -71,6 +71,7 @@ export class NodePool {
   readonly counters: NodeCounters = newNodeCounters();
   readonly circuit: CircuitBreaker;
   #pool: pg.Pool;
+  #Client: typeof pg.Client;
   #config: ResolvedConfig;
   #log: Logger;
   #acquireTime: DurationRecorder;
@@ -96,9 +97,9 @@ export class NodePool {
     this.#acquireTime = acquireTime;
     this.#permits = target.max;
     this.circuit = new CircuitBreaker(config.circuitBreakerThreshold, config.circuitBreakerResetMillis);
-    const Client = createClientClass(config.ssl, { onPlaintextFallback: () => this.#warnFallback() });
+    this.#Client = createClientClass(config.ssl, { onPlaintextFallback: () => this.#warnFallback() });
     this.#pool = new pg.Pool({
-      Client,
+      Client: this.#Client,
       host: target.host,
       port: target.port,
       user: target.user,
@@ -141,6 +142,17 @@ export class NodePool {
     });
   }
 
+  /**
+   * A standalone client to this node with the pool's TLS and login settings, outside the pool (for
+   * health checks and the replica monitor). Its error events are swallowed; the caller ends it.
+   */
+  createClient(applicationSuffix: string, connectionTimeoutMillis: number): pg.Client {
+    const t = this.target;
+    const client = new this.#Client({ host: t.host, port: t.port, user: t.user, password: t.password, database: t.database, application_name: `${this.#config.applicationName} ${applicationSuffix}`, connectionTimeoutMillis });
+    client.on('error', () => undefined);
+    return client;
+  }
+
   #warnFallback(): void {
     if (this.#hasWarnedFallback) return;
     this.#hasWarnedFallback = true;
@@ -154,13 +166,14 @@ export class NodePool {
   }
 
   /** Gauges and counters for `getStats().nodes`. */
-  stats(extra: { status?: NodeStats['status']; lagMillis?: number | null } = {}): NodeStats {
+  stats(extra: { status?: NodeStats['status']; lagMillis?: number | null; isInRecovery?: boolean | null } = {}): NodeStats {
     const snap = this.snapshot();
     return {
       name: this.name,
       role: this.role,
       status: this.#state === 'open' ? (extra.status ?? 'up') : 'closed',
       lagMillis: extra.lagMillis ?? null,
+      isInRecovery: extra.isInRecovery ?? null,
       circuit: this.circuit.state(),
       poolSize: snap.total,
       availableConnections: snap.idle,

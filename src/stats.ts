@@ -97,6 +97,8 @@ export interface NodeStats extends Readonly<NodeCounters> {
   readonly status: 'up' | 'banned' | 'lagging' | 'closed';
   /** Replay lag of a replica in ms, `null` for the primary or when unknown. */
   readonly lagMillis: number | null;
+  /** `pg_is_in_recovery()` from the background probe (replicas configured), null when unknown. */
+  readonly isInRecovery: boolean | null;
   readonly circuit: 'closed' | 'open' | 'half-open';
   readonly poolSize: number;
   readonly availableConnections: number;
