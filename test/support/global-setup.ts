@@ -1,0 +1,32 @@
+/**
+ * Vitest globalSetup: gives every test worker a database URL (`inject('databaseUrl')`).
+ *
+ * Uses `TEST_DATABASE_URL` when set; otherwise starts one shared PostgreSQL 18 primary for the
+ * whole run and destroys it at teardown.
+ */
+import type { TestProject } from 'vitest/node';
+import { reapOrphanedServers, startPostgres, type PostgresServer } from './postgres-server.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** postgres:// URL of the shared test database. */
+    databaseUrl: string;
+  }
+}
+
+/** Starts (or adopts) the shared test database; returns the teardown. */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const external = process.env.TEST_DATABASE_URL;
+  if (external) {
+    project.provide('databaseUrl', external);
+    return async () => undefined;
+  }
+  const reaped = await reapOrphanedServers();
+  if (reaped > 0) console.warn(`global-setup: removed ${reaped} PostgreSQL server(s) left by dead test processes`);
+  let server: PostgresServer | undefined = await startPostgres();
+  project.provide('databaseUrl', server.url);
+  return async () => {
+    await server?.destroy();
+    server = undefined;
+  };
+}
