@@ -1,0 +1,290 @@
+import type ts from 'typescript';
+import type { SourceAnalysis } from './migrate-analysis.js';
+
+/**
+ * What an expression can put into SQL text: a constant known here (`const TABLE = 'users'`), a value
+ * that cannot carry a quote (a number, `$${params.length}`, `escapeIdentifier(name)`, `x ? 'ASC' : 'DESC'`),
+ * or anything else — a caller's value, which must be bound as a parameter.
+ */
+export type SqlValue = { kind: 'constant'; text: string } | { kind: 'safe' } | { kind: 'unsafe' };
+
+/** One piece of SQL text as written: literal text, or an expression spliced into it. */
+export type SqlPart = { text: string } | { node: ts.Expression; isSafe: boolean };
+
+const SQL_START = /^(?:select|insert|update|delete|with|merge|values|create|alter|drop|truncate|grant|revoke|copy|call|explain|set|show|listen|notify|lock|declare|vacuum|analyze|refresh|comment)\b/i;
+const TRANSACTION_CONTROL = /^(?:begin|start\s+transaction|commit|end|rollback|abort|savepoint|release)\b/i;
+const NUMERIC_CALLS = new Set(['Number', 'parseInt', 'parseFloat', 'BigInt']);
+const ESCAPE_CALLS = new Set(['escapeIdentifier', 'escapeLiteral']);
+const INDEX_CALLBACKS = new Set(['map', 'flatMap', 'forEach', 'filter', 'some', 'every', 'find', 'findIndex']);
+const ARRAY_READS = new Set(['join', 'length', 'map', 'filter', 'forEach', 'slice', 'some', 'every', 'includes', 'indexOf']);
+const ARRAY_KEEPS_ELEMENTS = new Set(['filter', 'slice', 'reverse', 'sort', 'toSorted', 'toReversed']);
+/** Imported UPPER_SNAKE_CASE names are taken for constants: nobody names a request value that way. */
+const CONSTANT_NAME = /^[A-Z][A-Z0-9_]*$/;
+
+/** Statements that take bind parameters; the others (SET, NOTIFY, DDL, ...) are utility statements. */
+const PLANNABLE = new Set(['select', 'insert', 'update', 'delete', 'with', 'merge', 'values', 'call']);
+
+/**
+ * The statement keyword SQL text starts with (after whitespace, comments and parentheses), lower
+ * case, or undefined when the text does not look like SQL.
+ */
+export function statementKeyword(text: string): string | undefined {
+  const start = text.replace(/^(?:\s+|\(|--[^\n]*\n?|\/\*[\s\S]*?\*\/)*/, '');
+  return SQL_START.exec(start)?.[0].toLowerCase();
+}
+
+/** Whether a statement keyword starts a utility statement, which PostgreSQL runs without parameters. */
+export function isUtilityStatement(keyword: string): boolean {
+  return !PLANNABLE.has(keyword);
+}
+
+/** Whether constant SQL text is a transaction-control statement (BEGIN, COMMIT, ROLLBACK, ...). */
+export function isTransactionControl(text: string): boolean {
+  return TRANSACTION_CONTROL.test(text.trim());
+}
+
+/** Decides, by following the bindings in one file, what each spliced expression can contribute to SQL. */
+export class SqlEvaluator {
+  readonly #analysis: SourceAnalysis;
+  readonly #ts: typeof ts;
+  readonly #visiting = new Set<ts.Node>();
+
+  constructor(analysis: SourceAnalysis) {
+    this.#analysis = analysis;
+    this.#ts = analysis.ts;
+  }
+
+  /** Whether an expression is SQL text built from pieces: a template with substitutions or a `+` chain. */
+  isBuilt(node: ts.Node): boolean {
+    const t = this.#ts;
+    const target = this.#analysis.unwrap(node);
+    return t.isTemplateExpression(target) ||
+      (t.isBinaryExpression(target) && target.operatorToken.kind === t.SyntaxKind.PlusToken);
+  }
+
+  /** The pieces of a template or `+` chain, constants folded into text. */
+  parts(node: ts.Node): SqlPart[] {
+    const t = this.#ts;
+    const target = this.#analysis.unwrap(node);
+    const parts: SqlPart[] = [];
+    if (t.isTemplateExpression(target)) {
+      parts.push({ text: target.head.text });
+      for (const span of target.templateSpans) parts.push(this.#part(span.expression), { text: span.literal.text });
+    } else if (t.isBinaryExpression(target) && target.operatorToken.kind === t.SyntaxKind.PlusToken) {
+      parts.push(...this.parts(target.left), ...this.parts(target.right));
+    } else {
+      parts.push(this.#part(target as ts.Expression));
+    }
+    return mergeText(parts);
+  }
+
+  /** What one expression contributes to SQL text. */
+  evaluate(node: ts.Node): SqlValue {
+    const t = this.#ts;
+    const target = this.#analysis.unwrap(node);
+    if (t.isStringLiteralLike(target) || t.isNumericLiteral(target)) return { kind: 'constant', text: target.text };
+    if (this.isBuilt(target)) return combine(this.parts(target));
+    if (t.isBinaryExpression(target)) return this.#binary(target);
+    if (t.isPrefixUnaryExpression(target)) return { kind: 'safe' }; // -x, +x, ~x, !x: numbers or booleans
+    if (t.isConditionalExpression(target)) {
+      return this.#isSafe(target.whenTrue) && this.#isSafe(target.whenFalse) ? { kind: 'safe' } : { kind: 'unsafe' };
+    }
+    if (t.isIdentifier(target)) return this.#guarded(target, () => this.#identifier(target));
+    if (t.isPropertyAccessExpression(target)) return this.#guarded(target, () => this.#property(target));
+    if (t.isCallExpression(target)) return this.#guarded(target, () => this.#call(target));
+    return { kind: 'unsafe' };
+  }
+
+  #part(node: ts.Expression): SqlPart {
+    const value = this.evaluate(node);
+    return value.kind === 'constant' ? { text: value.text } : { node, isSafe: value.kind === 'safe' };
+  }
+
+  #isSafe(node: ts.Node): boolean {
+    return this.evaluate(node).kind !== 'unsafe';
+  }
+
+  /** Stops on self-reference (`const a = b; const b = a`) instead of recursing forever. */
+  #guarded(node: ts.Node, evaluate: () => SqlValue): SqlValue {
+    if (this.#visiting.has(node)) return { kind: 'unsafe' };
+    this.#visiting.add(node);
+    try {
+      return evaluate();
+    } finally {
+      this.#visiting.delete(node);
+    }
+  }
+
+  #binary(node: ts.BinaryExpression): SqlValue {
+    const t = this.#ts;
+    switch (node.operatorToken.kind) {
+      case t.SyntaxKind.MinusToken: case t.SyntaxKind.AsteriskToken: case t.SyntaxKind.SlashToken:
+      case t.SyntaxKind.PercentToken: case t.SyntaxKind.AsteriskAsteriskToken:
+        return { kind: 'safe' }; // always a number (or NaN), whatever the operands hold
+      case t.SyntaxKind.AmpersandAmpersandToken:
+        // `cond && 'x = $1'` yields 'x = $1' or a falsy value ('' at worst): only the right side matters.
+        return this.#isSafe(node.right) ? { kind: 'safe' } : { kind: 'unsafe' };
+      case t.SyntaxKind.BarBarToken: case t.SyntaxKind.QuestionQuestionToken:
+        return this.#isSafe(node.left) && this.#isSafe(node.right) ? { kind: 'safe' } : { kind: 'unsafe' };
+      default:
+        return { kind: 'unsafe' };
+    }
+  }
+
+  #identifier(node: ts.Identifier): SqlValue {
+    const t = this.#ts;
+    const declaration = this.#analysis.symbolOf(node)?.declarations?.[0];
+    if (declaration === undefined) return node.text === 'undefined' ? { kind: 'constant', text: '' } : { kind: 'unsafe' };
+    if (t.isVariableDeclaration(declaration) && declaration.initializer !== undefined) {
+      if (t.getCombinedNodeFlags(declaration) & t.NodeFlags.Const) return this.evaluate(declaration.initializer);
+      // `for (let i = 0; ...)`: a loop counter is a number.
+      const isCounter = t.isForStatement(declaration.parent.parent) && t.isNumericLiteral(declaration.initializer);
+      return isCounter ? { kind: 'safe' } : { kind: 'unsafe' };
+    }
+    if (t.isParameter(declaration) && this.#isIndexParameter(declaration)) return { kind: 'safe' };
+    if (t.isImportSpecifier(declaration) || t.isImportClause(declaration)) {
+      return CONSTANT_NAME.test(node.text) ? { kind: 'safe' } : { kind: 'unsafe' };
+    }
+    return { kind: 'unsafe' };
+  }
+
+  /** The index parameter of `xs.map((x, i) => ...)` or `Array.from(source, (x, i) => ...)`. */
+  #isIndexParameter(parameter: ts.ParameterDeclaration): boolean {
+    const t = this.#ts;
+    const callback = parameter.parent;
+    if (!(t.isArrowFunction(callback) || t.isFunctionExpression(callback)) || callback.parameters[1] !== parameter) return false;
+    const call = callback.parent;
+    if (!t.isCallExpression(call)) return false;
+    const method = this.#analysis.methodCall(call);
+    if (method === undefined) return false;
+    if (method.name === 'from' && t.isIdentifier(method.receiver) && method.receiver.text === 'Array') {
+      return call.arguments[1] === callback;
+    }
+    return INDEX_CALLBACKS.has(method.name) && call.arguments[0] === callback;
+  }
+
+  #property(node: ts.PropertyAccessExpression): SqlValue {
+    const t = this.#ts;
+    if (node.name.text === 'length') return { kind: 'safe' };
+    const declaration = this.#analysis.symbolOf(node.expression)?.declarations?.[0];
+    if (declaration === undefined) return { kind: 'unsafe' };
+    if (t.isEnumDeclaration(declaration)) return { kind: 'safe' };
+    if (t.isImportSpecifier(declaration) || t.isImportClause(declaration) || t.isNamespaceImport(declaration)) {
+      return CONSTANT_NAME.test(declaration.name?.getText() ?? '') || CONSTANT_NAME.test(node.name.text)
+        ? { kind: 'safe' } : { kind: 'unsafe' };
+    }
+    const initializer = t.isVariableDeclaration(declaration) && (t.getCombinedNodeFlags(declaration) & t.NodeFlags.Const)
+      ? declaration.initializer && this.#analysis.unwrap(declaration.initializer) : undefined;
+    if (initializer === undefined || !t.isObjectLiteralExpression(initializer)) return { kind: 'unsafe' };
+    const property = initializer.properties.find((candidate) =>
+      t.isPropertyAssignment(candidate) && candidate.name.getText() === node.name.text);
+    return property !== undefined && t.isPropertyAssignment(property) ? this.evaluate(property.initializer) : { kind: 'unsafe' };
+  }
+
+  #call(node: ts.CallExpression): SqlValue {
+    const t = this.#ts;
+    const callee = this.#analysis.unwrap(node.expression);
+    if (t.isIdentifier(callee)) {
+      return NUMERIC_CALLS.has(callee.text) || ESCAPE_CALLS.has(callee.text) ? { kind: 'safe' } : { kind: 'unsafe' };
+    }
+    const method = this.#analysis.methodCall(node);
+    if (method === undefined) return { kind: 'unsafe' };
+    if (ESCAPE_CALLS.has(method.name) || method.name === 'toFixed') return { kind: 'safe' };
+    if (t.isIdentifier(method.receiver) && method.receiver.text === 'Math') return { kind: 'safe' };
+    if (method.name !== 'join') return { kind: 'unsafe' };
+    const separator = node.arguments[0];
+    const isSeparatorConstant = separator === undefined || this.evaluate(separator).kind === 'constant';
+    return isSeparatorConstant && this.#isSafeArray(method.receiver) ? { kind: 'safe' } : { kind: 'unsafe' };
+  }
+
+  /** Whether every element of an array expression is safe SQL text (for `.join(', ')`). */
+  #isSafeArray(node: ts.Node): boolean {
+    const t = this.#ts;
+    const target = this.#analysis.unwrap(node);
+    if (t.isArrayLiteralExpression(target)) {
+      return target.elements.every((element) =>
+        t.isSpreadElement(element) ? this.#isSafeArray(element.expression) : this.#isSafe(element));
+    }
+    if (t.isCallExpression(target)) return this.#isSafeArrayCall(target);
+    if (!t.isIdentifier(target) || this.#visiting.has(target)) return false;
+    this.#visiting.add(target);
+    try {
+      return this.#isSafeArrayBinding(target);
+    } finally {
+      this.#visiting.delete(target);
+    }
+  }
+
+  #isSafeArrayCall(call: ts.CallExpression): boolean {
+    const t = this.#ts;
+    const method = this.#analysis.methodCall(call);
+    if (method === undefined) return false;
+    const isArrayFrom = method.name === 'from' && t.isIdentifier(method.receiver) && method.receiver.text === 'Array';
+    if (isArrayFrom || method.name === 'map' || method.name === 'flatMap') {
+      const callback = call.arguments[isArrayFrom ? 1 : 0];
+      const result = callback === undefined ? undefined : this.#returned(callback);
+      return result !== undefined && this.#isSafe(result);
+    }
+    if (ARRAY_KEEPS_ELEMENTS.has(method.name)) return this.#isSafeArray(method.receiver);
+    if (method.name === 'concat') {
+      return this.#isSafeArray(method.receiver) && call.arguments.every((argument) => this.#isSafeArray(argument));
+    }
+    return false;
+  }
+
+  /**
+   * A `const` array that starts safe and is only ever read or pushed safe text here: the
+   * `clauses.push('status = $' + params.length)` ... `clauses.join(' AND ')` idiom.
+   */
+  #isSafeArrayBinding(node: ts.Identifier): boolean {
+    const t = this.#ts;
+    const symbol = this.#analysis.symbolOf(node);
+    const declaration = symbol?.declarations?.[0];
+    if (symbol === undefined || declaration === undefined || !t.isVariableDeclaration(declaration) ||
+      !(t.getCombinedNodeFlags(declaration) & t.NodeFlags.Const) || declaration.initializer === undefined ||
+      !this.#isSafeArray(declaration.initializer)) {
+      return false;
+    }
+    return this.#analysis.references(symbol).every((reference) => {
+      if (reference === declaration.name) return true;
+      const access = reference.parent;
+      if (!t.isPropertyAccessExpression(access) || access.expression !== reference) return false;
+      if (ARRAY_READS.has(access.name.text)) return true;
+      const call = access.parent;
+      return (access.name.text === 'push' || access.name.text === 'unshift') && t.isCallExpression(call) &&
+        call.expression === access && call.arguments.every((argument) => this.#isSafe(argument));
+    });
+  }
+
+  /** The value a callback returns: its expression body, or the one `return` of a block body. */
+  #returned(node: ts.Node): ts.Expression | undefined {
+    const t = this.#ts;
+    if (!t.isArrowFunction(node) && !t.isFunctionExpression(node)) return undefined;
+    if (!t.isBlock(node.body)) return node.body;
+    const [only] = node.body.statements;
+    return node.body.statements.length === 1 && only !== undefined && t.isReturnStatement(only) ? only.expression : undefined;
+  }
+}
+
+/** Literal text before the first spliced expression. */
+export function leadingText(parts: readonly SqlPart[]): string {
+  const [first] = parts;
+  return first !== undefined && 'text' in first ? first.text : '';
+}
+
+function combine(parts: readonly SqlPart[]): SqlValue {
+  if (parts.every((part) => 'text' in part)) {
+    return { kind: 'constant', text: parts.map((part) => ('text' in part ? part.text : '')).join('') };
+  }
+  return parts.every((part) => 'text' in part || part.isSafe) ? { kind: 'safe' } : { kind: 'unsafe' };
+}
+
+function mergeText(parts: readonly SqlPart[]): SqlPart[] {
+  const merged: SqlPart[] = [];
+  for (const part of parts) {
+    const last = merged.at(-1);
+    if ('text' in part && last !== undefined && 'text' in last) merged[merged.length - 1] = { text: last.text + part.text };
+    else if (!('text' in part) || part.text !== '') merged.push(part);
+  }
+  return merged;
+}
