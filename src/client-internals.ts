@@ -37,6 +37,32 @@ export function destroySocket(client: pg.Client): void {
   }
 }
 
+/**
+ * Sends the queries `submit` starts back to back without waiting for each answer (one round trip), and
+ * resolves with the same promises once every one has settled (so none can reject unhandled).
+ *
+ * This uses pg's pipeline mode (pg 8.23, `Client.pipeline`) for just these queries: the pool's
+ * clients are made without it, so a withDb caller's cursors and query streams keep working. pg
+ * reads the flag each time it pulses its queue, and only the pipelined path promotes a sent query to
+ * the active one, so the flag stays on until every pipelined query is answered. Callers hold the
+ * client exclusively, and its queue is empty when this is called.
+ */
+export async function sendPipelined<T extends readonly Promise<unknown>[]>(client: pg.Client, submit: () => T): Promise<T> {
+  const internals = client as unknown as { pipeline: boolean };
+  const wasPipelined = internals.pipeline;
+  internals.pipeline = true;
+  let promises: T;
+  try {
+    promises = submit();
+  } catch (error) {
+    internals.pipeline = wasPipelined;
+    throw error;
+  }
+  await Promise.allSettled(promises);
+  internals.pipeline = wasPipelined;
+  return promises;
+}
+
 /** False once pg considers the client unusable (ended, errored); pg-pool reads the same fields. */
 export function isQueryable(client: pg.Client): boolean {
   const internals = client as unknown as ClientInternals;

@@ -53,6 +53,8 @@ export interface DatabaseOptions {
   replicaCheckIntervalMillis?: number;
   replicaWaitMillis?: number;
   pgbouncer?: boolean;
+  /** Behind PgBouncer, let `name` in a query config through (PgBouncer 1.21+ with `max_prepared_statements`). */
+  pgbouncerPreparedStatements?: boolean;
   circuitBreakerThreshold?: number;
   circuitBreakerResetMillis?: number;
   logLevel?: LogLevel;
@@ -92,6 +94,7 @@ export interface ResolvedConfig extends ConnectionTarget {
   readonly replicaCheckIntervalMillis: number;
   readonly replicaWaitMillis: number;
   readonly pgbouncer: boolean;
+  readonly pgbouncerPreparedStatements: boolean;
   readonly circuitBreakerThreshold: number;
   readonly circuitBreakerResetMillis: number;
   readonly logLevel: LogLevel;
@@ -104,6 +107,8 @@ type RawValue = { value: unknown; name: string; fromText: boolean };
 
 const URL_PARAMS: Record<string, string> = { sslmode: 'sslMode', sslrootcert: 'sslRootCert', sslcert: 'sslCert', sslkey: 'sslKey', application_name: 'applicationName' };
 const PASSWORD_TEXT = '<redacted>';
+/** Query parameters pg-connection-string itself reads into host, port, user and password (as libpq does). */
+const URL_FIELD_PARAMS = new Set(['host', 'port', 'user', 'password']);
 
 /** Makes `password` non-enumerable and renders it as `<redacted>` in JSON and util.inspect. */
 function hidePassword<T extends { password?: string | undefined }>(target: T): T {
@@ -147,7 +152,7 @@ function parseUrl(text: string, name: string, problems: string[], warnings: stri
       // pg reads ssl=true as "verify everything"; keep that strength rather than weaken it silently.
       fields.sslMode = 'verify-full';
       warnings.push(`${name}: ssl=${value} is not a libpq parameter; it was read as sslmode=verify-full (use sslmode).`);
-    } else if (param !== 'host') warnings.push(`${name}: the parameter ${JSON.stringify(param.slice(0, 40))} is not supported and was ignored.`);
+    } else if (!URL_FIELD_PARAMS.has(param)) warnings.push(`${name}: the parameter ${JSON.stringify(param.slice(0, 40))} is not supported and was ignored.`);
   }
   return fields;
 }
@@ -275,6 +280,9 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
   if (min !== undefined && max !== undefined && min > max) problems.push(`The pool minimum (${min}, DB_POOL_MIN / option min) is larger than the maximum (${max}, DB_POOL_MAX / option max).`);
   if ((resolved.validationTimeoutMillis as number) >= (resolved.connectionTimeoutMillis as number)) {
     warnings.push('The validation timeout is not shorter than the connection timeout (DB_TIMEOUT): a hung validation can use up a whole acquire deadline.');
+  }
+  if (resolved.pgbouncerPreparedStatements === true && resolved.pgbouncer !== true) {
+    warnings.push('DB_PGBOUNCER_PREPARED_STATEMENTS (option pgbouncerPreparedStatements) has no effect unless DB_PGBOUNCER (option pgbouncer) is true: without PgBouncer, named prepared statements are always allowed.');
   }
   const ssl = resolveSsl(sslInputs, problems);
   const replicaRaw = resolved.replicasRaw as RawValue | undefined;

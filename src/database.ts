@@ -9,7 +9,8 @@ import { parseLsn, Router, type ReadTarget, type RoutedNode } from './router.js'
 import { sendQuery, type QueryClient, type QueryContext } from './query-client.js';
 import { waitUntilReady } from './ready.js';
 import { buildStats, DurationRecorder, type DatabaseCounters, type PoolStats } from './stats.js';
-import { BeginConnectionError, parseIsolationLevel, runTransaction, type IsolationLevel, type TransactionSpec } from './transaction.js';
+import { transactionSettings } from './session.js';
+import { BeginConnectionError, parseIsolationLevel, runStatement, runTransaction, type IsolationLevel, type TransactionSpec } from './transaction.js';
 
 /** Per-call options shared by withDb, executeQuery and executeTransaction. */
 export interface CallOptions {
@@ -82,10 +83,13 @@ export class Database {
   #queryTime = new DurationRecorder();
   #state: 'open' | 'closing' | 'closed' = 'open';
   #shutdown: Promise<void> | undefined;
+  /** SET LOCAL timeouts sent with every BEGIN behind PgBouncer; empty otherwise. */
+  readonly #preamble: readonly string[];
 
   constructor(options: DatabaseOptions = {}) {
     this.config = loadConfig(process.env, options);
     this.log = createLogger(this.config.logLevel, options.logger);
+    this.#preamble = transactionSettings(this.config);
     for (const warning of this.config.warnings) this.log.warn(warning);
     this.#primary = new NodePool(this.config, 'primary', this.config, this.log, this.#acquireTime);
     const replicas = this.config.replicas.map((target) => new NodePool(target, 'replica', this.config, this.log, this.#acquireTime));
@@ -134,22 +138,25 @@ export class Database {
   /**
    * Runs one statement and returns its rows. Read-only by default (enforced by the server, without an
    * extra round trip). A read-only statement whose connection proves dead before answering is retried
-   * once on another connection within the same deadline.
+   * once on another connection within the same deadline. Behind PgBouncer (`pgbouncer`) the statement
+   * runs in a transaction of its own, in two round trips, so statements that cannot run in a
+   * transaction block (VACUUM) fail with SQLSTATE 25001 (docs/operations.md).
    */
   async executeQuery<R extends pg.QueryResultRow = Record<string, unknown>>(text: string, params?: readonly unknown[], options: ExecuteQueryOptions = {}): Promise<R[]> {
     if (typeof text !== 'string' || text.trim() === '') return this.#reject(new TypeError('executeQuery needs SQL text as its first argument'));
     if (params !== undefined && !Array.isArray(params)) return this.#reject(new TypeError('executeQuery params must be an array (bound as $1, $2, ...)'));
     const isReadOnly = options.readOnly ?? true;
-    const scope = this.#scope(options);
+    let scope: CallScope | undefined;
     try {
+      scope = this.#scope(options);
       for (let attempt = 1; ; attempt++) {
         const lease = await this.#acquire(scope, isReadOnly, options);
         try {
-          await this.#setSessionReadOnly(lease, isReadOnly);
-          const result = await sendQuery<R>(lease, scope.context, text, params);
-          return result.rows;
+          return (await this.#runOne<R>(lease, scope.context, isReadOnly, text, params)).rows;
         } catch (error) {
-          if (attempt === 1 && isReadOnly && lease.isBroken && error instanceof DatabaseConnectionError && !scope.context.cancelled) {
+          // A read may be re-sent on a dead connection; a write only when BEGIN showed that nothing ran.
+          const isRetryable = isReadOnly ? lease.isBroken && error instanceof DatabaseConnectionError : error instanceof BeginConnectionError;
+          if (attempt === 1 && isRetryable && !scope.context.cancelled) {
             this.#router.ban(this.#routed(lease), error);
             continue;
           }
@@ -163,7 +170,7 @@ export class Database {
       this.#counters.errors++;
       throw error;
     } finally {
-      scope.dispose();
+      scope?.dispose();
     }
   }
 
@@ -182,7 +189,7 @@ export class Database {
   async #transaction<T>(options: WithDbOptions, fn: (client: QueryClient) => Promise<T>): Promise<T> {
     let scope: CallScope | undefined;
     try {
-      const spec: TransactionSpec = { isReadOnly: options.readOnly ?? false, isolationLevel: parseIsolationLevel(options.isolationLevel), retries: checkRetries(options.retries) };
+      const spec: TransactionSpec = { isReadOnly: options.readOnly ?? false, isolationLevel: parseIsolationLevel(options.isolationLevel), retries: checkRetries(options.retries), preamble: this.#preamble };
       scope = this.#scope(options);
       for (let attempt = 1; ; attempt++) {
         const lease = await this.#acquire(scope, spec.isReadOnly, options);
@@ -273,6 +280,20 @@ export class Database {
     return this.#router.nodes.find((node) => node.pool === lease.node)!;
   }
 
+  /**
+   * One statement of executeQuery. Behind PgBouncer the session is not ours between transactions (no
+   * SET SESSION, no session timeouts), so the statement gets a transaction of its own that carries its
+   * read-only mode and the timeouts; elsewhere it runs on the session's read-only default.
+   */
+  async #runOne<R extends pg.QueryResultRow>(lease: Lease, context: QueryContext, isReadOnly: boolean, text: string, params?: readonly unknown[]): Promise<pg.QueryResult<R>> {
+    if (this.config.pgbouncer) return runStatement<R>(lease, context, { isReadOnly, retries: 0, preamble: this.#preamble }, text, params);
+    // A SET cut short by the caller's timeout or signal reports the cancellation, not a lost connection.
+    await this.#setSessionReadOnly(lease, isReadOnly).catch((error: unknown) => {
+      throw context.cancelled ?? error;
+    });
+    return sendQuery<R>(lease, context, text, params);
+  }
+
   /** Switches the session's default read-only mode when this statement needs the other one. */
   async #setSessionReadOnly(lease: Lease, isReadOnly: boolean): Promise<void> {
     if (lease.isSessionReadOnly === isReadOnly) return;
@@ -291,17 +312,26 @@ export class Database {
     const timeoutMillis = options.timeoutMillis;
     if (timeoutMillis !== undefined && (!Number.isFinite(timeoutMillis) || timeoutMillis <= 0)) throw new TypeError('timeoutMillis must be a positive number of milliseconds');
     const deadline = now + Math.min(this.config.connectionTimeoutMillis, timeoutMillis ?? Infinity);
-    const context: QueryContext = { queryTime: this.#queryTime, counters: this.#counters };
+    const context: QueryContext = { queryTime: this.#queryTime, counters: this.#counters, shouldRefuseNamedStatements: this.config.pgbouncer && !this.config.pgbouncerPreparedStatements };
     if (!options.signal && timeoutMillis === undefined) return { context, deadline, signal: undefined, dispose: () => undefined };
     const controller = new AbortController();
     const scope: CallScope = { context, deadline, signal: controller.signal, dispose: () => undefined };
+    let graceTimer: NodeJS.Timeout | undefined;
     const abort = (reason: unknown, message: string) => {
       if (context.cancelled) return;
       context.cancelled = new DatabaseQueryError(message, reason, 'QUERY_CANCELLED');
       this.#counters.queriesCancelled++;
       controller.abort(reason);
       const lease = scope.lease;
-      if (lease && lease.inFlight > 0) void lease.node.cancel(lease);
+      if (!lease) return;
+      if (lease.inFlight > 0) void lease.node.cancel(lease);
+      // The cancel request may never reach the server (a black-holed link), and BEGIN/SET/COMMIT are
+      // not cancelled at all: a call still holding its connection after the grace has the connection
+      // destroyed, so the caller's wait ends (pgx's CancelRequestContextWatcherHandler does the same).
+      graceTimer = setTimeout(() => {
+        if (scope.lease === lease) lease.node.abandon(lease);
+      }, this.config.validationTimeoutMillis);
+      graceTimer.unref();
     };
     const onAbort = () => abort(options.signal!.reason, 'The operation was cancelled by its AbortSignal');
     if (options.signal?.aborted) onAbort();
@@ -310,6 +340,7 @@ export class Database {
     timer?.unref();
     scope.dispose = () => {
       clearTimeout(timer);
+      clearTimeout(graceTimer);
       options.signal?.removeEventListener('abort', onAbort);
     };
     if (context.cancelled) {
@@ -349,6 +380,10 @@ export class Database {
     const deadline = Date.now() + (options.timeoutMillis ?? 10_000);
     this.log.info('database shutdown started');
     this.#router.close();
+    // The one timer deliberately left ref'd: pooled sockets are unref'd (allowExitOnIdle), so without
+    // it Node can exit while `await shutdown()` is pending (a script's top-level await then ends with
+    // exit code 13). It never holds the process past the deadline plus one second.
+    const keepAlive = setTimeout(() => undefined, Math.max(0, deadline - Date.now()) + 1000);
     this.#shutdown = Promise.all(this.#router.nodes.map((node) => node.pool.close(deadline))).then(
       () => {
         this.#state = 'closed';
@@ -358,7 +393,7 @@ export class Database {
         this.#state = 'closed';
         this.log.error({ error: summarize(error) }, 'database shutdown failed');
       },
-    );
+    ).finally(() => clearTimeout(keepAlive));
     return this.#shutdown;
   }
 }

@@ -101,7 +101,8 @@ export class DatabaseQueryError extends DbError {
   constructor(message: string, cause: unknown, code: 'QUERY_FAILED' | 'QUERY_CANCELLED' = 'QUERY_FAILED') {
     super(code, message, { cause });
     const fields = (cause ?? {}) as PgErrorFields;
-    this.sqlState = fields.code;
+    // Only a real SQLSTATE: an AbortSignal's DOMException cause carries a numeric `code` too.
+    this.sqlState = sqlStateOf(cause);
     this.constraint = fields.constraint;
     this.table = fields.table;
     this.column = fields.column;

@@ -18,6 +18,10 @@ interface ClientMeta {
   /** An error event arrived while checked out: the connection is unusable. */
   isBroken: boolean;
   isSessionReadOnly: boolean;
+  /** The lease holding this connection, while checked out: the error listener marks it broken. */
+  lease: Lease | undefined;
+  /** Leak detection timer of the current lease (only when leakDetectionThresholdMillis > 0). */
+  leakTimer: NodeJS.Timeout | undefined;
 }
 
 /** A checked-out connection. Given back with {@link NodePool.release} exactly once. */
@@ -29,6 +33,8 @@ export interface Lease {
   inFlight: number;
   /** True once the lease saw a connection failure; it is destroyed on release. */
   isBroken: boolean;
+  /** The error event that broke the connection while checked out (e.g. the server's FATAL), for messages. */
+  lostError?: Error;
   /** The session's `default_transaction_read_only`; kept with the connection across leases. */
   isSessionReadOnly: boolean;
 }
@@ -133,12 +139,24 @@ export class NodePool {
     const lifetime = this.#config.maxLifetimeMillis;
     // Up to 10% jitter so connections opened together are not all retired together.
     const retireAt = lifetime === 0 ? Infinity : now + lifetime - Math.random() * lifetime * 0.1;
-    const meta: ClientMeta = { createdAt: now, retireAt, idleSince: now, txStatus: 'I', isBroken: false, isSessionReadOnly: !this.#config.pgbouncer };
+    const meta: ClientMeta = { createdAt: now, retireAt, idleSince: now, txStatus: 'I', isBroken: false, isSessionReadOnly: !this.#config.pgbouncer, lease: undefined, leakTimer: undefined };
     this.#meta.set(client, meta);
     this.#clients.add(client);
     this.counters.totalConnections++;
     watchTransactionStatus(client, (status) => {
       meta.txStatus = status;
+    });
+    // pg-pool listens only while a client is idle in it: checked out (validation, a refill round
+    // holding idle clients, a lease) a server restart or pg_terminate_backend would otherwise be an
+    // unhandled 'error' event that crashes the process. One listener for the client's whole life, not
+    // one per lease: adding and removing a listener (and its closure) on every checkout is hot-path cost.
+    client.on('error', (error: Error) => {
+      meta.isBroken = true;
+      const lease = meta.lease;
+      if (!lease) return;
+      lease.isBroken = true;
+      lease.lostError ??= error;
+      this.#log.warn({ error: summarize(error) }, 'checked-out connection failed');
     });
   }
 
@@ -196,7 +214,9 @@ export class NodePool {
     const startedAt = performance.now();
     if (this.#state !== 'open') throw new PoolClosedError();
     options.signal?.throwIfAborted();
-    await this.#takePermit(options);
+    // Fast path without a promise: a free permit and nobody queued before us.
+    if (this.#permits > 0 && this.#waiters.length === 0) this.#permits--;
+    else await this.#takePermit(options);
     const permit = { isHeld: true };
     let client: pg.PoolClient | undefined;
     try {
@@ -204,9 +224,10 @@ export class NodePool {
     } finally {
       if (!client && permit.isHeld) this.#returnPermit();
     }
-    const lease: Lease = { client, node: this, acquiredAt: Date.now(), inFlight: 0, isBroken: false, isSessionReadOnly: this.#meta.get(client)!.isSessionReadOnly };
+    const meta = this.#meta.get(client)!;
+    const lease: Lease = { client, node: this, acquiredAt: Date.now(), inFlight: 0, isBroken: false, isSessionReadOnly: meta.isSessionReadOnly };
     this.#leases.add(lease);
-    this.#watchLease(lease, options.stack);
+    this.#watchLease(meta, lease, options.stack);
     this.#acquireTime.record(performance.now() - startedAt);
     return lease;
   }
@@ -272,7 +293,7 @@ export class NodePool {
       const client = await this.#connect(remaining, hasIdle, permit);
       const meta = this.#meta.get(client)!;
       const now = Date.now();
-      if (now >= meta.retireAt) {
+      if (now >= meta.retireAt || meta.isBroken) {
         this.#destroy(client);
         continue;
       }
@@ -337,24 +358,23 @@ export class NodePool {
     }
   }
 
-  #watchLease(lease: Lease, stack: string | undefined): void {
-    const meta = this.#meta.get(lease.client)!;
-    const onError = (error: Error) => {
-      meta.isBroken = true;
-      lease.isBroken = true;
-      this.#log.warn({ error: summarize(error) }, 'checked-out connection failed');
-    };
-    lease.client.on('error', onError);
+  /** Ties the connection to its lease (for the error listener) and starts leak detection when on. */
+  #watchLease(meta: ClientMeta, lease: Lease, stack: string | undefined): void {
+    meta.lease = lease;
     const threshold = this.#config.leakDetectionThresholdMillis;
-    const leakTimer = threshold > 0 ? setTimeout(() => {
+    if (threshold <= 0) return;
+    meta.leakTimer = setTimeout(() => {
       this.counters.leaksDetected++;
       this.#log.warn({ heldMillis: Date.now() - lease.acquiredAt, acquiredAt: stack }, `connection held longer than ${threshold} ms (possible leak)`);
-    }, threshold) : undefined;
-    leakTimer?.unref();
-    leaseCleanup.set(lease, () => {
-      lease.client.removeListener('error', onError);
-      clearTimeout(leakTimer);
-    });
+    }, threshold);
+    meta.leakTimer.unref();
+  }
+
+  #unwatchLease(meta: ClientMeta): void {
+    meta.lease = undefined;
+    if (meta.leakTimer === undefined) return;
+    clearTimeout(meta.leakTimer);
+    meta.leakTimer = undefined;
   }
 
   /**
@@ -371,11 +391,11 @@ export class NodePool {
       if (isReusable && Date.now() < meta.retireAt) {
         meta.idleSince = Date.now();
         meta.isSessionReadOnly = lease.isSessionReadOnly;
-        leaseCleanup.get(lease)?.();
+        this.#unwatchLease(meta);
         client.release();
       } else {
         if (lease.inFlight > 0) await sendCancelRequest(client, this.target, this.#config.validationTimeoutMillis);
-        leaseCleanup.get(lease)?.();
+        this.#unwatchLease(meta);
         this.#destroy(client);
       }
     } finally {
@@ -399,6 +419,16 @@ export class NodePool {
   /** Sends a cancel request for the statement a lease is running (used by timeouts and aborts). */
   cancel(lease: Lease): Promise<boolean> {
     return sendCancelRequest(lease.client, this.target, this.#config.validationTimeoutMillis);
+  }
+
+  /**
+   * Destroys a lease's connection at once and marks the lease broken: for a caller that gave up on a
+   * statement its cancel request could not end (a black-holed link). Whatever the connection was
+   * waiting for rejects with a connection error; {@link release} then closes it for good.
+   */
+  abandon(lease: Lease): void {
+    lease.isBroken = true;
+    destroySocket(lease.client);
   }
 
   #destroy(client: pg.PoolClient): void {
@@ -496,11 +526,13 @@ export class NodePool {
     // Sockets whose polite end() never completed (a black-holed link) are destroyed.
     for (const client of this.#clients) destroySocket(client);
     await ended.catch(() => undefined);
+    // pg-pool emits 'remove' (counted in connectionsClosed) only once a client's end() completed:
+    // wait briefly for the closed sockets to report it, so stats read after shutdown are final.
+    const settleBy = Date.now() + 1000;
+    while (this.#clients.size > 0 && Date.now() < settleBy) await sleep(5);
     this.#state = 'closed';
   }
 }
-
-const leaseCleanup = new WeakMap<Lease, () => void>();
 
 function sleep(millis: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, millis)).unref());

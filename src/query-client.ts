@@ -15,6 +15,8 @@ export interface QueryContext {
   readonly counters: DatabaseCounters;
   /** Set once the caller's signal or timeout fired: later statements reject at once. */
   cancelled?: DatabaseQueryError;
+  /** Behind PgBouncer (before 1.21), a named prepared statement would not survive the transaction. */
+  readonly shouldRefuseNamedStatements?: boolean;
 }
 
 /**
@@ -46,21 +48,47 @@ export function toDbError(error: unknown, lease: Lease, context: QueryContext): 
   }
   if (isConnectionFailure(error)) {
     lease.isBroken = true;
-    const message = error instanceof Error ? error.message : String(error);
-    return new DatabaseConnectionError(`Connection to ${lease.node.name} lost: ${message}`, { cause: error, code: 'CONNECTION_LOST' });
+    // pg's "not queryable" hides why; the error event that broke the connection (a FATAL such as the
+    // idle-in-transaction timeout, 25P03) says it.
+    const reason = lease.lostError ?? error;
+    const reasonState = sqlStateOf(reason);
+    const message = `${reason instanceof Error ? reason.message : String(reason)}${reasonState ? ` (SQLSTATE ${reasonState})` : ''}`;
+    return new DatabaseConnectionError(`Connection to ${lease.node.name} lost: ${message}`, { cause: reason, code: 'CONNECTION_LOST' });
   }
   const message = error instanceof Error ? error.message : String(error);
   return new DatabaseQueryError(state ? `${message} (SQLSTATE ${state})` : message, error);
 }
 
+/**
+ * Why a named statement is refused behind PgBouncer: pg prepares a name once per connection and later
+ * sends only Bind, which fails ("prepared statement ... does not exist", 26000) whenever PgBouncer
+ * gives the next transaction another server connection. Refused before anything is sent.
+ */
+function namedStatementError(name: string): DatabaseQueryError {
+  const shown = JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}...` : name);
+  return new DatabaseQueryError(`The named prepared statement ${shown} was refused: behind PgBouncer transaction pooling (DB_PGBOUNCER=true) a prepared statement does not survive its transaction. Remove \`name\` from the query config, or set DB_PGBOUNCER_PREPARED_STATEMENTS=true (option pgbouncerPreparedStatements) if PgBouncer is 1.21 or later with max_prepared_statements above 0.`, undefined);
+}
+
 /** A `QueryClient` bound to one lease until `close()`; afterwards every call rejects. */
 export function createQueryClient(lease: Lease, context: QueryContext): { client: QueryClient; close(): void } {
   let isOpen = true;
+  const pending = new Set<Promise<unknown>>();
   const client: QueryClient = {
     query(query: string | pg.QueryConfig, values?: readonly unknown[]) {
       if (!isOpen) return Promise.reject(new DatabaseQueryError('This client was used after its withDb callback returned; use it only inside the callback', undefined));
-      return sendQuery(lease, context, query, values);
+      const name = typeof query === 'object' && query !== null ? query.name : undefined;
+      if (context.shouldRefuseNamedStatements && typeof name === 'string' && name !== '') return Promise.reject(namedStatementError(name));
+      const tracked = sendQuery(lease, context, query, values).finally(() => pending.delete(tracked));
+      pending.add(tracked);
+      return tracked;
     },
   } as QueryClient;
-  return { client, close: () => { isOpen = false; } };
+  // A statement still running when the callback settles is cancelled and its connection destroyed by
+  // us; its rejection must not become an unhandled rejection that crashes a caller who never awaited it.
+  const close = () => {
+    isOpen = false;
+    for (const promise of pending) promise.catch(() => undefined);
+    pending.clear();
+  };
+  return { client, close };
 }

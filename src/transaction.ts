@@ -1,6 +1,8 @@
+import type pg from 'pg';
+import { sendPipelined } from './client-internals.js';
 import { DatabaseConnectionError, DatabaseTransactionError, isConnectionFailure, sqlStateOf } from './errors.js';
 import type { Lease } from './pool.js';
-import { createQueryClient, toDbError, type QueryClient, type QueryContext } from './query-client.js';
+import { createQueryClient, sendQuery, toDbError, type QueryClient, type QueryContext } from './query-client.js';
 
 /** Transaction isolation levels accepted by `withDb({ isolationLevel })`. */
 export const ISOLATION_LEVELS = ['read committed', 'repeatable read', 'serializable'] as const;
@@ -17,7 +19,10 @@ export interface TransactionSpec {
   readonly isolationLevel?: IsolationLevel;
   /** Extra runs after a serialization failure or deadlock (40001, 40P01). */
   readonly retries: number;
-  /** Statements run right after BEGIN (e.g. SET LOCAL behind PgBouncer); not counted as queries. */
+  /**
+   * Statements run right after BEGIN (SET LOCAL timeouts behind PgBouncer), sent in BEGIN's own
+   * message so they cost no round trip; constant text only, never caller input. Not counted as queries.
+   */
   readonly preamble?: readonly string[];
 }
 
@@ -30,9 +35,10 @@ export function parseIsolationLevel(value: unknown): IsolationLevel | undefined 
   return level;
 }
 
+/** BEGIN and the preamble as one simple-protocol message: one round trip, and all of it or none of it runs. */
 function beginStatement(spec: TransactionSpec): string {
   const level = spec.isolationLevel ? ` ISOLATION LEVEL ${spec.isolationLevel.toUpperCase()}` : '';
-  return `BEGIN${level} ${spec.isReadOnly ? 'READ ONLY' : 'READ WRITE'}`;
+  return [`BEGIN${level} ${spec.isReadOnly ? 'READ ONLY' : 'READ WRITE'}`, ...(spec.preamble ?? [])].join('; ');
 }
 
 /** Thrown when BEGIN failed on a connection that turned out dead: nothing ran, the caller may retry. */
@@ -47,12 +53,16 @@ export class BeginConnectionError extends DatabaseConnectionError {}
 export async function runTransaction<T>(lease: Lease, context: QueryContext, spec: TransactionSpec, fn: (client: QueryClient) => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     await control(lease, context, beginStatement(spec), 'BEGIN', attempt);
-    for (const statement of spec.preamble ?? []) await control(lease, context, statement, 'BEGIN', attempt);
     const { client, close } = createQueryClient(lease, context);
     let result: T;
     try {
       result = await fn(client);
       if (context.cancelled) throw context.cancelled;
+      // A statement fn did not await would be committed unseen (or fail after fn "succeeded"): commit
+      // nothing; the rollback below sees it in flight and the connection is cancelled and destroyed.
+      if (lease.inFlight > 0) {
+        throw new DatabaseTransactionError(`The withDb callback returned while ${lease.inFlight} statement(s) it sent were still running (a missing await?); nothing was committed and the connection was closed`, { attempts: attempt });
+      }
     } catch (error) {
       close();
       await rollback(lease);
@@ -76,28 +86,59 @@ export async function runTransaction<T>(lease: Lease, context: QueryContext, spe
   }
 }
 
+/**
+ * Runs one caller statement in a transaction of its own, in two round trips: BEGIN with the preamble,
+ * then the statement and COMMIT pipelined. `executeQuery` uses it behind PgBouncer, where neither a
+ * session's read-only default nor its timeouts can be relied on.
+ *
+ * The statement is sent only once BEGIN has been answered. Pipelining BEGIN too would save one more
+ * round trip, but a cancel that lands on BEGIN (ours, or a stray one PgBouncer forwards) would make
+ * the statement run outside the transaction: autocommitted, read-write, without the timeouts.
+ * A statement that fails leaves the transaction aborted, so the pipelined COMMIT is answered ROLLBACK.
+ *
+ * @throws the statement's own error ({@link DatabaseQueryError}, {@link DatabaseConnectionError});
+ * {@link BeginConnectionError} when BEGIN found the connection dead (nothing ran);
+ * {@link DatabaseTransactionError} when BEGIN or COMMIT failed.
+ */
+export async function runStatement<R extends pg.QueryResultRow>(lease: Lease, context: QueryContext, spec: TransactionSpec, text: string, params?: readonly unknown[]): Promise<pg.QueryResult<R>> {
+  await control(lease, context, beginStatement(spec), 'BEGIN', 1);
+  if (context.cancelled) {
+    await rollback(lease);
+    throw context.cancelled;
+  }
+  const [statement, committed] = await sendPipelined(lease.client, () => [sendQuery<R>(lease, context, text, params), lease.client.query('COMMIT')] as const);
+  const result = await statement;
+  const outcome = await commit(lease, context, 1, committed);
+  if (outcome !== 'committed') {
+    throw new DatabaseTransactionError(`COMMIT failed with SQLSTATE ${sqlStateOf(outcome.error)}`, { cause: outcome.error, attempts: 1, code: 'SERIALIZATION_FAILURE' });
+  }
+  return result;
+}
+
 async function control(lease: Lease, context: QueryContext, statement: string, what: string, attempt: number): Promise<void> {
   if (context.cancelled) throw context.cancelled;
   try {
     await lease.client.query(statement);
   } catch (error) {
     const mapped = toDbError(error, lease, context);
-    if (isConnectionFailure(error)) throw new BeginConnectionError(`${what} failed: the connection to ${lease.node.name} was lost`, { cause: error, code: 'CONNECTION_LOST' });
+    // A connection destroyed because the caller's timeout or signal fired reports the cancellation.
     if (mapped === context.cancelled) throw mapped;
+    if (isConnectionFailure(error)) throw new BeginConnectionError(`${what} failed: the connection to ${lease.node.name} was lost`, { cause: error, code: 'CONNECTION_LOST' });
     throw new DatabaseTransactionError(`${what} failed: ${(error as Error).message}`, { cause: mapped, attempts: attempt });
   }
 }
 
-async function commit(lease: Lease, context: QueryContext, attempt: number): Promise<'committed' | { error: unknown }> {
+/** Reads COMMIT's answer (`answer`: one already sent, e.g. pipelined behind the statement). */
+async function commit(lease: Lease, context: QueryContext, attempt: number, answer?: Promise<pg.QueryResult>): Promise<'committed' | { error: unknown }> {
   let command: string;
   try {
-    command = (await lease.client.query('COMMIT')).command;
+    command = (await (answer ?? lease.client.query('COMMIT'))).command;
   } catch (error) {
     const state = sqlStateOf(error);
     if (state && RETRYABLE_STATES.has(state)) return { error };
     const mapped = toDbError(error, lease, context);
     const lost = lease.isBroken ? ' The connection was lost, so whether it committed is unknown.' : '';
-    throw new DatabaseTransactionError(`COMMIT failed: ${(error as Error).message}.${lost}`, { cause: mapped, attempts: attempt });
+    throw new DatabaseTransactionError(`COMMIT failed: ${mapped.message}.${lost}`, { cause: mapped, attempts: attempt });
   }
   if (command === 'ROLLBACK') {
     throw new DatabaseTransactionError('COMMIT was answered with ROLLBACK: a statement in the transaction had failed, so nothing was committed', { attempts: attempt, code: 'TRANSACTION_ROLLED_BACK' });
