@@ -134,9 +134,13 @@ function parseUrl(text: string, name: string, problems: string[], warnings: stri
     problems.push(`${name} must start with postgres:// or postgresql:// (found the scheme ${JSON.stringify(url.protocol.slice(0, 20))}).`);
     return fields;
   }
+  // pg-connection-string would read certificate files and print its own sslmode warnings; TLS
+  // parameters are ours to resolve (src/ssl.ts), so it only sees the login fields.
+  const loginOnly = new URL(text);
+  for (const param of [...loginOnly.searchParams.keys()]) if (param !== 'host' && param !== 'port' && param !== 'user' && param !== 'password' && param !== 'dbname') loginOnly.searchParams.delete(param);
   let parsed: ReturnType<typeof parseConnectionString>;
   try {
-    parsed = parseConnectionString(text);
+    parsed = parseConnectionString(loginOnly.toString());
   } catch {
     problems.push(`${name} could not be parsed (check its percent-encoding).`);
     return fields;
@@ -216,7 +220,10 @@ function pick(spec: SettingSpec, options: DatabaseOptions, urlFields: Record<str
   return undefined;
 }
 
-function resolveReplicas(list: unknown, name: string, primary: Record<string, unknown>, problems: string[], warnings: string[]): ConnectionTarget[] {
+/** TLS fields a replica URL may carry; they must agree with the primary's (one TLS policy for all nodes). */
+const REPLICA_TLS_FIELDS = [['sslMode', 'sslmode', 'mode'], ['sslRootCert', 'sslrootcert', 'rootCertPath'], ['sslCert', 'sslcert', 'certPath'], ['sslKey', 'sslkey', 'keyPath']] as const;
+
+function resolveReplicas(list: unknown, name: string, primary: Record<string, unknown>, ssl: SslSettings, problems: string[], warnings: string[]): ConnectionTarget[] {
   const entries: unknown[] = typeof list === 'string' ? list.split(',').map((s) => s.trim()).filter((s) => s !== '') : Array.isArray(list) ? list : [];
   if (list !== undefined && typeof list !== 'string' && !Array.isArray(list)) problems.push(`${name} must be a list of URLs or replica objects.`);
   return entries.flatMap((entry, index) => {
@@ -227,6 +234,15 @@ function resolveReplicas(list: unknown, name: string, primary: Record<string, un
       return [];
     }
     const fields: Record<string, unknown> = given.connectionString ? parseUrl(given.connectionString, label, problems, warnings) : {};
+    // Replicas use the primary's TLS settings; a replica URL asking for something else must not be
+    // silently connected with different (possibly weaker) security.
+    for (const [field, param, setting] of REPLICA_TLS_FIELDS) {
+      const value = fields[field];
+      if (value !== undefined && value !== (ssl as unknown as Record<string, unknown>)[setting]) {
+        problems.push(`${label}: ${param} differs from the primary's; replicas use the primary's TLS settings (DB_SSLMODE, DB_SSLROOTCERT, DB_SSLCERT, DB_SSLKEY), so remove it from the replica URL or set it there.`);
+      }
+    }
+    if (fields.applicationName !== undefined) warnings.push(`${label}: application_name is ignored; replicas use the primary's (DB_APPLICATION_NAME).`);
     const out: Record<string, unknown> = {};
     for (const key of ['host', 'port', 'user', 'password', 'database', 'min', 'max'] as const) {
       const raw = given[key] ?? fields[key];
@@ -287,7 +303,7 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
   const ssl = resolveSsl(sslInputs, problems);
   const replicaRaw = resolved.replicasRaw as RawValue | undefined;
   delete resolved.replicasRaw;
-  resolved.replicas = replicaRaw ? resolveReplicas(replicaRaw.value, replicaRaw.name, resolved, problems, warnings) : [];
+  resolved.replicas = replicaRaw ? resolveReplicas(replicaRaw.value, replicaRaw.name, resolved, ssl, problems, warnings) : [];
   if (problems.length > 0) throw new ConfigError(problems);
   resolved.ssl = ssl;
   resolved.name = 'primary';

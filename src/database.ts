@@ -317,12 +317,14 @@ export class Database {
     const controller = new AbortController();
     const scope: CallScope = { context, deadline, signal: controller.signal, dispose: () => undefined };
     let graceTimer: NodeJS.Timeout | undefined;
-    const abort = (reason: unknown, message: string) => {
+    const abort = (reason: unknown, message: string, isTimeout = false) => {
       if (context.cancelled) return;
       context.cancelled = new DatabaseQueryError(message, reason, 'QUERY_CANCELLED');
       this.#counters.queriesCancelled++;
-      controller.abort(reason);
       const lease = scope.lease;
+      // A timeout while still waiting for a connection is the acquire deadline's to report
+      // (PoolTimeoutError with a pool snapshot); a caller's abort ends the wait at once.
+      if (lease || !isTimeout) controller.abort(context.cancelled);
       if (!lease) return;
       if (lease.inFlight > 0) void lease.node.cancel(lease);
       // The cancel request may never reach the server (a black-holed link), and BEGIN/SET/COMMIT are
@@ -336,7 +338,7 @@ export class Database {
     const onAbort = () => abort(options.signal!.reason, 'The operation was cancelled by its AbortSignal');
     if (options.signal?.aborted) onAbort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    const timer = timeoutMillis === undefined ? undefined : setTimeout(() => abort(undefined, `The operation did not finish within timeoutMillis (${timeoutMillis} ms); its statement was cancelled`), timeoutMillis);
+    const timer = timeoutMillis === undefined ? undefined : setTimeout(() => abort(undefined, `The operation did not finish within timeoutMillis (${timeoutMillis} ms); its statement was cancelled`, true), timeoutMillis);
     timer?.unref();
     scope.dispose = () => {
       clearTimeout(timer);

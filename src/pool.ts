@@ -180,7 +180,7 @@ export class NodePool {
   snapshot(): PoolSnapshot {
     const total = this.#pool.totalCount;
     const idle = this.#pool.idleCount;
-    return { total, idle, active: total - idle, waiting: this.#waiters.length, max: this.target.max };
+    return { total, idle, active: this.#leases.size, waiting: this.#waiters.length, max: this.target.max };
   }
 
   /** Gauges and counters for `getStats().nodes`. */
@@ -480,8 +480,10 @@ export class NodePool {
       this.#returnPermit();
     }
     this.#isRefilling = false;
+    // One new connection that opened proves the server answers: close the circuit even when another
+    // connect of the round failed (e.g. "the database system is starting up" just after a restart).
+    if (failures < missing) this.circuit.recordSuccess();
     if (failures === 0) {
-      this.circuit.recordSuccess();
       this.#refillBackoffMillis = REFILL_BACKOFF_MIN_MILLIS;
     } else {
       this.#refillBackoffMillis = Math.min(REFILL_BACKOFF_MAX_MILLIS, this.#refillBackoffMillis * 2);
@@ -539,6 +541,7 @@ function sleep(millis: number): Promise<void> {
 }
 
 function cancelledError(signal: AbortSignal): DatabaseQueryError {
+  if (signal.reason instanceof DatabaseQueryError) return signal.reason;
   return new DatabaseQueryError('The operation was cancelled by its AbortSignal', signal.reason, 'QUERY_CANCELLED');
 }
 

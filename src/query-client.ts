@@ -55,8 +55,17 @@ export function toDbError(error: unknown, lease: Lease, context: QueryContext): 
     const message = `${reason instanceof Error ? reason.message : String(reason)}${reasonState ? ` (SQLSTATE ${reasonState})` : ''}`;
     return new DatabaseConnectionError(`Connection to ${lease.node.name} lost: ${message}`, { cause: reason, code: 'CONNECTION_LOST' });
   }
-  const message = error instanceof Error ? error.message : String(error);
+  const message = withoutQuotedValue(error instanceof Error ? error.message : String(error), state);
   return new DatabaseQueryError(state ? `${message} (SQLSTATE ${state})` : message, error);
+}
+
+/**
+ * Data exceptions (SQLSTATE class 22) end their message with the offending input, which may be a
+ * bound value (`invalid input syntax for type integer: "abc"`); it stays on the pg error (`cause`),
+ * not in our message. Other classes quote identifiers, which are kept.
+ */
+function withoutQuotedValue(message: string, state: string | undefined): string {
+  return state?.startsWith('22') ? message.replace(/: ".*"$/s, ': <value redacted>') : message;
 }
 
 /**

@@ -42,7 +42,13 @@ function beginStatement(spec: TransactionSpec): string {
 }
 
 /** Thrown when BEGIN failed on a connection that turned out dead: nothing ran, the caller may retry. */
-export class BeginConnectionError extends DatabaseConnectionError {}
+export class BeginConnectionError extends DatabaseConnectionError {
+  constructor(message: string, options: { cause?: unknown }) {
+    super(message, { ...options, code: 'CONNECTION_LOST' });
+    // Callers see the public class name; the subclass only tells Database that a retry is safe.
+    this.name = 'DatabaseConnectionError';
+  }
+}
 
 /**
  * Runs `fn` inside BEGIN ... COMMIT on `lease`. ROLLBACK when fn throws, rethrowing fn's own error;
@@ -123,7 +129,7 @@ async function control(lease: Lease, context: QueryContext, statement: string, w
     const mapped = toDbError(error, lease, context);
     // A connection destroyed because the caller's timeout or signal fired reports the cancellation.
     if (mapped === context.cancelled) throw mapped;
-    if (isConnectionFailure(error)) throw new BeginConnectionError(`${what} failed: the connection to ${lease.node.name} was lost`, { cause: error, code: 'CONNECTION_LOST' });
+    if (isConnectionFailure(error)) throw new BeginConnectionError(`${what} failed: the connection to ${lease.node.name} was lost (${mapped.message})`, { cause: error });
     throw new DatabaseTransactionError(`${what} failed: ${(error as Error).message}`, { cause: mapped, attempts: attempt });
   }
 }
