@@ -42,6 +42,11 @@ export async function waitUntilReady(node: NodePool, deadline: number, log: Logg
   }
 }
 
+/**
+ * Not unref'd, unlike every other timer of the library: the caller awaits ready() (typically before
+ * anything else holds the event loop open), and between attempts nothing else may be pending, so an
+ * unref'd timer would let the process exit mid-wait. The deadline bounds it.
+ */
 function sleep(millis: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, millis)).unref());
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, millis)));
 }
