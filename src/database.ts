@@ -145,6 +145,7 @@ export class Database {
   async executeQuery<R extends pg.QueryResultRow = Record<string, unknown>>(text: string, params?: readonly unknown[], options: ExecuteQueryOptions = {}): Promise<R[]> {
     if (typeof text !== 'string' || text.trim() === '') return this.#reject(new TypeError('executeQuery needs SQL text as its first argument'));
     if (params !== undefined && !Array.isArray(params)) return this.#reject(new TypeError('executeQuery params must be an array (bound as $1, $2, ...)'));
+    if (typeof options !== 'object' || options === null) return this.#reject(new TypeError('executeQuery options must be an object'));
     const isReadOnly = options.readOnly ?? true;
     let scope: CallScope | undefined;
     try {
@@ -152,7 +153,7 @@ export class Database {
       for (let attempt = 1; ; attempt++) {
         const lease = await this.#acquire(scope, isReadOnly, options);
         try {
-          return (await this.#runOne<R>(lease, scope.context, isReadOnly, text, params)).rows;
+          return rowsOf(await this.#runOne<R>(lease, scope.context, isReadOnly, text, params));
         } catch (error) {
           // A read may be re-sent on a dead connection; a write only when BEGIN showed that nothing ran.
           const isRetryable = isReadOnly ? lease.isBroken && error instanceof DatabaseConnectionError : error instanceof BeginConnectionError;
@@ -181,7 +182,7 @@ export class Database {
     }
     return this.#transaction({ readOnly: false, ...options }, async (client) => {
       const results: R[][] = [];
-      for (const op of operations) results.push((await client.query<R>(op.text, op.params)).rows);
+      for (const op of operations) results.push(rowsOf(await client.query<R>(op.text, op.params)));
       return results;
     });
   }
@@ -368,7 +369,7 @@ export class Database {
 
   /** Health within `timeoutMillis` (default 5000), whatever the server does. Never rejects. */
   healthCheck(options: { timeoutMillis?: number } = {}): Promise<HealthReport> {
-    return checkHealth({ isOpen: this.#state === 'open', stats: () => this.getStats(), router: this.#router, timeoutMillis: options.timeoutMillis ?? 5000 });
+    return checkHealth({ isOpen: this.#state === 'open', stats: () => this.getStats(), router: this.#router, timeoutMillis: options?.timeoutMillis ?? 5000 });
   }
 
   /**
@@ -398,6 +399,16 @@ export class Database {
     ).finally(() => clearTimeout(keepAlive));
     return this.#shutdown;
   }
+}
+
+/**
+ * The rows of a statement's result. A text of several statements (sent without params, so by the
+ * simple protocol) gives pg one result per statement: its rows are the last statement's, as psycopg2's
+ * `fetchall()` gives after such an `execute` (docs/errors.md).
+ */
+function rowsOf<R extends pg.QueryResultRow>(result: pg.QueryResult<R> | readonly pg.QueryResult<R>[]): R[] {
+  const last = Array.isArray(result) ? (result as readonly pg.QueryResult<R>[]).at(-1) : (result as pg.QueryResult<R>);
+  return last?.rows ?? [];
 }
 
 function checkRetries(retries: unknown): number {

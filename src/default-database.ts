@@ -61,7 +61,7 @@ export async function databaseHealthCheck(options?: { timeoutMillis?: number }):
     return Object.freeze({
       status: 'unhealthy', databaseVersion: null, isReplica: null, databaseTime: null, latencyMillis: 0, tls: null,
       poolStats: buildStats([], empty, new DurationRecorder(), new DurationRecorder()),
-      error: (error as Error).message,
+      error: (error as Error).message.replace(/\s*\n\s*/g, ' '), // one line, as every health error (a ConfigError lists its problems on lines)
     });
   }
   return db.healthCheck(options);

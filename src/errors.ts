@@ -137,11 +137,15 @@ export function sqlStateOf(error: unknown): string | undefined {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
-/** True when a pg error means the connection itself is unusable (class 08, admin shutdown, or a socket error). */
+/**
+ * True when a pg error means the connection itself is unusable (class 08, admin shutdown, or a socket
+ * error). A class-08 error the server sent at severity ERROR is not: it rejected one message and the
+ * session goes on (08P01 for a Bind whose parameter count does not match the statement's `$n`s).
+ */
 export function isConnectionFailure(error: unknown): boolean {
   if (error instanceof DatabaseConnectionError) return true;
   const state = sqlStateOf(error);
-  if (state) return state.startsWith('08') || state.startsWith('57P0');
+  if (state) return (state.startsWith('08') || state.startsWith('57P0')) && (error as { severity?: unknown }).severity !== 'ERROR';
   const message = error instanceof Error ? error.message : '';
   const code = (error as { code?: unknown } | null)?.code;
   return (

@@ -42,6 +42,9 @@ export interface ReplicaHealth {
 /** An acquire timeout this recent makes the report `degraded`. */
 export const DEGRADED_WINDOW_MILLIS = 60_000;
 
+/** The longest timer Node can set (about 24.8 days); a longer one would fire at once. */
+const MAX_TIMEOUT_MILLIS = 2_147_483_647;
+
 const HEALTH_SQL = `SELECT version() AS version, pg_is_in_recovery() AS is_replica,
   to_char(now(), 'YYYY-MM-DD"T"HH24:MI:SS.MSTZH:TZM') AS database_time,
   (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) AS ssl,
@@ -73,6 +76,10 @@ export async function checkHealth(input: { isOpen: boolean; stats: () => PoolSta
     ...(replicas.length > 0 ? { replicas: Object.freeze(replicas) } : {}),
   });
   if (!input.isOpen) return report({ status: 'unhealthy', error: 'The database pool is closed (shutdown() was called).' });
+  // Never rejects, even for a bad argument: the report says what is wrong instead.
+  if (typeof input.timeoutMillis !== 'number' || !(input.timeoutMillis > 0 && input.timeoutMillis <= MAX_TIMEOUT_MILLIS)) {
+    return report({ status: 'unhealthy', error: `healthCheck timeoutMillis must be a number of milliseconds from 1 to ${MAX_TIMEOUT_MILLIS}` });
+  }
   const client = router.primary.pool.createClient('health', input.timeoutMillis);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => {

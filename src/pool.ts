@@ -493,9 +493,12 @@ export class NodePool {
     }
   }
 
-  /** Number of connections currently open (idle + checked out). */
+  /**
+   * Number of connections currently open (idle + checked out). Not pg.Pool's totalCount, which also
+   * counts connects still in progress: ready() must not resolve while one of its `min` may yet fail.
+   */
   get openConnections(): number {
-    return this.#pool.totalCount;
+    return this.#clients.size;
   }
 
   /**
