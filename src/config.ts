@@ -114,7 +114,7 @@ const URL_FIELD_PARAMS = new Set(['host', 'port', 'user', 'password']);
 function hidePassword<T extends { password?: string | undefined }>(target: T): T {
   const password = target.password;
   Object.defineProperty(target, 'password', { value: password, enumerable: false });
-  const redacted = () => ({ ...target, password: password === undefined ? undefined : PASSWORD_TEXT });
+  const redacted = () => (password === undefined ? { ...target } : { ...target, password: PASSWORD_TEXT });
   Object.defineProperty(target, 'toJSON', { value: redacted, enumerable: false });
   Object.defineProperty(target, Symbol.for('nodejs.util.inspect.custom'), { value: redacted, enumerable: false });
   return target;
@@ -300,6 +300,8 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
   if (resolved.pgbouncerPreparedStatements === true && resolved.pgbouncer !== true) {
     warnings.push('DB_PGBOUNCER_PREPARED_STATEMENTS (option pgbouncerPreparedStatements) has no effect unless DB_PGBOUNCER (option pgbouncer) is true: without PgBouncer, named prepared statements are always allowed.');
   }
+  const logger = options.logger as { child?: unknown; warn?: unknown } | undefined;
+  if (logger !== undefined && (typeof logger?.child !== 'function' || typeof logger.warn !== 'function')) problems.push('option logger must be a pino logger (or child logger).');
   const ssl = resolveSsl(sslInputs, problems);
   const replicaRaw = resolved.replicasRaw as RawValue | undefined;
   delete resolved.replicasRaw;

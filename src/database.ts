@@ -4,7 +4,8 @@ import { loadConfig, type DatabaseOptions, type ResolvedConfig } from './config.
 import { DatabaseConnectionError, DatabaseQueryError, PoolClosedError, PoolTimeoutError } from './errors.js';
 import { checkHealth, type HealthReport } from './health.js';
 import { createLogger } from './logger.js';
-import { NodePool, summarize, type Lease } from './pool.js';
+import { summarize } from './error-summary.js';
+import { leaseQuery, NodePool, type Lease } from './pool.js';
 import { parseLsn, Router, type ReadTarget, type RoutedNode } from './router.js';
 import { sendQuery, type QueryClient, type QueryContext } from './query-client.js';
 import { waitUntilReady } from './ready.js';
@@ -264,7 +265,7 @@ export class Database {
     const until = Math.min(scope.deadline, Date.now() + this.config.replicaWaitMillis);
     for (;;) {
       try {
-        const { rows } = await lease.client.query<{ lsn: string | null }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
+        const { rows } = await leaseQuery<{ lsn: string | null }>(lease, 'SELECT pg_last_wal_replay_lsn()::text AS lsn');
         const replayed = parseLsn(rows[0]?.lsn);
         if (replayed !== undefined && replayed >= token) return true;
       } catch (error) {
@@ -299,7 +300,7 @@ export class Database {
   async #setSessionReadOnly(lease: Lease, isReadOnly: boolean): Promise<void> {
     if (lease.isSessionReadOnly === isReadOnly) return;
     try {
-      await lease.client.query(`SET SESSION default_transaction_read_only = ${isReadOnly ? 'on' : 'off'}`);
+      await leaseQuery(lease, `SET SESSION default_transaction_read_only = ${isReadOnly ? 'on' : 'off'}`);
       lease.isSessionReadOnly = isReadOnly;
     } catch (error) {
       lease.isBroken = true;
@@ -312,6 +313,7 @@ export class Database {
     const now = Date.now();
     const timeoutMillis = options.timeoutMillis;
     if (timeoutMillis !== undefined && (!Number.isFinite(timeoutMillis) || timeoutMillis <= 0)) throw new TypeError('timeoutMillis must be a positive number of milliseconds');
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
     const deadline = now + Math.min(this.config.connectionTimeoutMillis, timeoutMillis ?? Infinity);
     const context: QueryContext = { queryTime: this.#queryTime, counters: this.#counters, shouldRefuseNamedStatements: this.config.pgbouncer && !this.config.pgbouncerPreparedStatements };
     if (!options.signal && timeoutMillis === undefined) return { context, deadline, signal: undefined, dispose: () => undefined };

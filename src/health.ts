@@ -1,5 +1,5 @@
 import { destroySocket } from './client-internals.js';
-import { summarize } from './pool.js';
+import { summarize } from './error-summary.js';
 import type { Router } from './router.js';
 import type { PoolStats } from './stats.js';
 

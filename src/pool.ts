@@ -5,6 +5,8 @@ import { destroySocket, isQueryable, sendCancelRequest, watchTransactionStatus }
 import type { ConnectionTarget, ResolvedConfig } from './config.js';
 import { DatabaseConnectionError, DatabaseQueryError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from './errors.js';
 import { sessionParameters } from './session.js';
+import { summarize } from './error-summary.js';
+import { StatementWatchdog } from './statement-watchdog.js';
 import { createClientClass } from './ssl.js';
 import { newNodeCounters, type DurationRecorder, type NodeCounters, type NodeStats } from './stats.js';
 
@@ -37,6 +39,23 @@ export interface Lease {
   lostError?: Error;
   /** The session's `default_transaction_read_only`; kept with the connection across leases. */
   isSessionReadOnly: boolean;
+  /** Statements sent through {@link leaseQuery} and not yet answered (ours and the caller's). */
+  pending: number;
+  /** `performance.now()` when `pending` last rose from 0; 0 while nothing is pending (for the watchdog). */
+  busySince: number;
+}
+
+/**
+ * Sends one statement on a lease, keeping `pending`/`busySince` for the statement watchdog. Every
+ * statement the library sends on a checked-out connection goes through here.
+ */
+export async function leaseQuery<R extends pg.QueryResultRow = Record<string, unknown>>(lease: Lease, query: string | pg.QueryConfig, values?: readonly unknown[]): Promise<pg.QueryResult<R>> {
+  if (lease.pending++ === 0) lease.busySince = performance.now();
+  try {
+    return await lease.client.query<R>(query as string, values as unknown[]);
+  } finally {
+    if (--lease.pending === 0) lease.busySince = 0;
+  }
 }
 
 interface Waiter {
@@ -86,6 +105,7 @@ export class NodePool {
   #waiters: Waiter[] = [];
   #meta = new WeakMap<pg.Client, ClientMeta>();
   #leases = new Set<Lease>();
+  #watchdog: StatementWatchdog | undefined;
   #clients = new Set<pg.Client>();
   #isRefilling = false;
   #refillTimer: NodeJS.Timeout | undefined;
@@ -122,11 +142,21 @@ export class NodePool {
     // never become an unhandled 'error' event that crashes the process.
     this.#pool.on('error', (error) => this.#log.warn({ error: summarize(error) }, 'idle connection failed and was removed'));
     this.#pool.on('connect', (client) => this.#onConnect(client));
+    if (config.statementTimeoutMillis > 0) {
+      // Behind PgBouncer a statement may also wait in its queue, and backend pids are PgBouncer's own.
+      const grace = config.validationTimeoutMillis + (config.pgbouncer ? config.connectionTimeoutMillis : 0);
+      this.#watchdog = new StatementWatchdog(this, { limitMillis: config.statementTimeoutMillis + grace, probeTimeoutMillis: config.validationTimeoutMillis, shouldMatchBackend: !config.pgbouncer, log: this.#log });
+    }
     this.#pool.on('remove', (client) => {
       this.#clients.delete(client);
       this.counters.connectionsClosed++;
       this.#scheduleRefill(0);
     });
+  }
+
+  /** The connections checked out now. */
+  leases(): Iterable<Lease> {
+    return this.#leases.values();
   }
 
   /** The lifecycle state: open, closing (shutdown started) or closed. */
@@ -225,7 +255,7 @@ export class NodePool {
       if (!client && permit.isHeld) this.#returnPermit();
     }
     const meta = this.#meta.get(client)!;
-    const lease: Lease = { client, node: this, acquiredAt: Date.now(), inFlight: 0, isBroken: false, isSessionReadOnly: meta.isSessionReadOnly };
+    const lease: Lease = { client, node: this, acquiredAt: Date.now(), inFlight: 0, isBroken: false, isSessionReadOnly: meta.isSessionReadOnly, pending: 0, busySince: 0 };
     this.#leases.add(lease);
     this.#watchLease(meta, lease, options.stack);
     this.#acquireTime.record(performance.now() - startedAt);
@@ -245,7 +275,7 @@ export class NodePool {
     return new Promise<void>((resolve, reject) => {
       const remaining = options.deadline - Date.now();
       const timer = setTimeout(() => {
-        this.#recordTimeout();
+        this.#recordTimeout(options);
         settle(new PoolTimeoutError(`No connection available within ${Math.max(0, Math.round(remaining))} ms`, this.snapshot()));
       }, Math.max(0, remaining));
       timer.unref();
@@ -264,7 +294,9 @@ export class NodePool {
     });
   }
 
-  #recordTimeout(): void {
+  /** Counts an acquire that passed its deadline; ready()'s startup probes do not count (nothing was served yet). */
+  #recordTimeout(options: AcquireOptions): void {
+    if (options.isStartupProbe) return;
     this.counters.acquireTimeouts++;
     this.counters.poolExhaustedCount++;
     this.lastAcquireTimeoutAt = Date.now();
@@ -282,7 +314,7 @@ export class NodePool {
     for (;;) {
       const remaining = options.deadline - Date.now();
       if (remaining <= 0) {
-        this.#recordTimeout();
+        this.#recordTimeout(options);
         throw new PoolTimeoutError('No usable connection within the acquire deadline', this.snapshot());
       }
       const hasIdle = this.#pool.idleCount > 0;
@@ -290,7 +322,7 @@ export class NodePool {
         this.counters.circuitRejections++;
         throw new DatabaseConnectionError(`The circuit breaker for ${this.name} is open after repeated connection failures; failing fast`, { code: 'CIRCUIT_OPEN' });
       }
-      const client = await this.#connect(remaining, hasIdle, permit);
+      const client = await this.#connect(remaining, hasIdle, permit, options);
       const meta = this.#meta.get(client)!;
       const now = Date.now();
       if (now >= meta.retireAt || meta.isBroken) {
@@ -309,13 +341,13 @@ export class NodePool {
    * pg.Pool.connect bounded by the remaining deadline. A connect that outlives the deadline keeps
    * the permit (its slot in pg.Pool is taken) until it settles; a late client is put back, not leaked.
    */
-  #connect(remaining: number, hasIdle: boolean, permit: { isHeld: boolean }): Promise<pg.PoolClient> {
+  #connect(remaining: number, hasIdle: boolean, permit: { isHeld: boolean }, options: AcquireOptions): Promise<pg.PoolClient> {
     return new Promise((resolve, reject) => {
       let isLate = false;
       const timer = setTimeout(() => {
         isLate = true;
         permit.isHeld = false;
-        this.#recordTimeout();
+        this.#recordTimeout(options);
         reject(new PoolTimeoutError(`Connecting took longer than the acquire deadline (${Math.round(remaining)} ms)`, this.snapshot()));
       }, remaining);
       timer.unref();
@@ -508,6 +540,7 @@ export class NodePool {
   async close(deadline: number): Promise<void> {
     if (this.#state !== 'open') return this.#closed;
     this.#state = 'closing';
+    this.#watchdog?.stop();
     clearTimeout(this.#refillTimer);
     for (const waiter of [...this.#waiters]) waiter.reject(new PoolClosedError());
     this.#closed = this.#drain(deadline);
@@ -548,10 +581,5 @@ function cancelledError(signal: AbortSignal): DatabaseQueryError {
   return new DatabaseQueryError('The operation was cancelled by its AbortSignal', signal.reason, 'QUERY_CANCELLED');
 }
 
-/** What is safe to log about an error: its class, code and message — never values or secrets. */
-export function summarize(error: unknown): { type: string; code?: string; message: string } {
-  const e = error as { name?: string; code?: unknown; message?: unknown };
-  return { type: e?.name ?? typeof error, ...(typeof e?.code === 'string' ? { code: e.code } : {}), message: String(e?.message ?? error) };
-}
 
 export { cancelledError };

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { DatabaseConnectionError, DatabaseQueryError, DbError, isConnectionFailure, sqlStateOf } from './errors.js';
-import type { Lease } from './pool.js';
+import { leaseQuery, type Lease } from './pool.js';
 import type { DatabaseCounters, DurationRecorder } from './stats.js';
 
 /** What `client` inside `withDb` offers: pg's `query`, and nothing that could release it by hand. */
@@ -25,11 +25,14 @@ export interface QueryContext {
  */
 export async function sendQuery<R extends pg.QueryResultRow>(lease: Lease, context: QueryContext, query: string | pg.QueryConfig, values?: readonly unknown[]): Promise<pg.QueryResult<R>> {
   if (context.cancelled) throw context.cancelled;
+  // The protocol counts parameters in 16 bits: pg would wrap the count and the server would answer
+  // with a confusing protocol error.
+  if (values !== undefined && values.length > 65_535) throw new TypeError(`A statement takes at most 65535 parameters (got ${values.length}); use an array parameter ($1::int[]) instead`);
   const startedAt = performance.now();
   context.counters.queriesExecuted++;
   lease.inFlight++;
   try {
-    return await lease.client.query<R>(query as string, values as unknown[]);
+    return await leaseQuery<R>(lease, query, values);
   } catch (error) {
     throw toDbError(error, lease, context);
   } finally {

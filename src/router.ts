@@ -2,7 +2,8 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from './config.js';
 import { destroySocket } from './client-internals.js';
-import { summarize, type NodePool } from './pool.js';
+import { summarize } from './error-summary.js';
+import type { NodePool } from './pool.js';
 import type { NodeStats } from './stats.js';
 
 /** Where read-only work may go: `primary` only, `replica` only, or `any` node. */

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { sendPipelined } from './client-internals.js';
 import { DatabaseConnectionError, DatabaseTransactionError, isConnectionFailure, sqlStateOf } from './errors.js';
-import type { Lease } from './pool.js';
+import { leaseQuery, type Lease } from './pool.js';
 import { createQueryClient, sendQuery, toDbError, type QueryClient, type QueryContext } from './query-client.js';
 
 /** Transaction isolation levels accepted by `withDb({ isolationLevel })`. */
@@ -112,7 +112,7 @@ export async function runStatement<R extends pg.QueryResultRow>(lease: Lease, co
     await rollback(lease);
     throw context.cancelled;
   }
-  const [statement, committed] = await sendPipelined(lease.client, () => [sendQuery<R>(lease, context, text, params), lease.client.query('COMMIT')] as const);
+  const [statement, committed] = await sendPipelined(lease.client, () => [sendQuery<R>(lease, context, text, params), leaseQuery(lease, 'COMMIT')] as const);
   const result = await statement;
   const outcome = await commit(lease, context, 1, committed);
   if (outcome !== 'committed') {
@@ -124,7 +124,7 @@ export async function runStatement<R extends pg.QueryResultRow>(lease: Lease, co
 async function control(lease: Lease, context: QueryContext, statement: string, what: string, attempt: number): Promise<void> {
   if (context.cancelled) throw context.cancelled;
   try {
-    await lease.client.query(statement);
+    await leaseQuery(lease, statement);
   } catch (error) {
     const mapped = toDbError(error, lease, context);
     // A connection destroyed because the caller's timeout or signal fired reports the cancellation.
@@ -138,7 +138,7 @@ async function control(lease: Lease, context: QueryContext, statement: string, w
 async function commit(lease: Lease, context: QueryContext, attempt: number, answer?: Promise<pg.QueryResult>): Promise<'committed' | { error: unknown }> {
   let command: string;
   try {
-    command = (await (answer ?? lease.client.query('COMMIT'))).command;
+    command = (await (answer ?? leaseQuery(lease, 'COMMIT'))).command;
   } catch (error) {
     const state = sqlStateOf(error);
     if (state && RETRYABLE_STATES.has(state)) return { error };
@@ -159,7 +159,7 @@ async function rollback(lease: Lease): Promise<void> {
     return;
   }
   try {
-    await lease.client.query('ROLLBACK');
+    await leaseQuery(lease, 'ROLLBACK');
   } catch {
     lease.isBroken = true;
   }

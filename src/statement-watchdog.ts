@@ -1,0 +1,107 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { destroySocket } from './client-internals.js';
+import { summarize } from './error-summary.js';
+
+/** What the watchdog needs to know about one checked-out connection. */
+export interface WatchedLease {
+  readonly client: pg.Client;
+  /** `performance.now()` when the oldest unanswered statement was sent; 0 when none is pending. */
+  readonly busySince: number;
+}
+
+/** The node the watchdog guards. */
+export interface WatchedNode {
+  readonly name: string;
+  leases(): Iterable<WatchedLease>;
+  /** A standalone client to the same server, for the liveness probe. */
+  createClient(applicationSuffix: string, connectionTimeoutMillis: number): pg.Client;
+  /** Destroys the lease's socket so its pending statement rejects with a connection error. */
+  abandon(lease: WatchedLease): void;
+}
+
+/**
+ * Bounds waits for the server's answer. `statement_timeout` is enforced by the server, so a link
+ * that silently dies mid-statement (a black hole, a lost FIN) would leave the caller waiting forever.
+ * Every `periodMillis` the watchdog looks for statements unanswered for longer than `limitMillis`
+ * (statement_timeout plus a grace) and probes the server on a new connection: if the probe cannot
+ * reach it, or the statement's backend no longer exists, the connection is abandoned and the
+ * caller's call rejects with a connection error. A backend that is alive and still running (the
+ * caller raised statement_timeout for a long report) is left alone. Off when statement_timeout is 0.
+ */
+export class StatementWatchdog {
+  #node: WatchedNode;
+  #limitMillis: number;
+  #probeTimeoutMillis: number;
+  #shouldMatchBackend: boolean;
+  #log: Logger;
+  #timer: NodeJS.Timeout;
+  #isSweeping = false;
+  /** When a lease last passed the probe, so a long legitimate statement is probed once per limit. */
+  #clearedAt = new WeakMap<WatchedLease, number>();
+
+  constructor(node: WatchedNode, options: { limitMillis: number; probeTimeoutMillis: number; shouldMatchBackend: boolean; log: Logger }) {
+    this.#node = node;
+    this.#limitMillis = options.limitMillis;
+    this.#probeTimeoutMillis = options.probeTimeoutMillis;
+    this.#shouldMatchBackend = options.shouldMatchBackend;
+    this.#log = options.log;
+    const periodMillis = Math.min(1000, Math.max(50, Math.round(options.limitMillis / 4)));
+    this.#timer = setInterval(() => void this.#sweep(), periodMillis);
+    this.#timer.unref();
+  }
+
+  async #sweep(): Promise<void> {
+    if (this.#isSweeping) return;
+    const now = performance.now();
+    const overdue = [...this.#node.leases()].filter((lease) => lease.busySince > 0 && now - Math.max(lease.busySince, this.#clearedAt.get(lease) ?? 0) > this.#limitMillis);
+    if (overdue.length === 0) return;
+    this.#isSweeping = true;
+    try {
+      const liveBackends = await this.#probe(overdue);
+      for (const lease of overdue) {
+        if (lease.busySince === 0) continue;
+        const pid = (lease.client as unknown as { processID: number | null }).processID;
+        if (liveBackends !== undefined && (!this.#shouldMatchBackend || (pid !== null && liveBackends.has(pid)))) {
+          this.#clearedAt.set(lease, performance.now());
+          continue;
+        }
+        this.#log.warn({ node: this.#node.name, waitedMillis: Math.round(performance.now() - lease.busySince) }, 'no answer from the server past statement_timeout and the connection failed its liveness probe: abandoning it');
+        this.#node.abandon(lease);
+      }
+    } finally {
+      this.#isSweeping = false;
+    }
+  }
+
+  /** The set of active backend pids on the server, or undefined when it cannot be reached in time. */
+  async #probe(leases: readonly WatchedLease[]): Promise<Set<number> | undefined> {
+    const client = this.#node.createClient('watchdog', this.#probeTimeoutMillis);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), this.#probeTimeoutMillis);
+      timer.unref();
+    });
+    const pids = leases.map((lease) => (lease.client as unknown as { processID: number | null }).processID ?? -1);
+    const attempt = (async () => {
+      await client.connect();
+      const sql = this.#shouldMatchBackend ? 'SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])' : 'SELECT NULL::int AS pid WHERE $1::int[] IS NOT NULL';
+      const { rows } = await client.query<{ pid: number | null }>(sql, [pids]);
+      return new Set(rows.flatMap((row) => (row.pid === null ? [] : [row.pid])));
+    })().catch((error: unknown) => {
+      this.#log.debug({ error: summarize(error) }, 'watchdog probe failed');
+      return undefined;
+    });
+    try {
+      return await Promise.race([attempt, timeout]);
+    } finally {
+      clearTimeout(timer);
+      destroySocket(client);
+      void client.end().catch(() => undefined);
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}

@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Database, DatabaseConnectionError } from '../../src/index.js';
+import { getTestDatabaseUrl } from '../support/database-url.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+
+const databases: Database[] = [];
+let proxy: FaultProxy;
+let url: URL;
+
+beforeAll(async () => {
+  url = new URL(getTestDatabaseUrl());
+  proxy = await startFaultProxy({ targetHost: url.hostname, targetPort: Number(url.port) });
+});
+
+afterAll(async () => {
+  await Promise.all(databases.map((db) => db.shutdown({ timeoutMillis: 500 })));
+  await proxy?.close();
+});
+
+function open(viaProxy: boolean): Database {
+  const db = new Database({
+    host: viaProxy ? proxy.host : url.hostname,
+    port: viaProxy ? proxy.port : Number(url.port),
+    user: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+    database: url.pathname.slice(1) || 'postgres',
+    sslMode: 'disable',
+    min: 1,
+    max: 2,
+    connectionTimeoutMillis: 1000,
+    statementTimeoutMillis: 300,
+    validationTimeoutMillis: 200,
+    validationIntervalMillis: 60_000,
+    logLevel: 'silent',
+  });
+  databases.push(db);
+  return db;
+}
+
+describe('statement watchdog', () => {
+  test('a statement whose link black-holes mid-flight rejects with a connection error instead of waiting forever', async () => {
+    const db = open(true);
+    await db.ready({ timeoutMillis: 5000 });
+    await db.executeQuery('SELECT 1');
+    proxy.blackhole();
+    const startedAt = Date.now();
+    // readOnly: false, so the call is not retried on a second connection (which the black hole would
+    // turn into a PoolTimeoutError at the acquire deadline).
+    const outcome = await db.executeQuery('SELECT 1', [], { readOnly: false }).then(() => 'resolved', (error: unknown) => error);
+    const waitedMillis = Date.now() - startedAt;
+    proxy.heal();
+    expect(outcome).toBeInstanceOf(DatabaseConnectionError);
+    expect((outcome as DatabaseConnectionError).code).toBe('CONNECTION_LOST');
+    // statement_timeout (300) + grace (200) + a sweep period + the probe's own timeout, with slack.
+    expect(waitedMillis).toBeLessThan(5000);
+    expect(db.getStats().activeConnections).toBe(0);
+    expect(await db.executeQuery<{ n: number }>('SELECT 1 AS n')).toEqual([{ n: 1 }]);
+  });
+
+  test('a long statement whose backend is alive is left to finish when the caller raised statement_timeout', async () => {
+    const db = open(false);
+    const rows = await db.withDb(true, async (client) => {
+      await client.query("SET LOCAL statement_timeout = '5s'");
+      return (await client.query<{ done: boolean }>('SELECT pg_sleep(1.5) IS NOT NULL AS done')).rows;
+    });
+    expect(rows).toEqual([{ done: true }]);
+  });
+});
