@@ -1,6 +1,9 @@
-import { readFileSync } from 'node:fs';
-import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
+import { readClientCertificate, readPrivateKey, readRootCertificates } from './ssl-files.js';
+import { NegotiatedStream, type NegotiationEvents, type PlaintextFallback, type TlsDescription } from './ssl-negotiation.js';
+import { policyFor, type ServerVerification } from './ssl-policy.js';
+
+export type { NegotiatedStream, PlaintextFallback, ServerVerification, TlsDescription };
 
 /** The six libpq sslmodes, weakest first. */
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
@@ -20,84 +23,172 @@ export interface SslInputs {
   key?: SslSource;
 }
 
-/** Resolved TLS settings: the mode plus certificate contents read once at config time. */
+/**
+ * Resolved TLS settings: the mode plus certificate contents read once at config time. The file
+ * contents (`ca`, `cert`, `key`) are not enumerable, so they never reach JSON or logs.
+ */
 export interface SslSettings {
   readonly mode: SslMode;
+  /** What a TLS connection checks about the server certificate (require + a root file: `ca`). */
+  readonly serverVerification: ServerVerification;
   /** Path of the root certificate file, or `system`. */
   readonly rootCertPath?: string;
   readonly certPath?: string;
   readonly keyPath?: string;
+  /** Root certificates (PEM); absent for `system`, whose store is Node's default one. */
   readonly ca?: string;
+  /** Client certificate chain (PEM). */
   readonly cert?: string;
-  /** Private key contents; not enumerable, so it never reaches JSON or logs. */
+  /** Client private key (PEM). */
   readonly key?: string;
 }
 
-/** Hooks the connection layer calls so the pool can log and count per-connection TLS facts. */
+/** Hooks the connection layer calls so the pool can log per-connection TLS facts. */
 export interface SslEvents {
-  /** Called when a `prefer` connection fell back to plaintext. */
-  onPlaintextFallback?: () => void;
+  /**
+   * Called when a `prefer` connection attempt goes on without TLS (the server answered 'N', the
+   * handshake failed, or the server refused the TLS session). Called per attempt: the pool decides
+   * how often to log. Must not throw.
+   */
+  onPlaintextFallback?: (event: PlaintextFallback) => void;
 }
 
-function readFile(source: SslSource, problems: string[]): string | undefined {
-  try {
-    return readFileSync(source.value, 'utf8');
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? 'unreadable';
-    problems.push(`${source.name}: cannot read the file ${JSON.stringify(source.value)} (${reason}).`);
-    return undefined;
-  }
+const SHOWN_VALUE_LENGTH = 40;
+
+function show(value: string): string {
+  return JSON.stringify(value.length > SHOWN_VALUE_LENGTH ? `${value.slice(0, SHOWN_VALUE_LENGTH)}...` : value);
+}
+
+/** Exact libpq spelling only: libpq rejects `Require` or `require ` too, and so do we (with a hint). */
+function parseMode(source: SslSource, problems: string[]): SslMode | undefined {
+  if ((SSL_MODES as readonly string[]).includes(source.value)) return source.value as SslMode;
+  const near = SSL_MODES.find((mode) => mode === source.value.trim().toLowerCase());
+  const hint = near
+    ? ` (did you mean "${near}"? sslmode is case-sensitive and takes no spaces, as in libpq)`
+    : source.value === 'no-verify' ? ' ("no-verify" is node-postgres\' own value; "require" is the libpq mode that encrypts without checking the certificate)' : '';
+  problems.push(`${source.name} is ${show(source.value)}, which is not an sslmode${hint}; expected one of ${SSL_MODES.join(', ')}.`);
+  return undefined;
 }
 
 /**
- * Resolves sslmode and certificate files into {@link SslSettings}. Problems (unknown mode, unreadable
- * file) are pushed to `problems` in sentences that name the variable; file contents are never quoted.
+ * Resolves sslmode and certificate files into {@link SslSettings}, with libpq's rules:
+ * `sslrootcert=system` without an sslmode means verify-full, and with a weaker explicit sslmode is
+ * refused; a root file makes `require` verify the chain (verify-ca). Certificate and key files are
+ * read and parsed now, once.
+ *
+ * Problems are pushed to `problems`, one sentence each naming the variable or option; a file's
+ * content is never quoted. Where libpq would look for ~/.postgresql/root.crt, we report a problem:
+ * verify-ca and verify-full need an explicit root certificate (docs/security.md).
+ *
+ * @returns frozen settings (meaningful only when no problem was pushed).
  */
 export function resolveSsl(inputs: SslInputs, problems: string[]): SslSettings {
-  let mode: SslMode = 'prefer';
-  if (inputs.mode) {
-    const value = inputs.mode.value.trim().toLowerCase();
-    if ((SSL_MODES as readonly string[]).includes(value)) mode = value as SslMode;
-    else problems.push(`${inputs.mode.name}: unknown sslmode ${JSON.stringify(inputs.mode.value)}; expected one of ${SSL_MODES.join(', ')}.`);
+  const explicitMode = inputs.mode ? parseMode(inputs.mode, problems) : undefined;
+  let mode: SslMode = explicitMode ?? 'prefer';
+  const root = inputs.rootCert;
+  const isSystemRoot = root?.value === 'system';
+  if (root && isSystemRoot) {
+    if (inputs.mode === undefined) mode = 'verify-full';
+    else if (explicitMode !== undefined && explicitMode !== 'verify-full') {
+      problems.push(`${root.name} is "system" (the system trust store), which requires sslmode verify-full, but ${inputs.mode.name} is "${explicitMode}": any public CA could vouch for an impostor unless the host name is checked (libpq refuses this too).`);
+    }
   }
-  const settings: { -readonly [K in keyof SslSettings]: SslSettings[K] } = { mode };
-  if (inputs.rootCert) {
-    settings.rootCertPath = inputs.rootCert.value;
-    if (inputs.rootCert.value !== 'system') settings.ca = readFile(inputs.rootCert, problems);
+  if ((mode === 'verify-ca' || mode === 'verify-full') && !root) {
+    problems.push(`${inputs.mode?.name ?? 'sslmode'} is "${mode}", which needs a root certificate to check the server against; set DB_SSLROOTCERT (or sslrootcert in the URL, or the sslRootCert option) to a CA file, or to "system" for the system trust store.`);
   }
-  if (inputs.cert) {
-    settings.certPath = inputs.cert.value;
-    settings.cert = readFile(inputs.cert, problems);
+  const ca = root && !isSystemRoot ? readRootCertificates(root, problems) : undefined;
+  const cert = inputs.cert ? readClientCertificate(inputs.cert, problems) : undefined;
+  const key = inputs.key ? readPrivateKey(inputs.key, problems) : undefined;
+  if (inputs.cert && !inputs.key) {
+    problems.push(`${inputs.cert.name} names a client certificate but no private key is set; set DB_SSLKEY (or sslkey in the URL, or the sslKey option) too.`);
   }
-  if (inputs.key) {
-    settings.keyPath = inputs.key.value;
-    Object.defineProperty(settings, 'key', { value: readFile(inputs.key, problems), enumerable: false });
+  if (inputs.key && !inputs.cert) {
+    problems.push(`${inputs.key.name} names a private key but no client certificate is set; set DB_SSLCERT (or sslcert in the URL, or the sslCert option) too.`);
   }
-  return Object.freeze(settings);
+  if (cert && key && !cert.leaf.checkPrivateKey(key.key)) {
+    problems.push(`${inputs.cert!.name} and ${inputs.key!.name} do not belong together: the certificate's public key does not match the private key.`);
+  }
+  const serverVerification: ServerVerification = mode === 'verify-full' ? 'full'
+    : mode === 'verify-ca' || (mode !== 'disable' && root && !isSystemRoot) ? 'ca' : 'none';
+  const settings: Record<string, unknown> = { mode, serverVerification };
+  if (root) settings.rootCertPath = root.value;
+  if (inputs.cert) settings.certPath = inputs.cert.value;
+  if (inputs.key) settings.keyPath = inputs.key.value;
+  const hidden: Array<[string, string | undefined]> = [['ca', ca], ['cert', cert?.pem], ['key', key?.pem]];
+  for (const [name, value] of hidden) {
+    if (value !== undefined) Object.defineProperty(settings, name, { value, enumerable: false });
+  }
+  return Object.freeze(settings) as unknown as SslSettings;
 }
 
-/** The tls options for a connection that must be encrypted, or `false` for plaintext. */
-export function tlsOptions(settings: SslSettings): ConnectionOptions | false {
-  if (settings.mode === 'disable' || settings.mode === 'allow') return false;
-  const options: ConnectionOptions = {};
-  if (settings.ca) options.ca = settings.ca;
-  if (settings.cert) options.cert = settings.cert;
-  if (settings.key) options.key = settings.key;
-  // Interim mapping: every mode that may use TLS verifies the full chain and host name, which is
-  // never weaker than what libpq would do (prefer/require get stricter, not looser).
-  options.rejectUnauthorized = true;
-  return options;
+/** Keys through which pg would apply its own TLS handling (pg-connection-string's sslmode mapping, `ssl`). */
+const PG_TLS_KEYS = new Set(['ssl', 'sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'sslnegotiation', 'uselibpqcompat']);
+
+/** Removes pg's TLS parameters from a connection string's query, leaving everything else as written. */
+function withoutTlsParameters(connectionString: string): string {
+  const start = connectionString.indexOf('?');
+  if (start === -1) return connectionString;
+  const hash = connectionString.indexOf('#', start);
+  const end = hash === -1 ? connectionString.length : hash;
+  const kept = connectionString.slice(start + 1, end).split('&').filter((pair) => {
+    const key = new URLSearchParams(pair).keys().next().value;
+    return key === undefined || !PG_TLS_KEYS.has(key);
+  });
+  return `${connectionString.slice(0, start)}${kept.length > 0 ? `?${kept.join('&')}` : ''}${connectionString.slice(end)}`;
+}
+
+const streams = new WeakMap<pg.Client, NegotiatedStream>();
+/** Clients made for sslmode=disable: pg's own socket, never encrypted. */
+const plaintextClients = new WeakSet<pg.Client>();
+const PLAINTEXT: TlsDescription = Object.freeze({ isEncrypted: false, protocol: null, cipher: null, serverVerification: null, hasFallenBack: false });
+
+/**
+ * A pg.Client class that negotiates TLS exactly as `settings.mode` means in libpq, decided per
+ * connection attempt. Pass it as the pool's `Client`; pg's cancel requests made through it
+ * (`new Cls(config).cancel(...)`) negotiate the same way, so they go over TLS whenever a session would.
+ *
+ * Whatever TLS configuration the constructor's config carries is ignored: `ssl`, and `sslmode`,
+ * `sslrootcert`, `sslcert`, `sslkey`, `sslnegotiation` in it or in its `connectionString` (and
+ * PGSSLMODE in the environment); `settings` alone decides. Connection failures (TLS refused, a
+ * certificate rejected) reject `connect()` with an Error whose message says which check failed.
+ */
+export function createClientClass(settings: SslSettings, events: SslEvents = {}): typeof pg.Client {
+  const policy = policyFor(settings);
+  const negotiationEvents: NegotiationEvents = { onPlaintextFallback: events.onPlaintextFallback };
+  const isPlaintextOnly = policy.methods.length === 1 && policy.methods[0] === 'plaintext';
+  return class NegotiatingClient extends pg.Client {
+    constructor(config?: string | pg.ClientConfig) {
+      const given: Record<string, unknown> = typeof config === 'string' ? { connectionString: config } : { ...config };
+      // pg-pool hides `password` as a non-enumerable property, so the spread above drops it.
+      if (typeof config === 'object' && config.password !== undefined) given.password = config.password;
+      for (const key of PG_TLS_KEYS) delete given[key];
+      if (typeof given.connectionString === 'string') given.connectionString = withoutTlsParameters(given.connectionString);
+      // sslmode=disable negotiates nothing: pg's own socket, without a stream layer that costs every
+      // message a few microseconds (docs/benchmarks.md).
+      const stream = isPlaintextOnly ? undefined : new NegotiatedStream(policy, negotiationEvents);
+      // ssl: false keeps pg out of TLS (and from reading PGSSLMODE); sslnegotiation overrides PGSSLNEGOTIATION.
+      super({ ...(given as pg.ClientConfig), ssl: false, sslnegotiation: 'postgres', ...(stream ? { stream: () => stream } : {}) });
+      if (stream) streams.set(this, stream);
+      else plaintextClients.add(this);
+    }
+  };
 }
 
 /**
- * A pg.Client class that negotiates TLS as `settings.mode` says. Each pool passes it as its `Client`.
+ * Whether `client`'s connection is encrypted, as negotiated: protocol, cipher, what was verified,
+ * and whether the sslmode's second choice is in use. `undefined` for a client that was not made by
+ * {@link createClientClass}. The server's own view is `SELECT ssl, version FROM pg_stat_ssl WHERE
+ * pid = pg_backend_pid()`.
  */
-export function createClientClass(settings: SslSettings, _events: SslEvents = {}): typeof pg.Client {
-  const ssl = tlsOptions(settings);
-  return class SslClient extends pg.Client {
-    constructor(config?: pg.ClientConfig) {
-      // pg-pool hides `password` as a non-enumerable property, so a spread would drop it.
-      super({ ...config, password: config?.password, ssl });
-    }
-  };
+export function describeTls(client: pg.Client): TlsDescription | undefined {
+  return streams.get(client)?.describe() ?? (plaintextClients.has(client) ? PLAINTEXT : undefined);
+}
+
+/**
+ * Opens a raw connection negotiated as `settings` says (for a CancelRequest: wait for 'connect',
+ * write the 16-byte packet, wait for 'close'). Errors arrive as an 'error' event.
+ */
+export function connectNegotiated(settings: SslSettings, target: { host: string; port: number }): NegotiatedStream {
+  const stream = new NegotiatedStream(policyFor(settings));
+  return target.host.startsWith('/') ? stream.connect(`${target.host}/.s.PGSQL.${target.port}`) : stream.connect(target.port, target.host);
 }
