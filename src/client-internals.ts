@@ -1,4 +1,3 @@
-import net from 'node:net';
 import type pg from 'pg';
 
 /**
@@ -9,19 +8,9 @@ import type pg from 'pg';
 interface ClientInternals {
   connection?: {
     stream?: { destroy(): void };
-    on(event: 'readyForQuery', listener: (message: { status: string }) => void): void;
   };
   _queryable?: boolean;
   _ending?: boolean;
-}
-
-/**
- * Calls `onStatus` with the transaction status byte of every ReadyForQuery message ('I' idle,
- * 'T' in transaction, 'E' failed transaction). pg parses the byte but does not expose it; release
- * hygiene needs it to know exactly whether a returned connection is inside a transaction.
- */
-export function watchTransactionStatus(client: pg.Client, onStatus: (status: string) => void): void {
-  (client as unknown as ClientInternals).connection?.on('readyForQuery', (message) => onStatus(message.status));
 }
 
 /**
@@ -69,22 +58,25 @@ export function isQueryable(client: pg.Client): boolean {
   return internals._queryable !== false && internals._ending !== true;
 }
 
-/** Where to send a cancel request: the server the client is connected to. */
-export interface CancelTarget {
-  host: string;
-  port: number;
+/** A socket-like stream to the server, negotiated as the sslmode says (see `connectNegotiated`). */
+export interface CancelSocket {
+  once(event: 'connect' | 'close', listener: () => void): unknown;
+  once(event: 'error', listener: (error: Error) => void): unknown;
+  write(data: Buffer): unknown;
+  destroy(): unknown;
+  resume(): unknown;
 }
 
 /**
  * Sends PostgreSQL's CancelRequest for the statement the client's backend is running, on a new
- * socket, and resolves once the server has closed it (or after `timeoutMillis`). Never rejects.
- * Cancel requests are not subject to pg_hba, so plaintext works for TLS servers too.
+ * connection from `open` (negotiated like a session, so a hostssl-only server gets it over TLS, as
+ * libpq 17 does), and resolves once the server has closed it (or after `timeoutMillis`). Never rejects.
  */
-export function sendCancelRequest(client: pg.Client, target: CancelTarget, timeoutMillis = 1000): Promise<boolean> {
+export function sendCancelRequest(client: pg.Client, open: () => CancelSocket, timeoutMillis = 1000): Promise<boolean> {
   const { processID, secretKey } = client as unknown as { processID: number | null; secretKey: number | null };
   if (processID === null || secretKey === null || processID === undefined) return Promise.resolve(false);
   return new Promise((resolve) => {
-    const socket = target.host.startsWith('/') ? net.connect({ path: `${target.host}/.s.PGSQL.${target.port}` }) : net.connect({ host: target.host, port: target.port });
+    const socket = open();
     const timer = setTimeout(() => finish(false), timeoutMillis);
     timer.unref();
     let sent = false;

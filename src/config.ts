@@ -55,6 +55,8 @@ export interface DatabaseOptions {
   pgbouncer?: boolean;
   /** Behind PgBouncer, let `name` in a query config through (PgBouncer 1.21+ with `max_prepared_statements`). */
   pgbouncerPreparedStatements?: boolean;
+  /** Automatic prepared statements: most statement texts prepared per connection; 0 = off. @default 100 (DB_MAX_PREPARED_STATEMENTS) */
+  maxPreparedStatements?: number;
   circuitBreakerThreshold?: number;
   circuitBreakerResetMillis?: number;
   logLevel?: LogLevel;
@@ -95,6 +97,7 @@ export interface ResolvedConfig extends ConnectionTarget {
   readonly replicaWaitMillis: number;
   readonly pgbouncer: boolean;
   readonly pgbouncerPreparedStatements: boolean;
+  readonly maxPreparedStatements: number;
   readonly circuitBreakerThreshold: number;
   readonly circuitBreakerResetMillis: number;
   readonly logLevel: LogLevel;

@@ -10,6 +10,7 @@ import { parseLsn, Router, type ReadTarget, type RoutedNode } from './router.js'
 import { sendQuery, type QueryClient, type QueryContext } from './query-client.js';
 import { waitUntilReady } from './ready.js';
 import { buildStats, DurationRecorder, type DatabaseCounters, type PoolStats } from './stats.js';
+import { StatementNames } from './prepared-statements.js';
 import { transactionSettings } from './session.js';
 import { BeginConnectionError, parseIsolationLevel, runStatement, runTransaction, type IsolationLevel, type TransactionSpec } from './transaction.js';
 
@@ -86,11 +87,15 @@ export class Database {
   #shutdown: Promise<void> | undefined;
   /** SET LOCAL timeouts sent with every BEGIN behind PgBouncer; empty otherwise. */
   readonly #preamble: readonly string[];
+  /** Automatic prepared statements; undefined when off (maxPreparedStatements 0, or PgBouncer without prepared statements). */
+  readonly #statements: StatementNames | undefined;
 
   constructor(options: DatabaseOptions = {}) {
     this.config = loadConfig(process.env, options);
     this.log = createLogger(this.config.logLevel, options.logger);
     this.#preamble = transactionSettings(this.config);
+    const canPrepare = !this.config.pgbouncer || this.config.pgbouncerPreparedStatements;
+    this.#statements = canPrepare && this.config.maxPreparedStatements > 0 ? new StatementNames(this.config.maxPreparedStatements) : undefined;
     for (const warning of this.config.warnings) this.log.warn(warning);
     this.#primary = new NodePool(this.config, 'primary', this.config, this.log, this.#acquireTime);
     const replicas = this.config.replicas.map((target) => new NodePool(target, 'replica', this.config, this.log, this.#acquireTime));
@@ -153,6 +158,7 @@ export class Database {
       scope = this.#scope(options);
       for (let attempt = 1; ; attempt++) {
         const lease = await this.#acquire(scope, isReadOnly, options);
+        scope.lease = lease;
         try {
           return rowsOf(await this.#runOne<R>(lease, scope.context, isReadOnly, text, params));
         } catch (error) {
@@ -165,7 +171,8 @@ export class Database {
           throw error;
         } finally {
           scope.lease = undefined;
-          await lease.node.release(lease);
+          const releasing = lease.node.release(lease);
+          if (releasing) await releasing;
         }
       }
     } catch (error) {
@@ -195,6 +202,7 @@ export class Database {
       scope = this.#scope(options);
       for (let attempt = 1; ; attempt++) {
         const lease = await this.#acquire(scope, spec.isReadOnly, options);
+        scope.lease = lease;
         try {
           const result = await runTransaction(lease, scope.context, spec, fn);
           this.#counters.transactionsExecuted++;
@@ -208,7 +216,8 @@ export class Database {
           throw error;
         } finally {
           scope.lease = undefined;
-          await lease.node.release(lease);
+          const releasing = lease.node.release(lease);
+          if (releasing) await releasing;
         }
       }
     } catch (error) {
@@ -225,7 +234,7 @@ export class Database {
    * With `afterWrite`, a replica is used only once it has replayed that position (waiting at most
    * `replicaWaitMillis`); otherwise the primary serves the read.
    */
-  async #acquire(scope: CallScope, isReadOnly: boolean, options: CallOptions): Promise<Lease> {
+  #acquire(scope: CallScope, isReadOnly: boolean, options: CallOptions): Promise<Lease> {
     this.#assertOpen();
     if (options.target !== undefined && !['primary', 'replica', 'any'].includes(options.target)) throw new TypeError("target must be 'primary', 'replica' or 'any'");
     if (!isReadOnly && options.target === 'replica') throw new TypeError("target 'replica' needs readOnly: true (writes always go to the primary)");
@@ -237,6 +246,13 @@ export class Database {
     const stack = this.config.leakDetectionThresholdMillis > 0 ? new Error('acquired here').stack : undefined;
     const candidates = this.#router.candidates(isReadOnly, options.target);
     if (candidates.length === 0) throw new DatabaseConnectionError('No replica is usable for a read with target: replica (all banned, lagging or down)');
+    // The common case, the primary alone: its acquire's own promise, no wrapper around it.
+    if (candidates.length === 1 && candidates[0] === this.#router.primary) return this.#primary.acquire({ deadline: scope.deadline, signal: scope.signal, stack });
+    return this.#acquireRouted(scope, candidates, token, stack);
+  }
+
+  /** {@link #acquire} over several candidates, or a replica: bans a failing replica, waits for `afterWrite`. */
+  async #acquireRouted(scope: CallScope, candidates: readonly RoutedNode[], token: bigint | undefined, stack: string | undefined): Promise<Lease> {
     let lastError: unknown;
     for (const node of candidates) {
       let lease: Lease;
@@ -287,8 +303,14 @@ export class Database {
    * SET SESSION, no session timeouts), so the statement gets a transaction of its own that carries its
    * read-only mode and the timeouts; elsewhere it runs on the session's read-only default.
    */
-  async #runOne<R extends pg.QueryResultRow>(lease: Lease, context: QueryContext, isReadOnly: boolean, text: string, params?: readonly unknown[]): Promise<pg.QueryResult<R>> {
+  #runOne<R extends pg.QueryResultRow>(lease: Lease, context: QueryContext, isReadOnly: boolean, text: string, params?: readonly unknown[]): Promise<pg.QueryResult<R>> {
     if (this.config.pgbouncer) return runStatement<R>(lease, context, { isReadOnly, retries: 0, preamble: this.#preamble }, text, params);
+    // The common case (the session already has the right read-only mode): sendQuery's own promise.
+    if (lease.isSessionReadOnly === isReadOnly) return sendQuery<R>(lease, context, text, params);
+    return this.#runAfterSet<R>(lease, context, isReadOnly, text, params);
+  }
+
+  async #runAfterSet<R extends pg.QueryResultRow>(lease: Lease, context: QueryContext, isReadOnly: boolean, text: string, params?: readonly unknown[]): Promise<pg.QueryResult<R>> {
     // A SET cut short by the caller's timeout or signal reports the cancellation, not a lost connection.
     await this.#setSessionReadOnly(lease, isReadOnly).catch((error: unknown) => {
       throw context.cancelled ?? error;
@@ -315,8 +337,8 @@ export class Database {
     if (timeoutMillis !== undefined && (!Number.isFinite(timeoutMillis) || timeoutMillis <= 0)) throw new TypeError('timeoutMillis must be a positive number of milliseconds');
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
     const deadline = now + Math.min(this.config.connectionTimeoutMillis, timeoutMillis ?? Infinity);
-    const context: QueryContext = { queryTime: this.#queryTime, counters: this.#counters, shouldRefuseNamedStatements: this.config.pgbouncer && !this.config.pgbouncerPreparedStatements };
-    if (!options.signal && timeoutMillis === undefined) return { context, deadline, signal: undefined, dispose: () => undefined };
+    const context: QueryContext = { queryTime: this.#queryTime, counters: this.#counters, shouldRefuseNamedStatements: this.config.pgbouncer && !this.config.pgbouncerPreparedStatements, statements: this.#statements };
+    if (!options.signal && timeoutMillis === undefined) return { context, deadline, signal: undefined, dispose: noop };
     const controller = new AbortController();
     const scope: CallScope = { context, deadline, signal: controller.signal, dispose: () => undefined };
     let graceTimer: NodeJS.Timeout | undefined;
@@ -408,6 +430,8 @@ export class Database {
  * simple protocol) gives pg one result per statement: its rows are the last statement's, as psycopg2's
  * `fetchall()` gives after such an `execute` (docs/errors.md).
  */
+const noop = (): void => undefined;
+
 function rowsOf<R extends pg.QueryResultRow>(result: pg.QueryResult<R> | readonly pg.QueryResult<R>[]): R[] {
   const last = Array.isArray(result) ? (result as readonly pg.QueryResult<R>[]).at(-1) : (result as pg.QueryResult<R>);
   return last?.rows ?? [];

@@ -1,13 +1,13 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { CircuitBreaker } from './circuit-breaker.js';
-import { destroySocket, isQueryable, sendCancelRequest, watchTransactionStatus } from './client-internals.js';
+import { destroySocket, isQueryable, sendCancelRequest } from './client-internals.js';
 import type { ConnectionTarget, ResolvedConfig } from './config.js';
 import { DatabaseConnectionError, DatabaseQueryError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from './errors.js';
 import { sessionParameters } from './session.js';
 import { summarize } from './error-summary.js';
 import { StatementWatchdog } from './statement-watchdog.js';
-import { createClientClass } from './ssl.js';
+import { connectNegotiated, createClientClass } from './ssl.js';
 import { newNodeCounters, type DurationRecorder, type NodeCounters, type NodeStats } from './stats.js';
 
 /** Per-connection facts, kept beside pg's client (never on it). */
@@ -15,8 +15,6 @@ interface ClientMeta {
   readonly createdAt: number;
   readonly retireAt: number;
   idleSince: number;
-  /** Transaction status from the last ReadyForQuery: 'I', 'T' or 'E'. */
-  txStatus: string;
   /** An error event arrived while checked out: the connection is unusable. */
   isBroken: boolean;
   isSessionReadOnly: boolean;
@@ -58,9 +56,15 @@ export async function leaseQuery<R extends pg.QueryResultRow = Record<string, un
   }
 }
 
+/** A caller queued for a permit. Deadlines are enforced by one timer for the whole queue. */
 interface Waiter {
-  resolve(): void;
-  reject(error: Error): void;
+  readonly deadline: number;
+  /** The wait it was given, ms, for the timeout message. */
+  readonly waitMillis: number;
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+  readonly options: AcquireOptions;
+  onAbort: (() => void) | undefined;
 }
 
 /** Options for one acquire. */
@@ -103,9 +107,13 @@ export class NodePool {
   #state: LifecycleState = 'open';
   #permits: number;
   #waiters: Waiter[] = [];
+  /** Fires at the earliest waiter deadline (or earlier); `#waitTimerAt` is when. */
+  #waitTimer: NodeJS.Timeout | undefined;
+  #waitTimerAt = Infinity;
   #meta = new WeakMap<pg.Client, ClientMeta>();
   #leases = new Set<Lease>();
   #watchdog: StatementWatchdog | undefined;
+  #openCancelSocket = () => connectNegotiated(this.#config.ssl, this.target);
   #clients = new Set<pg.Client>();
   #isRefilling = false;
   #refillTimer: NodeJS.Timeout | undefined;
@@ -124,8 +132,18 @@ export class NodePool {
     this.#permits = target.max;
     this.circuit = new CircuitBreaker(config.circuitBreakerThreshold, config.circuitBreakerResetMillis);
     this.#Client = createClientClass(config.ssl, { onPlaintextFallback: () => this.#warnFallback() });
+    const Client = this.#Client;
+    const connectionTimeoutMillis = config.connectionTimeoutMillis;
     this.#pool = new pg.Pool({
-      Client: this.#Client,
+      // pg-pool arms a timer on every checkout when it has connectionTimeoutMillis, even for an idle
+      // client; our permits and #connect already bound every wait, so only the client gets the
+      // timeout, which pg applies to opening a new connection.
+      Client: class extends Client {
+        constructor(options: pg.ClientConfig) {
+          // pg-pool hides `password` as a non-enumerable property, so the spread drops it.
+          super({ ...options, password: options.password, connectionTimeoutMillis });
+        }
+      } as typeof pg.Client,
       host: target.host,
       port: target.port,
       user: target.user,
@@ -134,7 +152,6 @@ export class NodePool {
       max: target.max,
       min: target.min,
       idleTimeoutMillis: config.idleTimeoutMillis,
-      connectionTimeoutMillis: config.connectionTimeoutMillis,
       allowExitOnIdle: true,
       ...sessionParameters(config),
     });
@@ -169,13 +186,10 @@ export class NodePool {
     const lifetime = this.#config.maxLifetimeMillis;
     // Up to 10% jitter so connections opened together are not all retired together.
     const retireAt = lifetime === 0 ? Infinity : now + lifetime - Math.random() * lifetime * 0.1;
-    const meta: ClientMeta = { createdAt: now, retireAt, idleSince: now, txStatus: 'I', isBroken: false, isSessionReadOnly: !this.#config.pgbouncer, lease: undefined, leakTimer: undefined };
+    const meta: ClientMeta = { createdAt: now, retireAt, idleSince: now, isBroken: false, isSessionReadOnly: !this.#config.pgbouncer, lease: undefined, leakTimer: undefined };
     this.#meta.set(client, meta);
     this.#clients.add(client);
     this.counters.totalConnections++;
-    watchTransactionStatus(client, (status) => {
-      meta.txStatus = status;
-    });
     // pg-pool listens only while a client is idle in it: checked out (validation, a refill round
     // holding idle clients, a lease) a server restart or pg_terminate_backend would otherwise be an
     // unhandled 'error' event that crashes the process. One listener for the client's whole life, not
@@ -250,7 +264,10 @@ export class NodePool {
     const permit = { isHeld: true };
     let client: pg.PoolClient | undefined;
     try {
-      client = await this.#checkout(options, permit);
+      // The common case inline (an idle connection used recently): no extra async layer per acquire.
+      const remaining = options.deadline - Date.now();
+      const idle = this.#pool.idleCount > 0 && remaining > 0 ? await this.#connect(remaining, true, permit, options) : undefined;
+      client = idle && this.#isReady(idle) ? idle : await this.#checkout(options, permit, idle);
     } finally {
       if (!client && permit.isHeld) this.#returnPermit();
     }
@@ -262,6 +279,10 @@ export class NodePool {
     return lease;
   }
 
+  /**
+   * Queues for a permit (FIFO). No timer per waiter: one timer for the queue fires at the earliest
+   * deadline, so a busy pool with many callers queued pays no timer per acquire.
+   */
   #takePermit(options: AcquireOptions): Promise<void> {
     if (this.#permits > 0 && this.#waiters.length === 0) {
       this.#permits--;
@@ -273,25 +294,52 @@ export class NodePool {
       return Promise.reject(new PoolTimeoutError(`No connection available and ${maxWaiting} callers already wait (DB_POOL_MAX_WAITING)`, this.snapshot(), 'POOL_QUEUE_FULL'));
     }
     return new Promise<void>((resolve, reject) => {
-      const remaining = options.deadline - Date.now();
-      const timer = setTimeout(() => {
-        this.#recordTimeout(options);
-        settle(new PoolTimeoutError(`No connection available within ${Math.max(0, Math.round(remaining))} ms`, this.snapshot()));
-      }, Math.max(0, remaining));
-      timer.unref();
-      const onAbort = () => settle(cancelledError(options.signal!));
-      const settle = (error?: Error) => {
-        clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-        const index = this.#waiters.indexOf(waiter);
-        if (index !== -1) this.#waiters.splice(index, 1);
-        if (error) reject(error);
-        else resolve();
-      };
-      const waiter: Waiter = { resolve: () => settle(), reject: (error) => settle(error) };
-      options.signal?.addEventListener('abort', onAbort, { once: true });
+      const waitMillis = Math.max(0, options.deadline - Date.now());
+      const waiter: Waiter = { deadline: options.deadline, waitMillis, resolve, reject, options, onAbort: undefined };
+      if (options.signal) {
+        waiter.onAbort = () => {
+          const index = this.#waiters.indexOf(waiter);
+          if (index === -1) return;
+          this.#waiters.splice(index, 1);
+          reject(cancelledError(options.signal!));
+        };
+        options.signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
       this.#waiters.push(waiter);
+      if (options.deadline < this.#waitTimerAt) this.#armWaitTimer(options.deadline);
     });
+  }
+
+  #armWaitTimer(at: number): void {
+    clearTimeout(this.#waitTimer);
+    this.#waitTimerAt = at;
+    this.#waitTimer = setTimeout(() => this.#expireWaiters(), Math.max(0, at - Date.now()));
+    this.#waitTimer.unref();
+  }
+
+  /** Rejects every waiter whose deadline passed, then re-arms for the earliest deadline left. */
+  #expireWaiters(): void {
+    this.#waitTimer = undefined;
+    this.#waitTimerAt = Infinity;
+    const now = Date.now();
+    let next = Infinity;
+    for (const waiter of [...this.#waiters]) {
+      if (waiter.deadline > now) {
+        next = Math.min(next, waiter.deadline);
+        continue;
+      }
+      // The snapshot still counts this waiter: it shows the pool as the caller saw it at its deadline.
+      const error = new PoolTimeoutError(`No connection available within ${Math.round(waiter.waitMillis)} ms`, this.snapshot());
+      this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+      this.#detach(waiter);
+      this.#recordTimeout(waiter.options);
+      waiter.reject(error);
+    }
+    if (next !== Infinity && this.#state === 'open') this.#armWaitTimer(next);
+  }
+
+  #detach(waiter: Waiter): void {
+    if (waiter.onAbort) waiter.options.signal!.removeEventListener('abort', waiter.onAbort);
   }
 
   /** Counts an acquire that passed its deadline; ready()'s startup probes do not count (nothing was served yet). */
@@ -304,25 +352,52 @@ export class NodePool {
 
   #returnPermit(): void {
     // A returned permit goes straight to the oldest waiter, so nobody can jump the queue.
-    const waiter = this.#waiters[0];
-    if (waiter && this.#state === 'open') waiter.resolve();
-    else this.#permits++;
+    const waiter = this.#state === 'open' ? this.#waiters.shift() : undefined;
+    if (!waiter) {
+      this.#permits++;
+      return;
+    }
+    this.#detach(waiter);
+    waiter.resolve();
   }
 
-  /** With a permit held: a pg client that is alive, not past its lifetime, validated when idle long. */
-  async #checkout(options: AcquireOptions, permit: { isHeld: boolean }): Promise<pg.PoolClient> {
+  /** An idle connection that may be handed out as it is: alive, not past its lifetime, used recently. */
+  #isReady(client: pg.PoolClient): boolean {
+    const meta = this.#meta.get(client)!;
+    const now = Date.now();
+    return !meta.isBroken && now < meta.retireAt && this.#isRecentlyUsed(meta, now);
+  }
+
+  /**
+   * Idle no longer than `validationIntervalMillis`, so no validation is needed. 0 means every time: at
+   * millisecond resolution a connection reused within the same millisecond would otherwise skip it.
+   */
+  #isRecentlyUsed(meta: ClientMeta, now: number): boolean {
+    const interval = this.#config.validationIntervalMillis;
+    return interval > 0 && now - meta.idleSince <= interval;
+  }
+
+  /**
+   * With a permit held: a pg client that is alive, not past its lifetime, validated when idle long.
+   * `taken`: one already checked out of pg-pool that {@link #isReady} refused, judged first.
+   */
+  async #checkout(options: AcquireOptions, permit: { isHeld: boolean }, taken?: pg.PoolClient): Promise<pg.PoolClient> {
     for (;;) {
-      const remaining = options.deadline - Date.now();
-      if (remaining <= 0) {
-        this.#recordTimeout(options);
-        throw new PoolTimeoutError('No usable connection within the acquire deadline', this.snapshot());
+      let client = taken;
+      taken = undefined;
+      if (!client) {
+        const remaining = options.deadline - Date.now();
+        if (remaining <= 0) {
+          this.#recordTimeout(options);
+          throw new PoolTimeoutError('No usable connection within the acquire deadline', this.snapshot());
+        }
+        const hasIdle = this.#pool.idleCount > 0;
+        if (!hasIdle && !options.isStartupProbe && !this.circuit.allowConnect()) {
+          this.counters.circuitRejections++;
+          throw new DatabaseConnectionError(`The circuit breaker for ${this.name} is open after repeated connection failures; failing fast`, { code: 'CIRCUIT_OPEN' });
+        }
+        client = await this.#connect(remaining, hasIdle, permit, options);
       }
-      const hasIdle = this.#pool.idleCount > 0;
-      if (!hasIdle && !options.isStartupProbe && !this.circuit.allowConnect()) {
-        this.counters.circuitRejections++;
-        throw new DatabaseConnectionError(`The circuit breaker for ${this.name} is open after repeated connection failures; failing fast`, { code: 'CIRCUIT_OPEN' });
-      }
-      const client = await this.#connect(remaining, hasIdle, permit, options);
       const meta = this.#meta.get(client)!;
       const now = Date.now();
       if (now >= meta.retireAt || meta.isBroken) {
@@ -330,7 +405,7 @@ export class NodePool {
         continue;
       }
       const isFresh = meta.idleSince === meta.createdAt && now - meta.createdAt < 50;
-      if (isFresh || now - meta.idleSince <= this.#config.validationIntervalMillis) return client;
+      if (isFresh || this.#isRecentlyUsed(meta, now)) return client;
       if (await this.#validate(client, Math.min(this.#config.validationTimeoutMillis, options.deadline - now))) return client;
       this.counters.validationFailures++;
       this.#destroy(client);
@@ -343,33 +418,42 @@ export class NodePool {
    */
   #connect(remaining: number, hasIdle: boolean, permit: { isHeld: boolean }, options: AcquireOptions): Promise<pg.PoolClient> {
     return new Promise((resolve, reject) => {
+      let isSettled = false;
       let isLate = false;
-      const timer = setTimeout(() => {
-        isLate = true;
-        permit.isHeld = false;
-        this.#recordTimeout(options);
-        reject(new PoolTimeoutError(`Connecting took longer than the acquire deadline (${Math.round(remaining)} ms)`, this.snapshot()));
-      }, remaining);
-      timer.unref();
-      this.#pool.connect().then(
-        (client) => {
-          clearTimeout(timer);
-          if (!hasIdle) this.circuit.recordSuccess();
-          if (!isLate) return resolve(client);
-          // We gave up waiting, but the connection is good: keep it for the next caller.
-          this.#meta.get(client)!.idleSince = Date.now();
-          client.release();
-          this.#returnPermit();
-        },
-        (error: Error) => {
-          clearTimeout(timer);
+      let timer: NodeJS.Timeout | undefined;
+      const armDeadline = () => {
+        if (isSettled) return;
+        timer = setTimeout(() => {
+          isLate = true;
+          permit.isHeld = false;
+          this.#recordTimeout(options);
+          reject(new PoolTimeoutError(`Connecting took longer than the acquire deadline (${Math.round(remaining)} ms)`, this.snapshot()));
+        }, remaining);
+        timer.unref();
+      };
+      // A new connection: the deadline timer first, so at a tie it fires before the connect's own timeout.
+      if (!hasIdle) armDeadline();
+      this.#pool.connect((error: Error | undefined, client: pg.PoolClient | undefined) => {
+        isSettled = true;
+        clearTimeout(timer);
+        if (error || !client) {
           this.counters.connectionErrors++;
           this.circuit.recordFailure();
           this.#log.warn({ error: summarize(error) }, 'connection attempt failed');
-          if (!isLate) reject(new DatabaseConnectionError(`Could not connect to ${this.name}: ${error.message}`, { cause: error }));
+          if (!isLate) reject(new DatabaseConnectionError(`Could not connect to ${this.name}: ${error?.message}`, { cause: error }));
           else this.#returnPermit();
-        },
-      );
+          return;
+        }
+        if (!hasIdle) this.circuit.recordSuccess();
+        if (!isLate) return resolve(client);
+        // We gave up waiting, but the connection is good: keep it for the next caller.
+        this.#meta.get(client)!.idleSince = Date.now();
+        client.release();
+        this.#returnPermit();
+      });
+      // pg-pool hands an idle client over on its next tick (this tick runs after it): the deadline
+      // timer is needed only when that did not happen, i.e. a new connection is being opened.
+      if (hasIdle) process.nextTick(armDeadline);
     });
   }
 
@@ -413,20 +497,37 @@ export class NodePool {
    * Gives a lease back. A connection still running a statement, broken, past its lifetime, or whose
    * ROLLBACK of a left-open transaction fails is destroyed; only a clean idle session is reused.
    */
-  async release(lease: Lease): Promise<void> {
-    if (!this.#leases.delete(lease)) return;
+  release(lease: Lease): Promise<void> | undefined {
+    if (!this.#leases.delete(lease)) return undefined;
     const client = lease.client;
     const meta = this.#meta.get(client)!;
+    const now = Date.now();
+    if (!lease.isBroken && !meta.isBroken && lease.inFlight === 0 && isOutsideTransaction(client) && now < meta.retireAt && this.#state === 'open' && isQueryable(client)) {
+      try {
+        meta.idleSince = now;
+        meta.isSessionReadOnly = lease.isSessionReadOnly;
+        this.#unwatchLease(meta);
+        client.release();
+      } finally {
+        this.#returnPermit();
+      }
+      return undefined;
+    }
+    return this.#releaseSlowly(lease, client, meta);
+  }
+
+  /** {@link release} when the connection needs a ROLLBACK, a cancel, or to be destroyed. */
+  async #releaseSlowly(lease: Lease, client: pg.PoolClient, meta: ClientMeta): Promise<void> {
     try {
       let isReusable = !lease.isBroken && !meta.isBroken && lease.inFlight === 0 && isQueryable(client) && this.#state === 'open';
-      if (isReusable && meta.txStatus !== 'I') isReusable = await this.#rollback(client);
+      if (isReusable && !isOutsideTransaction(client)) isReusable = await this.#rollback(client);
       if (isReusable && Date.now() < meta.retireAt) {
         meta.idleSince = Date.now();
         meta.isSessionReadOnly = lease.isSessionReadOnly;
         this.#unwatchLease(meta);
         client.release();
       } else {
-        if (lease.inFlight > 0) await sendCancelRequest(client, this.target, this.#config.validationTimeoutMillis);
+        if (lease.inFlight > 0) await sendCancelRequest(client, this.#openCancelSocket, this.#config.validationTimeoutMillis);
         this.#unwatchLease(meta);
         this.#destroy(client);
       }
@@ -450,7 +551,7 @@ export class NodePool {
 
   /** Sends a cancel request for the statement a lease is running (used by timeouts and aborts). */
   cancel(lease: Lease): Promise<boolean> {
-    return sendCancelRequest(lease.client, this.target, this.#config.validationTimeoutMillis);
+    return sendCancelRequest(lease.client, this.#openCancelSocket, this.#config.validationTimeoutMillis);
   }
 
   /**
@@ -542,7 +643,11 @@ export class NodePool {
     this.#state = 'closing';
     this.#watchdog?.stop();
     clearTimeout(this.#refillTimer);
-    for (const waiter of [...this.#waiters]) waiter.reject(new PoolClosedError());
+    clearTimeout(this.#waitTimer);
+    for (const waiter of this.#waiters.splice(0)) {
+      this.#detach(waiter);
+      waiter.reject(new PoolClosedError());
+    }
     this.#closed = this.#drain(deadline);
     return this.#closed;
   }
@@ -552,12 +657,13 @@ export class NodePool {
   async #drain(deadline: number): Promise<void> {
     const ended = this.#pool.end();
     while (this.#leases.size > 0 && Date.now() < deadline) await sleep(Math.min(20, deadline - Date.now()));
-    for (const lease of [...this.#leases]) {
+    // All stragglers at once, each with one cancel request (release sends it): over a black-holed
+    // link N of them cost one cancel timeout past the deadline, not 2 × N.
+    await Promise.all([...this.#leases].map((lease) => {
       this.#log.warn('shutdown deadline passed: cancelling a statement still running and closing its connection');
       lease.isBroken = true;
-      if (lease.inFlight > 0) await this.cancel(lease);
-      await this.release(lease);
-    }
+      return this.release(lease);
+    }));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([ended, new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.max(50, deadline - Date.now())); timer.unref(); })]);
     clearTimeout(timer);
@@ -570,6 +676,12 @@ export class NodePool {
     while (this.#clients.size > 0 && Date.now() < settleBy) await sleep(5);
     this.#state = 'closed';
   }
+}
+
+/** pg's status from the last ReadyForQuery: 'I' outside a transaction ('T' in one, 'E' in a failed one; null before the first). */
+function isOutsideTransaction(client: pg.Client): boolean {
+  const status = client.getTransactionStatus();
+  return status === 'I' || status === null;
 }
 
 function sleep(millis: number): Promise<void> {

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { DatabaseConnectionError, DatabaseQueryError, DbError, isConnectionFailure, sqlStateOf } from './errors.js';
-import { leaseQuery, type Lease } from './pool.js';
+import type { Lease } from './pool.js';
+import { preparedStatementFailure, type StatementNames } from './prepared-statements.js';
 import type { DatabaseCounters, DurationRecorder } from './stats.js';
 
 /** What `client` inside `withDb` offers: pg's `query`, and nothing that could release it by hand. */
@@ -17,11 +18,17 @@ export interface QueryContext {
   cancelled?: DatabaseQueryError;
   /** Behind PgBouncer (before 1.21), a named prepared statement would not survive the transaction. */
   readonly shouldRefuseNamedStatements?: boolean;
+  /** Automatic prepared statements (`maxPreparedStatements`); absent when off. */
+  readonly statements?: StatementNames;
 }
 
 /**
  * Sends one caller statement on a lease: counts it, times it, tracks it as in flight, and turns pg's
  * errors into ours. A connection failure marks the lease broken (it is destroyed on release).
+ * A parameterized text is sent as a named prepared statement when `context.statements` gives it a
+ * name (src/prepared-statements.ts); if the server's cached plan went stale (DDL) or the statement
+ * is gone, the name is dropped and, outside a transaction (where nothing ran), the statement is sent
+ * once more unnamed.
  */
 export async function sendQuery<R extends pg.QueryResultRow>(lease: Lease, context: QueryContext, query: string | pg.QueryConfig, values?: readonly unknown[]): Promise<pg.QueryResult<R>> {
   if (context.cancelled) throw context.cancelled;
@@ -31,14 +38,41 @@ export async function sendQuery<R extends pg.QueryResultRow>(lease: Lease, conte
   const startedAt = performance.now();
   context.counters.queriesExecuted++;
   lease.inFlight++;
+  // leaseQuery's bookkeeping for the statement watchdog, inline: one async layer less per statement.
+  if (lease.pending++ === 0) lease.busySince = startedAt;
   try {
-    return await leaseQuery<R>(lease, query, values);
+    if (typeof query !== 'string') return await lease.client.query<R>(query, values as unknown[]);
+    const name = values !== undefined && values.length > 0 ? context.statements?.nameFor(query) : undefined;
+    if (name === undefined) return await submit<R>(lease.client, { text: query, values: values as unknown[] | undefined });
+    try {
+      return await submit<R>(lease.client, { text: query, values: values as unknown[], name });
+    } catch (error) {
+      const failure = preparedStatementFailure(sqlStateOf(error), error instanceof Error ? error.message : '');
+      if (!failure) throw error;
+      context.statements!.forget(query);
+      // pg still counts the name as prepared on this connection, which the server no longer has.
+      if (failure === 'missing') lease.isBroken = true;
+      // In a transaction the failed statement aborted it; outside one nothing ran, so send it again.
+      if (lease.client.getTransactionStatus() !== 'I') throw error;
+      return await submit<R>(lease.client, { text: query, values: values as unknown[] });
+    }
   } catch (error) {
     throw toDbError(error, lease, context);
   } finally {
     lease.inFlight--;
+    if (--lease.pending === 0) lease.busySince = 0;
     context.queryTime.record(performance.now() - startedAt);
   }
+}
+
+/**
+ * pg's callback form, for a config object we built (never the caller's, which pg would modify):
+ * one promise per statement instead of the two of pg's promise form.
+ */
+function submit<R extends pg.QueryResultRow>(client: pg.PoolClient, query: pg.QueryConfig): Promise<pg.QueryResult<R>> {
+  return new Promise((resolve, reject) => {
+    client.query<R>(query, (error: Error, result: pg.QueryResult<R>) => (error ? reject(error) : resolve(result)));
+  });
 }
 
 /** Maps a pg error to a DbError; bound values are never part of the message. */

@@ -57,10 +57,12 @@ export class Router {
   #timer: NodeJS.Timeout | undefined;
   #isClosed = false;
   #warned = new WeakSet<RoutedNode>();
+  #primaryOnly: readonly RoutedNode[];
 
   constructor(primary: NodePool, replicas: readonly NodePool[], config: ResolvedConfig, log: Logger) {
     this.primary = newNode(primary);
     this.replicas = replicas.map(newNode);
+    this.#primaryOnly = Object.freeze([this.primary]);
     this.#config = config;
     this.#log = log;
     if (this.replicas.length > 0) this.#schedule(0);
@@ -71,8 +73,9 @@ export class Router {
   }
 
   /** Nodes to try, best first, for work of this kind. Empty only for `target: 'replica'` with none usable. */
-  candidates(isReadOnly: boolean, target: ReadTarget | undefined): RoutedNode[] {
-    if (!isReadOnly || target === 'primary') return [this.primary];
+  candidates(isReadOnly: boolean, target: ReadTarget | undefined): readonly RoutedNode[] {
+    // Without replicas every call but target 'replica' gets the primary: no array built per call.
+    if (!isReadOnly || target === 'primary' || (this.replicas.length === 0 && target !== 'replica')) return this.#primaryOnly;
     const usable = this.replicas.filter((node) => this.isUsable(node));
     const ordered = this.#byLoad(target === 'any' ? [...usable, this.primary] : usable);
     return target === 'replica' || target === 'any' ? ordered : [...ordered, this.primary];
