@@ -1,71 +1,22 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import type { CallOptions, ExecuteQueryOptions, ExecuteTransactionOptions, Operation, WithDbOptions } from './call-options.js';
+import { openCallScope, type CallScope, type CallScopeSettings } from './call-scope.js';
 import { loadConfig, type DatabaseOptions, type ResolvedConfig } from './config.js';
-import { DatabaseConnectionError, DatabaseQueryError, PoolClosedError, PoolTimeoutError } from './errors.js';
+import { DatabaseConnectionError, PoolClosedError } from './errors.js';
 import { checkHealth, type HealthReport } from './health.js';
 import { createLogger } from './logger.js';
 import { summarize } from './error-summary.js';
-import { leaseQuery, NodePool, type Lease } from './pool.js';
-import { parseLsn, Router, type ReadTarget, type RoutedNode } from './router.js';
+import { leaseQuery, type Lease } from './lease.js';
+import { NodePool } from './pool.js';
+import { acquireRouted } from './routed-acquire.js';
+import { parseLsn, Router, type RoutedNode } from './router.js';
 import { sendQuery, type QueryClient, type QueryContext } from './query-client.js';
 import { waitUntilReady } from './ready.js';
 import { buildStats, DurationRecorder, type DatabaseCounters, type PoolStats } from './stats.js';
 import { StatementNames } from './prepared-statements.js';
 import { transactionSettings } from './session.js';
-import { BeginConnectionError, parseIsolationLevel, runStatement, runTransaction, type IsolationLevel, type TransactionSpec } from './transaction.js';
-
-/** Per-call options shared by withDb, executeQuery and executeTransaction. */
-export interface CallOptions {
-  /** Cancels the call: a waiting acquire stops, a running statement is cancelled on the server. */
-  signal?: AbortSignal;
-  /** Deadline for the whole call (acquire and work), ms. The acquire never waits past `connectionTimeoutMillis`. */
-  timeoutMillis?: number;
-  /**
-   * For read-only work: `primary`, `replica` (only a replica; rejects when none is usable) or `any`
-   * node. Without it, reads prefer a replica and fall back to the primary. Writes always use the primary.
-   */
-  target?: ReadTarget;
-  /** A token from `getWriteToken()`: the read sees at least that write (docs/operations.md). */
-  afterWrite?: string;
-}
-
-/** Options of `withDb(options, fn)`. */
-export interface WithDbOptions extends CallOptions {
-  /** BEGIN READ ONLY (enforced by the server: writes fail with SQLSTATE 25006). @default false */
-  readOnly?: boolean;
-  isolationLevel?: IsolationLevel | Uppercase<IsolationLevel>;
-  /** Re-runs fn after a serialization failure or deadlock, this many times at most. @default 0 */
-  retries?: number;
-}
-
-/** Options of `executeQuery`. */
-export interface ExecuteQueryOptions extends CallOptions {
-  /** Run the statement read-only (server-enforced). @default true */
-  readOnly?: boolean;
-}
-
-/** Options of `executeTransaction`. */
-export interface ExecuteTransactionOptions extends CallOptions {
-  /** @default false */
-  readOnly?: boolean;
-  isolationLevel?: IsolationLevel | Uppercase<IsolationLevel>;
-  retries?: number;
-}
-
-/** One statement of `executeTransaction`. */
-export interface Operation {
-  text: string;
-  params?: readonly unknown[];
-}
-
-/** Per-call cancellation state: the caller's signal and timeout folded into one. */
-interface CallScope {
-  readonly context: QueryContext;
-  readonly deadline: number;
-  readonly signal: AbortSignal | undefined;
-  lease?: Lease;
-  dispose(): void;
-}
+import { BeginConnectionError, parseIsolationLevel, runStatement, runTransaction, type TransactionSpec } from './transaction.js';
 
 /**
  * A PostgreSQL database: a primary pool (replicas join through the router seam), transactions,
@@ -89,6 +40,7 @@ export class Database {
   readonly #preamble: readonly string[];
   /** Automatic prepared statements; undefined when off (maxPreparedStatements 0, or PgBouncer without prepared statements). */
   readonly #statements: StatementNames | undefined;
+  readonly #scopeSettings: CallScopeSettings;
 
   constructor(options: DatabaseOptions = {}) {
     this.config = loadConfig(process.env, options);
@@ -96,6 +48,10 @@ export class Database {
     this.#preamble = transactionSettings(this.config);
     const canPrepare = !this.config.pgbouncer || this.config.pgbouncerPreparedStatements;
     this.#statements = canPrepare && this.config.maxPreparedStatements > 0 ? new StatementNames(this.config.maxPreparedStatements) : undefined;
+    this.#scopeSettings = {
+      maxAcquireMillis: this.config.connectionTimeoutMillis, graceMillis: this.config.validationTimeoutMillis, queryTime: this.#queryTime, counters: this.#counters,
+      shouldRefuseNamedStatements: this.config.pgbouncer && !this.config.pgbouncerPreparedStatements, statements: this.#statements,
+    };
     for (const warning of this.config.warnings) this.log.warn(warning);
     this.#primary = new NodePool(this.config, 'primary', this.config, this.log, this.#acquireTime);
     const replicas = this.config.replicas.map((target) => new NodePool(target, 'replica', this.config, this.log, this.#acquireTime));
@@ -155,7 +111,7 @@ export class Database {
     const isReadOnly = options.readOnly ?? true;
     let scope: CallScope | undefined;
     try {
-      scope = this.#scope(options);
+      scope = openCallScope(options, this.#scopeSettings);
       for (let attempt = 1; ; attempt++) {
         const lease = await this.#acquire(scope, isReadOnly, options);
         scope.lease = lease;
@@ -199,7 +155,7 @@ export class Database {
     let scope: CallScope | undefined;
     try {
       const spec: TransactionSpec = { isReadOnly: options.readOnly ?? false, isolationLevel: parseIsolationLevel(options.isolationLevel), retries: checkRetries(options.retries), preamble: this.#preamble };
-      scope = this.#scope(options);
+      scope = openCallScope(options, this.#scopeSettings);
       for (let attempt = 1; ; attempt++) {
         const lease = await this.#acquire(scope, spec.isReadOnly, options);
         scope.lease = lease;
@@ -248,50 +204,7 @@ export class Database {
     if (candidates.length === 0) throw new DatabaseConnectionError('No replica is usable for a read with target: replica (all banned, lagging or down)');
     // The common case, the primary alone: its acquire's own promise, no wrapper around it.
     if (candidates.length === 1 && candidates[0] === this.#router.primary) return this.#primary.acquire({ deadline: scope.deadline, signal: scope.signal, stack });
-    return this.#acquireRouted(scope, candidates, token, stack);
-  }
-
-  /** {@link #acquire} over several candidates, or a replica: bans a failing replica, waits for `afterWrite`. */
-  async #acquireRouted(scope: CallScope, candidates: readonly RoutedNode[], token: bigint | undefined, stack: string | undefined): Promise<Lease> {
-    let lastError: unknown;
-    for (const node of candidates) {
-      let lease: Lease;
-      try {
-        lease = await node.pool.acquire({ deadline: scope.deadline, signal: scope.signal, stack });
-      } catch (error) {
-        const isNodeFailure = node !== this.#router.primary && error instanceof DatabaseConnectionError && !(error instanceof PoolTimeoutError) && !(error instanceof PoolClosedError);
-        if (!isNodeFailure) throw error;
-        this.#router.ban(node, error);
-        lastError = error;
-        continue;
-      }
-      if (token !== undefined && node !== this.#router.primary && !(await this.#hasReplayed(node, lease, token, scope))) {
-        await node.pool.release(lease);
-        continue;
-      }
-      scope.lease = lease;
-      return lease;
-    }
-    throw lastError ?? new DatabaseConnectionError('No replica has replayed the write token within replicaWaitMillis (target: replica)');
-  }
-
-  /** True once the replica behind `lease` has replayed `token`, polling for at most `replicaWaitMillis`. */
-  async #hasReplayed(node: RoutedNode, lease: Lease, token: bigint, scope: CallScope): Promise<boolean> {
-    if (node.lsn !== null && node.lsn >= token) return true;
-    const until = Math.min(scope.deadline, Date.now() + this.config.replicaWaitMillis);
-    for (;;) {
-      try {
-        const { rows } = await leaseQuery<{ lsn: string | null }>(lease, 'SELECT pg_last_wal_replay_lsn()::text AS lsn');
-        const replayed = parseLsn(rows[0]?.lsn);
-        if (replayed !== undefined && replayed >= token) return true;
-      } catch (error) {
-        lease.isBroken = true;
-        this.#router.ban(node, error);
-        return false;
-      }
-      if (Date.now() + 10 > until || scope.context.cancelled) return false;
-      await new Promise((resolve) => setTimeout(resolve, 10).unref());
-    }
+    return acquireRouted(this.#router, scope, candidates, token, stack, this.config.replicaWaitMillis);
   }
 
   #routed(lease: Lease): RoutedNode {
@@ -330,53 +243,6 @@ export class Database {
     }
   }
 
-  /** Folds the caller's signal and timeout into one cancellation: on abort, cancel the running statement. */
-  #scope(options: CallOptions): CallScope {
-    const now = Date.now();
-    const timeoutMillis = options.timeoutMillis;
-    if (timeoutMillis !== undefined && (!Number.isFinite(timeoutMillis) || timeoutMillis <= 0)) throw new TypeError('timeoutMillis must be a positive number of milliseconds');
-    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
-    const deadline = now + Math.min(this.config.connectionTimeoutMillis, timeoutMillis ?? Infinity);
-    const context: QueryContext = { queryTime: this.#queryTime, counters: this.#counters, shouldRefuseNamedStatements: this.config.pgbouncer && !this.config.pgbouncerPreparedStatements, statements: this.#statements };
-    if (!options.signal && timeoutMillis === undefined) return { context, deadline, signal: undefined, dispose: noop };
-    const controller = new AbortController();
-    const scope: CallScope = { context, deadline, signal: controller.signal, dispose: () => undefined };
-    let graceTimer: NodeJS.Timeout | undefined;
-    const abort = (reason: unknown, message: string, isTimeout = false) => {
-      if (context.cancelled) return;
-      context.cancelled = new DatabaseQueryError(message, reason, 'QUERY_CANCELLED');
-      this.#counters.queriesCancelled++;
-      const lease = scope.lease;
-      // A timeout while still waiting for a connection is the acquire deadline's to report
-      // (PoolTimeoutError with a pool snapshot); a caller's abort ends the wait at once.
-      if (lease || !isTimeout) controller.abort(context.cancelled);
-      if (!lease) return;
-      if (lease.inFlight > 0) void lease.node.cancel(lease);
-      // The cancel request may never reach the server (a black-holed link), and BEGIN/SET/COMMIT are
-      // not cancelled at all: a call still holding its connection after the grace has the connection
-      // destroyed, so the caller's wait ends (pgx's CancelRequestContextWatcherHandler does the same).
-      graceTimer = setTimeout(() => {
-        if (scope.lease === lease) lease.node.abandon(lease);
-      }, this.config.validationTimeoutMillis);
-      graceTimer.unref();
-    };
-    const onAbort = () => abort(options.signal!.reason, 'The operation was cancelled by its AbortSignal');
-    if (options.signal?.aborted) onAbort();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    const timer = timeoutMillis === undefined ? undefined : setTimeout(() => abort(undefined, `The operation did not finish within timeoutMillis (${timeoutMillis} ms); its statement was cancelled`, true), timeoutMillis);
-    timer?.unref();
-    scope.dispose = () => {
-      clearTimeout(timer);
-      clearTimeout(graceTimer);
-      options.signal?.removeEventListener('abort', onAbort);
-    };
-    if (context.cancelled) {
-      scope.dispose();
-      throw context.cancelled;
-    }
-    return scope;
-  }
-
   #assertOpen(): void {
     if (this.#state !== 'open') throw new PoolClosedError();
   }
@@ -398,8 +264,9 @@ export class Database {
 
   /**
    * Graceful shutdown: new work rejects with PoolClosedError at once, callers waiting for a connection
-   * too; work holding a connection may finish until `timeoutMillis` (default 10000), then its statement
-   * is cancelled and its connection destroyed. Idempotent; leaves no handle open.
+   * too (queued, or on a connect in progress, which is destroyed); work holding a connection may
+   * finish until `timeoutMillis` (default 10000), then its statement is cancelled and its connection
+   * destroyed. Idempotent; leaves no handle open.
    */
   shutdown(options: { timeoutMillis?: number } = {}): Promise<void> {
     if (this.#shutdown) return this.#shutdown;
@@ -430,8 +297,6 @@ export class Database {
  * simple protocol) gives pg one result per statement: its rows are the last statement's, as psycopg2's
  * `fetchall()` gives after such an `execute` (docs/errors.md).
  */
-const noop = (): void => undefined;
-
 function rowsOf<R extends pg.QueryResultRow>(result: pg.QueryResult<R> | readonly pg.QueryResult<R>[]): R[] {
   const last = Array.isArray(result) ? (result as readonly pg.QueryResult<R>[]).at(-1) : (result as pg.QueryResult<R>);
   return last?.rows ?? [];

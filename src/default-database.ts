@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { Database, type ExecuteQueryOptions, type ExecuteTransactionOptions, type Operation, type WithDbOptions } from './database.js';
+import type { ExecuteQueryOptions, ExecuteTransactionOptions, Operation, WithDbOptions } from './call-options.js';
+import { Database } from './database.js';
 import { PoolClosedError } from './errors.js';
 import type { HealthReport } from './health.js';
 import type { QueryClient } from './query-client.js';

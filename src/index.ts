@@ -1,5 +1,5 @@
 export { Database } from './database.js';
-export type { CallOptions, ExecuteQueryOptions, ExecuteTransactionOptions, Operation, WithDbOptions } from './database.js';
+export type { CallOptions, ExecuteQueryOptions, ExecuteTransactionOptions, Operation, WithDbOptions } from './call-options.js';
 export { loadConfig } from './config.js';
 export type { ConnectionTarget, DatabaseOptions, ReplicaOptions, ResolvedConfig } from './config.js';
 export { SETTINGS } from './config-table.js';

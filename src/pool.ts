@@ -1,71 +1,19 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { CircuitBreaker } from './circuit-breaker.js';
+import { isRecentlyUsed, newClientMeta, unwatchLease, watchLease, type ClientMeta } from './client-meta.js';
 import { destroySocket, isQueryable, sendCancelRequest } from './client-internals.js';
 import type { ConnectionTarget, ResolvedConfig } from './config.js';
-import { DatabaseConnectionError, DatabaseQueryError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from './errors.js';
+import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from './errors.js';
+import type { Lease } from './lease.js';
+import { PermitQueue } from './permit-queue.js';
+import { drainPool } from './pool-drain.js';
+import { Refiller } from './refiller.js';
 import { sessionParameters } from './session.js';
 import { summarize } from './error-summary.js';
 import { StatementWatchdog } from './statement-watchdog.js';
 import { connectNegotiated, createClientClass } from './ssl.js';
 import { newNodeCounters, type DurationRecorder, type NodeCounters, type NodeStats } from './stats.js';
-
-/** Per-connection facts, kept beside pg's client (never on it). */
-interface ClientMeta {
-  readonly createdAt: number;
-  readonly retireAt: number;
-  idleSince: number;
-  /** An error event arrived while checked out: the connection is unusable. */
-  isBroken: boolean;
-  isSessionReadOnly: boolean;
-  /** The lease holding this connection, while checked out: the error listener marks it broken. */
-  lease: Lease | undefined;
-  /** Leak detection timer of the current lease (only when leakDetectionThresholdMillis > 0). */
-  leakTimer: NodeJS.Timeout | undefined;
-}
-
-/** A checked-out connection. Given back with {@link NodePool.release} exactly once. */
-export interface Lease {
-  readonly client: pg.PoolClient;
-  readonly node: NodePool;
-  readonly acquiredAt: number;
-  /** Statements sent and not yet answered; a lease released with any in flight is destroyed. */
-  inFlight: number;
-  /** True once the lease saw a connection failure; it is destroyed on release. */
-  isBroken: boolean;
-  /** The error event that broke the connection while checked out (e.g. the server's FATAL), for messages. */
-  lostError?: Error;
-  /** The session's `default_transaction_read_only`; kept with the connection across leases. */
-  isSessionReadOnly: boolean;
-  /** Statements sent through {@link leaseQuery} and not yet answered (ours and the caller's). */
-  pending: number;
-  /** `performance.now()` when `pending` last rose from 0; 0 while nothing is pending (for the watchdog). */
-  busySince: number;
-}
-
-/**
- * Sends one statement on a lease, keeping `pending`/`busySince` for the statement watchdog. Every
- * statement the library sends on a checked-out connection goes through here.
- */
-export async function leaseQuery<R extends pg.QueryResultRow = Record<string, unknown>>(lease: Lease, query: string | pg.QueryConfig, values?: readonly unknown[]): Promise<pg.QueryResult<R>> {
-  if (lease.pending++ === 0) lease.busySince = performance.now();
-  try {
-    return await lease.client.query<R>(query as string, values as unknown[]);
-  } finally {
-    if (--lease.pending === 0) lease.busySince = 0;
-  }
-}
-
-/** A caller queued for a permit. Deadlines are enforced by one timer for the whole queue. */
-interface Waiter {
-  readonly deadline: number;
-  /** The wait it was given, ms, for the timeout message. */
-  readonly waitMillis: number;
-  readonly resolve: () => void;
-  readonly reject: (error: Error) => void;
-  readonly options: AcquireOptions;
-  onAbort: (() => void) | undefined;
-}
 
 /** Options for one acquire. */
 export interface AcquireOptions {
@@ -80,11 +28,6 @@ export interface AcquireOptions {
 
 export type NodeRole = 'primary' | 'replica';
 type LifecycleState = 'open' | 'closing' | 'closed';
-
-const REFILL_BACKOFF_MIN_MILLIS = 100;
-const REFILL_BACKOFF_MAX_MILLIS = 5000;
-/** At most this many connects run at once when refilling: no reconnect storm after an outage. */
-const REFILL_CONCURRENCY = 2;
 
 /**
  * One server's pool: a pg.Pool behind a FIFO permit queue of size `max`. Holding a permit means
@@ -105,19 +48,15 @@ export class NodePool {
   #log: Logger;
   #acquireTime: DurationRecorder;
   #state: LifecycleState = 'open';
-  #permits: number;
-  #waiters: Waiter[] = [];
-  /** Fires at the earliest waiter deadline (or earlier); `#waitTimerAt` is when. */
-  #waitTimer: NodeJS.Timeout | undefined;
-  #waitTimerAt = Infinity;
+  #queue: PermitQueue<AcquireOptions>;
   #meta = new WeakMap<pg.Client, ClientMeta>();
   #leases = new Set<Lease>();
   #watchdog: StatementWatchdog | undefined;
   #openCancelSocket = () => connectNegotiated(this.#config.ssl, this.target);
   #clients = new Set<pg.Client>();
-  #isRefilling = false;
-  #refillTimer: NodeJS.Timeout | undefined;
-  #refillBackoffMillis = REFILL_BACKOFF_MIN_MILLIS;
+  /** Clients from construction until their connect settles (pg-pool's 'connect', or 'end' on failure): close destroys them. */
+  #connecting = new Set<pg.Client>();
+  #refiller: Refiller;
   #hasWarnedFallback = false;
   /** When an acquire last passed its deadline (epoch ms); health reports `degraded` for a minute after. */
   lastAcquireTimeoutAt = -Infinity;
@@ -129,11 +68,16 @@ export class NodePool {
     this.#config = config;
     this.#log = log.child({ node: target.name });
     this.#acquireTime = acquireTime;
-    this.#permits = target.max;
+    this.#queue = new PermitQueue<AcquireOptions>(target.max, config.maxWaiting, {
+      snapshot: () => this.snapshot(),
+      onTimeout: (options) => this.#recordTimeout(options),
+      onQueueFull: () => this.counters.poolExhaustedCount++,
+    });
     this.circuit = new CircuitBreaker(config.circuitBreakerThreshold, config.circuitBreakerResetMillis);
     this.#Client = createClientClass(config.ssl, { onPlaintextFallback: () => this.#warnFallback() });
     const Client = this.#Client;
     const connectionTimeoutMillis = config.connectionTimeoutMillis;
+    const connecting = this.#connecting;
     this.#pool = new pg.Pool({
       // pg-pool arms a timer on every checkout when it has connectionTimeoutMillis, even for an idle
       // client; our permits and #connect already bound every wait, so only the client gets the
@@ -142,6 +86,9 @@ export class NodePool {
         constructor(options: pg.ClientConfig) {
           // pg-pool hides `password` as a non-enumerable property, so the spread drops it.
           super({ ...options, password: options.password, connectionTimeoutMillis });
+          // Tracked from construction: a connect in progress has no other handle for shutdown to reach.
+          connecting.add(this);
+          this.once('end', () => connecting.delete(this));
         }
       } as typeof pg.Client,
       host: target.host,
@@ -155,6 +102,13 @@ export class NodePool {
       allowExitOnIdle: true,
       ...sessionParameters(config),
     });
+    this.#refiller = new Refiller({
+      min: target.min, pool: this.#pool, permits: this.#queue, circuit: this.circuit, counters: this.counters, log: this.#log,
+      isOpen: () => this.#state === 'open',
+      markIdle: (client) => {
+        this.#meta.get(client)!.idleSince = Date.now();
+      },
+    });
     // An idle client's error is handled by pg-pool (it removes the client); we log it so it can
     // never become an unhandled 'error' event that crashes the process.
     this.#pool.on('error', (error) => this.#log.warn({ error: summarize(error) }, 'idle connection failed and was removed'));
@@ -167,7 +121,7 @@ export class NodePool {
     this.#pool.on('remove', (client) => {
       this.#clients.delete(client);
       this.counters.connectionsClosed++;
-      this.#scheduleRefill(0);
+      this.#refiller.schedule(0);
     });
   }
 
@@ -182,12 +136,9 @@ export class NodePool {
   }
 
   #onConnect(client: pg.Client): void {
-    const now = Date.now();
-    const lifetime = this.#config.maxLifetimeMillis;
-    // Up to 10% jitter so connections opened together are not all retired together.
-    const retireAt = lifetime === 0 ? Infinity : now + lifetime - Math.random() * lifetime * 0.1;
-    const meta: ClientMeta = { createdAt: now, retireAt, idleSince: now, isBroken: false, isSessionReadOnly: !this.#config.pgbouncer, lease: undefined, leakTimer: undefined };
+    const meta = newClientMeta(Date.now(), this.#config.maxLifetimeMillis, !this.#config.pgbouncer);
     this.#meta.set(client, meta);
+    this.#connecting.delete(client);
     this.#clients.add(client);
     this.counters.totalConnections++;
     // pg-pool listens only while a client is idle in it: checked out (validation, a refill round
@@ -215,6 +166,12 @@ export class NodePool {
     return client;
   }
 
+  /** Leak detection's report: a lease held past `leakDetectionThresholdMillis`. */
+  #onLeak = (lease: Lease, stack: string | undefined): void => {
+    this.counters.leaksDetected++;
+    this.#log.warn({ heldMillis: Date.now() - lease.acquiredAt, acquiredAt: stack }, `connection held longer than ${this.#config.leakDetectionThresholdMillis} ms (possible leak)`);
+  };
+
   #warnFallback(): void {
     if (this.#hasWarnedFallback) return;
     this.#hasWarnedFallback = true;
@@ -224,7 +181,7 @@ export class NodePool {
   snapshot(): PoolSnapshot {
     const total = this.#pool.totalCount;
     const idle = this.#pool.idleCount;
-    return { total, idle, active: this.#leases.size, waiting: this.#waiters.length, max: this.target.max };
+    return { total, idle, active: this.#leases.size, waiting: this.#queue.waiting, max: this.target.max };
   }
 
   /** Gauges and counters for `getStats().nodes`. */
@@ -259,8 +216,7 @@ export class NodePool {
     if (this.#state !== 'open') throw new PoolClosedError();
     options.signal?.throwIfAborted();
     // Fast path without a promise: a free permit and nobody queued before us.
-    if (this.#permits > 0 && this.#waiters.length === 0) this.#permits--;
-    else await this.#takePermit(options);
+    if (!this.#queue.tryTake()) await this.#queue.take(options);
     const permit = { isHeld: true };
     let client: pg.PoolClient | undefined;
     try {
@@ -269,77 +225,14 @@ export class NodePool {
       const idle = this.#pool.idleCount > 0 && remaining > 0 ? await this.#connect(remaining, true, permit, options) : undefined;
       client = idle && this.#isReady(idle) ? idle : await this.#checkout(options, permit, idle);
     } finally {
-      if (!client && permit.isHeld) this.#returnPermit();
+      if (!client && permit.isHeld) this.#queue.give();
     }
     const meta = this.#meta.get(client)!;
     const lease: Lease = { client, node: this, acquiredAt: Date.now(), inFlight: 0, isBroken: false, isSessionReadOnly: meta.isSessionReadOnly, pending: 0, busySince: 0 };
     this.#leases.add(lease);
-    this.#watchLease(meta, lease, options.stack);
+    watchLease(meta, lease, options.stack, this.#config.leakDetectionThresholdMillis, this.#onLeak);
     this.#acquireTime.record(performance.now() - startedAt);
     return lease;
-  }
-
-  /**
-   * Queues for a permit (FIFO). No timer per waiter: one timer for the queue fires at the earliest
-   * deadline, so a busy pool with many callers queued pays no timer per acquire.
-   */
-  #takePermit(options: AcquireOptions): Promise<void> {
-    if (this.#permits > 0 && this.#waiters.length === 0) {
-      this.#permits--;
-      return Promise.resolve();
-    }
-    const maxWaiting = this.#config.maxWaiting;
-    if (maxWaiting > 0 && this.#waiters.length >= maxWaiting) {
-      this.counters.poolExhaustedCount++;
-      return Promise.reject(new PoolTimeoutError(`No connection available and ${maxWaiting} callers already wait (DB_POOL_MAX_WAITING)`, this.snapshot(), 'POOL_QUEUE_FULL'));
-    }
-    return new Promise<void>((resolve, reject) => {
-      const waitMillis = Math.max(0, options.deadline - Date.now());
-      const waiter: Waiter = { deadline: options.deadline, waitMillis, resolve, reject, options, onAbort: undefined };
-      if (options.signal) {
-        waiter.onAbort = () => {
-          const index = this.#waiters.indexOf(waiter);
-          if (index === -1) return;
-          this.#waiters.splice(index, 1);
-          reject(cancelledError(options.signal!));
-        };
-        options.signal.addEventListener('abort', waiter.onAbort, { once: true });
-      }
-      this.#waiters.push(waiter);
-      if (options.deadline < this.#waitTimerAt) this.#armWaitTimer(options.deadline);
-    });
-  }
-
-  #armWaitTimer(at: number): void {
-    clearTimeout(this.#waitTimer);
-    this.#waitTimerAt = at;
-    this.#waitTimer = setTimeout(() => this.#expireWaiters(), Math.max(0, at - Date.now()));
-    this.#waitTimer.unref();
-  }
-
-  /** Rejects every waiter whose deadline passed, then re-arms for the earliest deadline left. */
-  #expireWaiters(): void {
-    this.#waitTimer = undefined;
-    this.#waitTimerAt = Infinity;
-    const now = Date.now();
-    let next = Infinity;
-    for (const waiter of [...this.#waiters]) {
-      if (waiter.deadline > now) {
-        next = Math.min(next, waiter.deadline);
-        continue;
-      }
-      // The snapshot still counts this waiter: it shows the pool as the caller saw it at its deadline.
-      const error = new PoolTimeoutError(`No connection available within ${Math.round(waiter.waitMillis)} ms`, this.snapshot());
-      this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
-      this.#detach(waiter);
-      this.#recordTimeout(waiter.options);
-      waiter.reject(error);
-    }
-    if (next !== Infinity && this.#state === 'open') this.#armWaitTimer(next);
-  }
-
-  #detach(waiter: Waiter): void {
-    if (waiter.onAbort) waiter.options.signal!.removeEventListener('abort', waiter.onAbort);
   }
 
   /** Counts an acquire that passed its deadline; ready()'s startup probes do not count (nothing was served yet). */
@@ -350,31 +243,11 @@ export class NodePool {
     this.lastAcquireTimeoutAt = Date.now();
   }
 
-  #returnPermit(): void {
-    // A returned permit goes straight to the oldest waiter, so nobody can jump the queue.
-    const waiter = this.#state === 'open' ? this.#waiters.shift() : undefined;
-    if (!waiter) {
-      this.#permits++;
-      return;
-    }
-    this.#detach(waiter);
-    waiter.resolve();
-  }
-
   /** An idle connection that may be handed out as it is: alive, not past its lifetime, used recently. */
   #isReady(client: pg.PoolClient): boolean {
     const meta = this.#meta.get(client)!;
     const now = Date.now();
-    return !meta.isBroken && now < meta.retireAt && this.#isRecentlyUsed(meta, now);
-  }
-
-  /**
-   * Idle no longer than `validationIntervalMillis`, so no validation is needed. 0 means every time: at
-   * millisecond resolution a connection reused within the same millisecond would otherwise skip it.
-   */
-  #isRecentlyUsed(meta: ClientMeta, now: number): boolean {
-    const interval = this.#config.validationIntervalMillis;
-    return interval > 0 && now - meta.idleSince <= interval;
+    return !meta.isBroken && now < meta.retireAt && isRecentlyUsed(meta, now, this.#config.validationIntervalMillis);
   }
 
   /**
@@ -405,7 +278,7 @@ export class NodePool {
         continue;
       }
       const isFresh = meta.idleSince === meta.createdAt && now - meta.createdAt < 50;
-      if (isFresh || this.#isRecentlyUsed(meta, now)) return client;
+      if (isFresh || isRecentlyUsed(meta, now, this.#config.validationIntervalMillis)) return client;
       if (await this.#validate(client, Math.min(this.#config.validationTimeoutMillis, options.deadline - now))) return client;
       this.counters.validationFailures++;
       this.#destroy(client);
@@ -437,11 +310,17 @@ export class NodePool {
         isSettled = true;
         clearTimeout(timer);
         if (error || !client) {
+          // Shutdown destroyed this connect (see #drain): the pool closed, the server did not fail.
+          if (this.#state !== 'open') {
+            if (!isLate) reject(new PoolClosedError());
+            else this.#queue.give();
+            return;
+          }
           this.counters.connectionErrors++;
           this.circuit.recordFailure();
           this.#log.warn({ error: summarize(error) }, 'connection attempt failed');
           if (!isLate) reject(new DatabaseConnectionError(`Could not connect to ${this.name}: ${error?.message}`, { cause: error }));
-          else this.#returnPermit();
+          else this.#queue.give();
           return;
         }
         if (!hasIdle) this.circuit.recordSuccess();
@@ -449,7 +328,7 @@ export class NodePool {
         // We gave up waiting, but the connection is good: keep it for the next caller.
         this.#meta.get(client)!.idleSince = Date.now();
         client.release();
-        this.#returnPermit();
+        this.#queue.give();
       });
       // pg-pool hands an idle client over on its next tick (this tick runs after it): the deadline
       // timer is needed only when that did not happen, i.e. a new connection is being opened.
@@ -474,25 +353,6 @@ export class NodePool {
     }
   }
 
-  /** Ties the connection to its lease (for the error listener) and starts leak detection when on. */
-  #watchLease(meta: ClientMeta, lease: Lease, stack: string | undefined): void {
-    meta.lease = lease;
-    const threshold = this.#config.leakDetectionThresholdMillis;
-    if (threshold <= 0) return;
-    meta.leakTimer = setTimeout(() => {
-      this.counters.leaksDetected++;
-      this.#log.warn({ heldMillis: Date.now() - lease.acquiredAt, acquiredAt: stack }, `connection held longer than ${threshold} ms (possible leak)`);
-    }, threshold);
-    meta.leakTimer.unref();
-  }
-
-  #unwatchLease(meta: ClientMeta): void {
-    meta.lease = undefined;
-    if (meta.leakTimer === undefined) return;
-    clearTimeout(meta.leakTimer);
-    meta.leakTimer = undefined;
-  }
-
   /**
    * Gives a lease back. A connection still running a statement, broken, past its lifetime, or whose
    * ROLLBACK of a left-open transaction fails is destroyed; only a clean idle session is reused.
@@ -506,10 +366,10 @@ export class NodePool {
       try {
         meta.idleSince = now;
         meta.isSessionReadOnly = lease.isSessionReadOnly;
-        this.#unwatchLease(meta);
+        unwatchLease(meta);
         client.release();
       } finally {
-        this.#returnPermit();
+        this.#queue.give();
       }
       return undefined;
     }
@@ -524,15 +384,15 @@ export class NodePool {
       if (isReusable && Date.now() < meta.retireAt) {
         meta.idleSince = Date.now();
         meta.isSessionReadOnly = lease.isSessionReadOnly;
-        this.#unwatchLease(meta);
+        unwatchLease(meta);
         client.release();
       } else {
         if (lease.inFlight > 0) await sendCancelRequest(client, this.#openCancelSocket, this.#config.validationTimeoutMillis);
-        this.#unwatchLease(meta);
+        unwatchLease(meta);
         this.#destroy(client);
       }
     } finally {
-      this.#returnPermit();
+      this.#queue.give();
     }
   }
 
@@ -573,57 +433,9 @@ export class NodePool {
     destroySocket(client);
   }
 
-  /** Opens connections until `min` are open, a few at a time, backing off while connects fail. */
-  #scheduleRefill(delayMillis: number): void {
-    if (this.#state !== 'open' || this.#refillTimer || this.target.min === 0) return;
-    this.#refillTimer = setTimeout(() => {
-      this.#refillTimer = undefined;
-      void this.refill();
-    }, delayMillis);
-    this.#refillTimer.unref();
-  }
-
-  /**
-   * Tops the pool up to `min`, at most REFILL_CONCURRENCY new connects per round; resolves when the
-   * round settled. pg.Pool hands out idle clients before it opens new ones, so the round checks out
-   * every idle client alongside the new ones and then releases them all.
-   */
-  async refill(): Promise<void> {
-    if (this.#state !== 'open' || this.#isRefilling || this.#waiters.length > 0) return;
-    const missing = Math.min(REFILL_CONCURRENCY, this.target.min - this.#pool.totalCount);
-    const count = missing + this.#pool.idleCount;
-    if (missing <= 0 || this.#permits < count || !this.circuit.allowConnect()) {
-      if (missing > 0) this.#scheduleRefill(this.#refillBackoffMillis);
-      return;
-    }
-    this.#isRefilling = true;
-    this.#permits -= count;
-    const results = await Promise.allSettled(Array.from({ length: count }, () => this.#pool.connect()));
-    let failures = 0;
-    for (const result of results) {
-      if (result.status === 'fulfilled') {
-        this.#meta.get(result.value)!.idleSince = Date.now();
-        result.value.release();
-      } else {
-        failures++;
-        this.counters.connectionErrors++;
-        this.circuit.recordFailure();
-        this.#log.debug({ error: summarize(result.reason) }, 'refill connect failed');
-      }
-      this.#returnPermit();
-    }
-    this.#isRefilling = false;
-    // One new connection that opened proves the server answers: close the circuit even when another
-    // connect of the round failed (e.g. "the database system is starting up" just after a restart).
-    if (failures < missing) this.circuit.recordSuccess();
-    if (failures === 0) {
-      this.#refillBackoffMillis = REFILL_BACKOFF_MIN_MILLIS;
-    } else {
-      this.#refillBackoffMillis = Math.min(REFILL_BACKOFF_MAX_MILLIS, this.#refillBackoffMillis * 2);
-    }
-    if (this.#state === 'open' && this.#pool.totalCount < this.target.min) {
-      this.#scheduleRefill(failures === 0 ? 0 : Math.round(this.#refillBackoffMillis * (0.5 + Math.random() * 0.5)));
-    }
+  /** Tops the pool up towards `min` now (one round; see {@link Refiller.refill}). Never rejects. */
+  refill(): Promise<void> {
+    return this.#refiller.refill();
   }
 
   /**
@@ -635,47 +447,24 @@ export class NodePool {
   }
 
   /**
-   * Starts shutdown: waiting callers reject with PoolClosedError at once; leases may finish until
-   * `deadline`, then their statements are cancelled and their connections destroyed. Idempotent.
+   * Starts shutdown: waiting callers reject with PoolClosedError at once, and so do callers waiting on
+   * a connect in progress (the connect is destroyed); leases may finish until `deadline`, then their
+   * statements are cancelled and their connections destroyed (see {@link drainPool}). Idempotent.
    */
   async close(deadline: number): Promise<void> {
     if (this.#state !== 'open') return this.#closed;
     this.#state = 'closing';
     this.#watchdog?.stop();
-    clearTimeout(this.#refillTimer);
-    clearTimeout(this.#waitTimer);
-    for (const waiter of this.#waiters.splice(0)) {
-      this.#detach(waiter);
-      waiter.reject(new PoolClosedError());
-    }
-    this.#closed = this.#drain(deadline);
+    this.#refiller.stop();
+    this.#queue.close();
+    const target = { pool: this.#pool, leases: this.#leases, connecting: this.#connecting, clients: this.#clients, log: this.#log, release: (lease: Lease) => this.release(lease) };
+    this.#closed = drainPool(target, deadline).then(() => {
+      this.#state = 'closed';
+    });
     return this.#closed;
   }
 
   #closed: Promise<void> = Promise.resolve();
-
-  async #drain(deadline: number): Promise<void> {
-    const ended = this.#pool.end();
-    while (this.#leases.size > 0 && Date.now() < deadline) await sleep(Math.min(20, deadline - Date.now()));
-    // All stragglers at once, each with one cancel request (release sends it): over a black-holed
-    // link N of them cost one cancel timeout past the deadline, not 2 × N.
-    await Promise.all([...this.#leases].map((lease) => {
-      this.#log.warn('shutdown deadline passed: cancelling a statement still running and closing its connection');
-      lease.isBroken = true;
-      return this.release(lease);
-    }));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([ended, new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.max(50, deadline - Date.now())); timer.unref(); })]);
-    clearTimeout(timer);
-    // Sockets whose polite end() never completed (a black-holed link) are destroyed.
-    for (const client of this.#clients) destroySocket(client);
-    await ended.catch(() => undefined);
-    // pg-pool emits 'remove' (counted in connectionsClosed) only once a client's end() completed:
-    // wait briefly for the closed sockets to report it, so stats read after shutdown are final.
-    const settleBy = Date.now() + 1000;
-    while (this.#clients.size > 0 && Date.now() < settleBy) await sleep(5);
-    this.#state = 'closed';
-  }
 }
 
 /** pg's status from the last ReadyForQuery: 'I' outside a transaction ('T' in one, 'E' in a failed one; null before the first). */
@@ -683,15 +472,3 @@ function isOutsideTransaction(client: pg.Client): boolean {
   const status = client.getTransactionStatus();
   return status === 'I' || status === null;
 }
-
-function sleep(millis: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, millis)).unref());
-}
-
-function cancelledError(signal: AbortSignal): DatabaseQueryError {
-  if (signal.reason instanceof DatabaseQueryError) return signal.reason;
-  return new DatabaseQueryError('The operation was cancelled by its AbortSignal', signal.reason, 'QUERY_CANCELLED');
-}
-
-
-export { cancelledError };

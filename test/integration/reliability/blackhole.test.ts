@@ -5,7 +5,7 @@
  * health at its timeout; and everything recovers after the heal.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { Database, DatabaseConnectionError, DatabaseQueryError, PoolTimeoutError } from '../../../src/index.js';
+import { Database, DatabaseConnectionError, DatabaseQueryError, PoolClosedError, PoolTimeoutError } from '../../../src/index.js';
 import { getTestDatabaseUrl } from '../../support/database-url.js';
 import { startFaultProxy, type FaultProxy } from '../../support/fault-proxy.js';
 import { eventually, guardProcess, printFigures, sleep, timed, urlVia } from './support.js';
@@ -122,5 +122,21 @@ describe('scenario 3: black-holed link', () => {
     const overrun = shutdown.millis - deadlineMillis;
     expect(overrun, JSON.stringify(db.getStats().nodes[0])).toBeLessThanOrEqual(GRACE_MILLIS + SLACK_MILLIS);
     printFigures('blackhole-shutdown', { stuckStatements: 4, deadlineMillis, shutdownMillis: shutdown.millis, overrunMillis: overrun });
+  });
+
+  // PoolClosedError, not DatabaseConnectionError: shutdown ended the connect, the server did not fail it.
+  test('shutdown interrupts a connect stuck in the black hole: it resolves within 1000 ms with a 200 ms deadline and the caller waiting on that connect rejects with PoolClosedError', async () => {
+    const db = open({ min: 0, max: 2, connectionTimeoutMillis: 5000 });
+    proxy.blackhole();
+    const caller = timed(db.executeQuery('SELECT 1'));
+    await eventually(async () => (proxy.activeConnections > 0 ? true : undefined));
+    await sleep(50);
+    const shutdown = await timed(db.shutdown({ timeoutMillis: 200 }));
+    const outcome = await caller;
+    expect(outcome.error).toBeInstanceOf(PoolClosedError);
+    expect(shutdown.millis).toBeLessThanOrEqual(1000);
+    expect(outcome.millis).toBeLessThan(5000);
+    expect(db.getStats().connectionErrors).toBe(0);
+    printFigures('blackhole-shutdown-connect', { deadlineMillis: 200, connectionTimeoutMillis: 5000, shutdownMillis: shutdown.millis, callerMillis: outcome.millis });
   });
 });
