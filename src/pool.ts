@@ -6,7 +6,7 @@ import { destroySocket, isQueryable, sendCancelRequest } from './client-internal
 import type { ConnectionTarget, ResolvedConfig } from './config.js';
 import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from './errors.js';
 import type { Lease } from './lease.js';
-import { PermitQueue } from './permit-queue.js';
+import { cancelledError, PermitQueue } from './permit-queue.js';
 import { drainPool } from './pool-drain.js';
 import { Refiller } from './refiller.js';
 import { sessionParameters } from './session.js';
@@ -304,11 +304,24 @@ export class NodePool {
         }, remaining);
         timer.unref();
       };
+      // A caller's abort ends its wait for a new connection at once; like a late connect, the
+      // connection is kept for the next caller when it opens.
+      const onAbort = () => {
+        if (isSettled || isLate) return;
+        isLate = true;
+        permit.isHeld = false;
+        clearTimeout(timer);
+        reject(cancelledError(options.signal!));
+      };
       // A new connection: the deadline timer first, so at a tie it fires before the connect's own timeout.
-      if (!hasIdle) armDeadline();
+      if (!hasIdle) {
+        armDeadline();
+        options.signal?.addEventListener('abort', onAbort, { once: true });
+      }
       this.#pool.connect((error: Error | undefined, client: pg.PoolClient | undefined) => {
         isSettled = true;
         clearTimeout(timer);
+        if (!hasIdle) options.signal?.removeEventListener('abort', onAbort);
         if (error || !client) {
           // Shutdown destroyed this connect (see #drain): the pool closed, the server did not fail.
           if (this.#state !== 'open') {
