@@ -10,11 +10,12 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { chmod, chown, mkdtemp, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { findFreePort } from './postgres-server.js';
 
 /** Options for {@link startPgBouncer}. */
 export interface StartPgBouncerOptions {
@@ -86,17 +87,6 @@ export function pgBouncerUnavailableReason(): string | undefined {
   return typeof user === 'string' ? user : undefined;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.unref();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** Quotes a userlist.txt field (double quotes doubled). */
 const quoteUserlist = (value: string): string => `"${value.replace(/"/g, '""')}"`;
@@ -163,7 +153,7 @@ export async function startPgBouncer(options: StartPgBouncerOptions): Promise<Pg
   if (user) await chown(dir, user.uid, user.gid);
   await writeOwned('userlist.txt', `${quoteUserlist(options.user)} ${quoteUserlist(options.password)}\n`);
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+    const port = await findFreePort();
     const ini = [
       '[databases]',
       `* = host=${options.targetHost} port=${options.targetPort}`,

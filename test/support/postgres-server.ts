@@ -67,7 +67,8 @@ const quoteConf = (value: string): string => `'${value.replace(/\\/g, '\\\\').re
 /** Quotes a libpq conninfo value. */
 const quoteConninfo = (value: string): string => `'${value.replace(/[\\']/g, '\\$&')}'`;
 
-function findFreePort(): Promise<number> {
+/** A free TCP port on 127.0.0.1 (the OS picks it; a race with another process is retried by callers). */
+export function findFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.unref();
