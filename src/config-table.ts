@@ -64,6 +64,3 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
 /** pino levels accepted by `DB_LOG_LEVEL`. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-
-/** Connection fields that DATABASE_URL and DB_* can both set (the ones that warn when both do). */
-export const CONNECTION_OPTIONS = SETTINGS.filter((s) => s.url !== undefined).map((s) => s.option);

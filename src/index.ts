@@ -23,8 +23,9 @@ export {
   DatabaseTransactionError,
 } from './errors.js';
 export type { DbErrorCode, PoolSnapshot } from './errors.js';
-export type { HealthReport, TlsReport } from './health.js';
+export type { HealthReport, ReplicaHealth, TlsReport } from './health.js';
 export type { QueryClient } from './query-client.js';
 export type { DurationStats, NodeStats, PoolStats } from './stats.js';
 export type { IsolationLevel } from './transaction.js';
 export type { SslMode } from './ssl.js';
+export type { ReadTarget } from './router.js';
