@@ -86,16 +86,21 @@ export function sendCancelRequest(client: pg.Client, open: () => CancelSocket, t
       resolve(ok);
     }
     socket.once('connect', () => {
-      const packet = Buffer.alloc(16);
-      packet.writeInt32BE(16, 0);
-      packet.writeInt32BE(80877102, 4);
-      packet.writeInt32BE(processID, 8);
-      packet.writeInt32BE(secretKey, 12);
-      socket.write(packet);
+      socket.write(cancelRequestPacket(processID, secretKey));
       sent = true;
     });
     socket.once('error', () => finish(false));
     socket.once('close', () => finish(sent));
     socket.resume();
   });
+}
+
+/** PostgreSQL's CancelRequest message (protocol 3.0): length 16, code 80877102, backend pid, secret key. */
+export function cancelRequestPacket(processID: number, secretKey: number): Buffer {
+  const packet = Buffer.alloc(16);
+  packet.writeInt32BE(16, 0);
+  packet.writeInt32BE(80877102, 4);
+  packet.writeInt32BE(processID, 8);
+  packet.writeInt32BE(secretKey, 12);
+  return packet;
 }

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Database, HealthReport } from '../../src/index.js';
 import { getTestDatabaseUrl } from '../support/database-url.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
-import { openDatabase } from '../support/test-database.js';
+import { holdConnection, openDatabase } from '../support/test-database.js';
 
 /** ISO 8601 with milliseconds and an explicit offset, e.g. 2025-01-31T12:00:00.123+00:00. */
 const ISO_WITH_OFFSET = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d$/;
@@ -53,17 +53,11 @@ describe('healthCheck against a server that answers', () => {
   it('stays healthy while every pooled connection is busy, because it uses its own connection', async () => {
     const db = track(openDatabase({ min: 1, max: 1 }));
     await db.ready();
-    let release!: () => void;
-    let markHeld!: () => void;
-    const held = new Promise<void>((resolve) => (markHeld = resolve));
-    const holder = db.withDb(true, async () => {
-      markHeld();
-      await new Promise<void>((resolve) => (release = resolve));
-    });
-    await held;
+    const holder = holdConnection(db);
+    await holder.held;
     const { report } = await timedHealth(db, 3000);
-    release();
-    await holder;
+    holder.release();
+    await holder.done;
     expect(report.status).toBe('healthy');
     expect(report.poolStats.activeConnections).toBe(1);
   });
@@ -71,17 +65,11 @@ describe('healthCheck against a server that answers', () => {
   it('reports degraded, saying why, after an acquire timed out', async () => {
     const db = track(openDatabase({ min: 1, max: 1, connectionTimeoutMillis: 200 }));
     await db.ready();
-    let release!: () => void;
-    let markHeld!: () => void;
-    const held = new Promise<void>((resolve) => (markHeld = resolve));
-    const holder = db.withDb(true, async () => {
-      markHeld();
-      await new Promise<void>((resolve) => (release = resolve));
-    });
-    await held;
+    const holder = holdConnection(db);
+    await holder.held;
     await expect(db.executeQuery('SELECT 1')).rejects.toMatchObject({ code: 'POOL_TIMEOUT' });
-    release();
-    await holder;
+    holder.release();
+    await holder.done;
     const { report } = await timedHealth(db, 3000);
     expect(report.status).toBe('degraded');
     expect(report.error).toMatch(/acquire timed out/);

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { PoolTimeoutError, type Database } from '../../src/index.js';
 import { getTestDatabaseUrl } from '../support/database-url.js';
-import { adminQuery, eventually, openDatabase, sleep, uniqueName, within } from '../support/test-database.js';
+import { adminQuery, eventually, holdConnection, openDatabase, sleep, uniqueName, within } from '../support/test-database.js';
 
 let db: Database | undefined;
 afterEach(async () => {
@@ -9,18 +9,6 @@ afterEach(async () => {
   db = undefined;
 });
 
-/** Holds the pool's only connection inside withDb until `release()` is called. */
-function holdConnection(database: Database): { held: Promise<void>; release(): void; done: Promise<unknown> } {
-  let release!: () => void;
-  let markHeld!: () => void;
-  const gate = new Promise<void>((resolve) => (release = resolve));
-  const held = new Promise<void>((resolve) => (markHeld = resolve));
-  const done = database.withDb(true, async () => {
-    markHeld();
-    await gate;
-  });
-  return { held, release, done };
-}
 
 async function backendPids(app: string): Promise<number[]> {
   const rows = await adminQuery<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid', [app]);

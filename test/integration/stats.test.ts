@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { PoolTimeoutError, type Database, type PoolStats } from '../../src/index.js';
-import { adminQuery, openDatabase, uniqueName, within } from '../support/test-database.js';
+import { adminQuery, holdConnection, openDatabase, uniqueName, within } from '../support/test-database.js';
 
 const table = uniqueName('stats_items');
 let db: Database;
@@ -88,14 +88,8 @@ it('counts exactly the caller statements, committed transactions, rejected calls
   step({});
 
   // Exhaust the pool: hold its only connection.
-  let release!: () => void;
-  let markHeld!: () => void;
-  const held = new Promise<void>((resolve) => (markHeld = resolve));
-  const holder = db.withDb(true, async () => {
-    markHeld();
-    await new Promise<void>((resolve) => (release = resolve));
-  });
-  await held;
+  const holder = holdConnection(db);
+  await holder.held;
   expect(db.getStats()).toMatchObject({ activeConnections: 1, availableConnections: 0, poolSize: 1, waitingRequests: 0 });
 
   await expect(db.executeQuery('SELECT 7')).rejects.toMatchObject({ code: 'POOL_TIMEOUT' });
@@ -106,8 +100,8 @@ it('counts exactly the caller statements, committed transactions, rejected calls
   expect(db.getStats().waitingRequests).toBe(1);
   await expect(db.executeQuery('SELECT 9')).rejects.toBeInstanceOf(PoolTimeoutError); // queue full
   step({ errors: 1, poolExhaustedCount: 1 });
-  release();
-  await holder;
+  holder.release();
+  await holder.done;
   await waiter;
   step({ queriesExecuted: 1, transactionsExecuted: 1 });
 

@@ -124,3 +124,16 @@ export async function ensureBuiltDist(): Promise<string> {
   }
   return entry;
 }
+
+/** Holds one pooled connection inside `withDb(true)` until `release()`; `held` resolves once it does. */
+export function holdConnection(database: Database): { held: Promise<void>; release(): void; done: Promise<unknown> } {
+  let release!: () => void;
+  let markHeld!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const held = new Promise<void>((resolve) => (markHeld = resolve));
+  const done = database.withDb(true, async () => {
+    markHeld();
+    await gate;
+  });
+  return { held, release, done };
+}
