@@ -5,7 +5,7 @@
 import pg from 'pg';
 import pino from 'pino';
 import { loadConfig } from '../src/config.js';
-import { NodePool } from '../src/pool.js';
+import { NodePool } from '../src/pool/node-pool.js';
 import { StatementNames } from '../src/prepared-statements.js';
 import { DurationRecorder } from '../src/stats.js';
 import { median } from './measure.js';

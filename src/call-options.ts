@@ -1,4 +1,4 @@
-import type { ReadTarget } from './router.js';
+import type { ReadTarget } from './replicas/router.js';
 import type { IsolationLevel } from './transaction.js';
 
 /** Per-call options shared by withDb, executeQuery and executeTransaction. */

@@ -1,5 +1,5 @@
 import { DatabaseQueryError } from './errors.js';
-import type { Lease } from './lease.js';
+import type { Lease } from './pool/lease.js';
 import type { StatementNames } from './prepared-statements.js';
 import type { QueryContext } from './query-client.js';
 import type { DatabaseCounters, DurationRecorder } from './stats.js';

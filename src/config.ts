@@ -2,7 +2,7 @@ import { parse as parseConnectionString } from 'pg-connection-string';
 import type { Logger } from 'pino';
 import { LOG_LEVELS, SETTINGS, type LogLevel, type SettingSpec } from './config-table.js';
 import { ConfigError } from './errors.js';
-import { resolveSsl, type SslInputs, type SslMode, type SslSettings, type SslSource } from './ssl.js';
+import { resolveSsl, type SslInputs, type SslMode, type SslSettings, type SslSource } from './ssl/ssl-settings.js';
 
 /** A replica given as an object instead of a URL. Missing fields fall back to the primary's. */
 export interface ReplicaOptions {
@@ -138,7 +138,7 @@ function parseUrl(text: string, name: string, problems: string[], warnings: stri
     return fields;
   }
   // pg-connection-string would read certificate files and print its own sslmode warnings; TLS
-  // parameters are ours to resolve (src/ssl.ts), so it only sees the login fields.
+  // parameters are ours to resolve (src/ssl/ssl-settings.ts), so it only sees the login fields.
   const loginOnly = new URL(text);
   for (const param of [...loginOnly.searchParams.keys()]) if (param !== 'host' && param !== 'port' && param !== 'user' && param !== 'password' && param !== 'dbname') loginOnly.searchParams.delete(param);
   let parsed: ReturnType<typeof parseConnectionString>;

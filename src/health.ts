@@ -1,6 +1,6 @@
 import { destroySocket } from './client-internals.js';
 import { summarize } from './error-summary.js';
-import type { Router } from './router.js';
+import type { Router } from './replicas/router.js';
 import type { PoolStats } from './stats.js';
 
 /** Whether the health connection is encrypted, and with which TLS version (from pg_stat_ssl). */

@@ -27,5 +27,5 @@ export type { HealthReport, ReplicaHealth, TlsReport } from './health.js';
 export type { QueryClient } from './query-client.js';
 export type { DurationStats, NodeStats, PoolStats } from './stats.js';
 export type { IsolationLevel } from './transaction.js';
-export type { SslMode } from './ssl.js';
-export type { ReadTarget } from './router.js';
+export type { SslMode } from './ssl/ssl-settings.js';
+export type { ReadTarget } from './replicas/router.js';

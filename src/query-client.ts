@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { DatabaseConnectionError, DatabaseQueryError, DbError, isConnectionFailure, sqlStateOf } from './errors.js';
-import type { Lease } from './lease.js';
+import type { Lease } from './pool/lease.js';
 import { preparedStatementFailure, type StatementNames } from './prepared-statements.js';
 import type { DatabaseCounters, DurationRecorder } from './stats.js';
 

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { sendPipelined } from './client-internals.js';
 import { DatabaseConnectionError, DatabaseTransactionError, isConnectionFailure, sqlStateOf } from './errors.js';
-import { leaseQuery, type Lease } from './lease.js';
+import { leaseQuery, type Lease } from './pool/lease.js';
 import { createQueryClient, sendQuery, toDbError, type QueryClient, type QueryContext } from './query-client.js';
 
 /** Transaction isolation levels accepted by `withDb({ isolationLevel })`. */

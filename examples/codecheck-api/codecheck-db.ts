@@ -4,4 +4,4 @@
  * runs on a fresh clone (`npm ci && npm run demo`) without a build step.
  */
 export * from '../../src/index.js';
-export { codecheckDb, type CodecheckDbPluginOptions } from '../../src/fastify.js';
+export { codecheckDb, type CodecheckDbPluginOptions } from '../../src/integrations/fastify.js';

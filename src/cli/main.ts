@@ -8,7 +8,7 @@ import { realpathSync } from 'node:fs';
 import { EXIT_FAILURE, EXIT_OK, UsageError, type CliIo } from './cli-support.js';
 import { CONFIG_USAGE, runConfig } from './config-command.js';
 import { HEALTH_USAGE, runHealth } from './health-command.js';
-import { runMigrateScan } from './migrate-scan.js';
+import { runMigrateScan } from './migrate-scan/scan.js';
 import { runStats, STATS_USAGE } from './stats-command.js';
 
 export const USAGE = `usage: codecheck-db <command> [options]

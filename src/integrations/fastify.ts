@@ -6,9 +6,9 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { DatabaseOptions } from './config.js';
-import { Database } from './database.js';
-import type { HealthReport } from './health.js';
+import type { DatabaseOptions } from '../config.js';
+import { Database } from '../database.js';
+import type { HealthReport } from '../health.js';
 import type { DatabaseMetrics } from './prometheus.js';
 
 declare module 'fastify' {
@@ -67,7 +67,7 @@ export interface CodecheckDbPluginOptions {
  * Routes, when enabled: `/health/live` answers 200 while the process runs (it never touches the
  * database, so a database outage does not restart the pod); `/health/ready` answers 200 when the
  * report is healthy or degraded, 503 when unhealthy, with the report as body; `/metrics` serves the
- * registry in the Prometheus text format (src/prometheus.ts is loaded only when enabled).
+ * registry in the Prometheus text format (src/integrations/prometheus.ts is loaded only when enabled).
  *
  * @throws {ConfigError} `CONFIG_INVALID` at registration when the configuration is invalid.
  * @throws {TypeError} at registration when both `database` and `databaseOptions` are given.

@@ -8,7 +8,7 @@
  * every metric.
  */
 import { register as globalRegister, type Metric, type Registry } from 'prom-client';
-import type { DurationStats, NodeStats, PoolStats } from './stats.js';
+import type { DurationStats, NodeStats, PoolStats } from '../stats.js';
 
 /** What the collector reads: a `Database`, or anything with its `getStats()`. */
 export interface StatsSource {

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { destroySocket } from './client-internals.js';
+import { destroySocket } from '../client-internals.js';
 import type { Lease } from './lease.js';
 
 /** The parts of a node pool that shutdown drains; the sets are the pool's live ones. */

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { NodePool } from './pool.js';
+import type { NodePool } from './node-pool.js';
 
 /** A checked-out connection. Given back with {@link NodePool.release} exactly once. */
 export interface Lease {

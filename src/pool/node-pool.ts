@@ -2,18 +2,18 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { isRecentlyUsed, newClientMeta, unwatchLease, watchLease, type ClientMeta } from './client-meta.js';
-import { destroySocket, isQueryable, sendCancelRequest } from './client-internals.js';
-import type { ConnectionTarget, ResolvedConfig } from './config.js';
-import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from './errors.js';
+import { destroySocket, isQueryable, sendCancelRequest } from '../client-internals.js';
+import type { ConnectionTarget, ResolvedConfig } from '../config.js';
+import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from '../errors.js';
 import type { Lease } from './lease.js';
 import { cancelledError, PermitQueue } from './permit-queue.js';
-import { drainPool } from './pool-drain.js';
+import { drainPool } from './drain.js';
 import { Refiller } from './refiller.js';
-import { sessionParameters } from './session.js';
-import { summarize } from './error-summary.js';
+import { sessionParameters } from '../session.js';
+import { summarize } from '../error-summary.js';
 import { StatementWatchdog } from './statement-watchdog.js';
-import { connectNegotiated, createClientClass } from './ssl.js';
-import { newNodeCounters, type DurationRecorder, type NodeCounters, type NodeStats } from './stats.js';
+import { connectNegotiated, createClientClass } from '../ssl/ssl-settings.js';
+import { newNodeCounters, type DurationRecorder, type NodeCounters, type NodeStats } from '../stats.js';
 
 /** Options for one acquire. */
 export interface AcquireOptions {

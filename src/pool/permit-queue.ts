@@ -1,4 +1,4 @@
-import { DatabaseQueryError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from './errors.js';
+import { DatabaseQueryError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from '../errors.js';
 
 /** What a queued caller brings: its deadline and abort signal (and anything the owner needs back on timeout). */
 export interface PermitRequest {

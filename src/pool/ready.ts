@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError } from './errors.js';
-import { summarize } from './error-summary.js';
-import type { NodePool } from './pool.js';
+import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError } from '../errors.js';
+import { summarize } from '../error-summary.js';
+import type { NodePool } from './node-pool.js';
 
 const BACKOFF_MIN_MILLIS = 50;
 const BACKOFF_MAX_MILLIS = 2000;

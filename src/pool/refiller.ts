@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CircuitBreaker } from './circuit-breaker.js';
-import { summarize } from './error-summary.js';
-import type { NodeCounters } from './stats.js';
+import { summarize } from '../error-summary.js';
+import type { NodeCounters } from '../stats.js';
 
 const REFILL_BACKOFF_MIN_MILLIS = 100;
 const REFILL_BACKOFF_MAX_MILLIS = 5000;

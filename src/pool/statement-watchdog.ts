@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { destroySocket } from './client-internals.js';
-import { summarize } from './error-summary.js';
+import { destroySocket } from '../client-internals.js';
+import { summarize } from '../error-summary.js';
 
 /** What the watchdog needs to know about one checked-out connection. */
 export interface WatchedLease {

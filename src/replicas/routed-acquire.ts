@@ -1,6 +1,6 @@
-import type { CallScope } from './call-scope.js';
-import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError } from './errors.js';
-import { leaseQuery, type Lease } from './lease.js';
+import type { CallScope } from '../call-scope.js';
+import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError } from '../errors.js';
+import { leaseQuery, type Lease } from '../pool/lease.js';
 import { parseLsn, type RoutedNode, type Router } from './router.js';
 
 /**

@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import type { ResolvedConfig } from './config.js';
-import { destroySocket } from './client-internals.js';
-import { summarize } from './error-summary.js';
-import type { NodePool } from './pool.js';
-import type { NodeStats } from './stats.js';
+import type { ResolvedConfig } from '../config.js';
+import { destroySocket } from '../client-internals.js';
+import { summarize } from '../error-summary.js';
+import type { NodePool } from '../pool/node-pool.js';
+import type { NodeStats } from '../stats.js';
 
 /** Where read-only work may go: `primary` only, `replica` only, or `any` node. */
 export type ReadTarget = 'primary' | 'replica' | 'any';

@@ -2,8 +2,8 @@ import type { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { tlsConnectOptions, type EncryptionMethod, type NegotiationPolicy, type ServerVerification } from './ssl-policy.js';
-import { SSL_REQUEST, StartupWatch, type ServerError } from './ssl-startup.js';
+import { tlsConnectOptions, type EncryptionMethod, type NegotiationPolicy, type ServerVerification } from './encryption-policy.js';
+import { SSL_REQUEST, StartupWatch, type ServerError } from './startup-messages.js';
 
 /**
  * Why a custom stream: pg's own TLS path (Connection#connect) can only require TLS or skip it, and

@@ -1,7 +1,7 @@
 import pg from 'pg';
-import { readClientCertificate, readPrivateKey, readRootCertificates } from './ssl-files.js';
-import { NegotiatedStream, type NegotiationEvents, type PlaintextFallback, type TlsDescription } from './ssl-negotiation.js';
-import { policyFor, type ServerVerification } from './ssl-policy.js';
+import { readClientCertificate, readPrivateKey, readRootCertificates } from './certificate-files.js';
+import { NegotiatedStream, type NegotiationEvents, type PlaintextFallback, type TlsDescription } from './negotiating-stream.js';
+import { policyFor, type ServerVerification } from './encryption-policy.js';
 
 export type { NegotiatedStream, PlaintextFallback, ServerVerification, TlsDescription };
 

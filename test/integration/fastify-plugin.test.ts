@@ -5,7 +5,7 @@
 import { createServer } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, test } from 'vitest';
-import { codecheckDb, type CodecheckDbPluginOptions } from '../../src/fastify.js';
+import { codecheckDb, type CodecheckDbPluginOptions } from '../../src/integrations/fastify.js';
 import { ConfigError, Database, DatabaseConnectionError, PoolClosedError } from '../../src/index.js';
 import { getTestDatabaseUrl } from '../support/database-url.js';
 import { adminQuery, captureLogs, uniqueName } from '../support/test-database.js';

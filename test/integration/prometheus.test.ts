@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { codecheckDb } from '../../src/fastify.js';
+import { codecheckDb } from '../../src/integrations/fastify.js';
 import { Database, PoolTimeoutError, type NodeStats, type PoolStats } from '../../src/index.js';
-import { registerDatabaseMetrics } from '../../src/prometheus.js';
+import { registerDatabaseMetrics } from '../../src/integrations/prometheus.js';
 import { getTestDatabaseUrl } from '../support/database-url.js';
 import { ROOT, uniqueName } from '../support/test-database.js';
 
@@ -197,10 +197,10 @@ describe('prometheus metrics', () => {
     expect(register.getMetricsAsArray()).toHaveLength(1);
   });
 
-  test('the core never imports prom-client or fastify (only src/prometheus.ts and src/fastify.ts do)', () => {
+  test('the core never imports prom-client or fastify (only src/integrations/ does)', () => {
     const files = readdirSync(join(ROOT, 'src'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
     const importers = files.filter((file) => /from ['"](prom-client|fastify)['"]|import\(['"](prom-client|fastify)['"]\)/.test(readFileSync(join(ROOT, 'src', file), 'utf8')));
-    expect(importers.sort()).toEqual(['fastify.ts', 'prometheus.ts']);
+    expect(importers.sort()).toEqual(['integrations/fastify.ts', 'integrations/prometheus.ts']);
     expect(readFileSync(join(ROOT, 'src', 'index.ts'), 'utf8')).not.toMatch(/fastify|prometheus/);
   });
 });

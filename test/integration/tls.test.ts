@@ -6,7 +6,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { Database } from '../../src/database.js';
-import { SSL_MODES, connectNegotiated, createClientClass, describeTls, type SslEvents, type SslMode, type SslSettings } from '../../src/ssl.js';
+import { SSL_MODES, connectNegotiated, createClientClass, describeTls, type SslEvents, type SslMode, type SslSettings } from '../../src/ssl/ssl-settings.js';
 import { startPostgres, type PostgresServer } from '../support/postgres-server.js';
 import { createTlsCertificates, type TlsCertificates } from '../support/tls-certs.js';
 import { cancelRequestPacket } from '../../src/client-internals.js';

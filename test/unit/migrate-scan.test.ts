@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   formatFindings, RULE_IDS, runMigrateScan, scanPaths, scanSource, type Finding,
-} from '../../src/cli/migrate-scan.js';
+} from '../../src/cli/migrate-scan/scan.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/migrate-scan/', import.meta.url));
 const fixture = (name: string): string => join(fixtures, name);
@@ -238,7 +238,7 @@ describe('migrate-scan files and output', () => {
       },
     }));
     try {
-      const isolated = await import('../../src/cli/migrate-scan.js');
+      const isolated = await import('../../src/cli/migrate-scan/scan.js');
       let stderr = '';
       const code = await isolated.runMigrateScan([fixtures], { stdout: () => undefined, stderr: (s) => { stderr += s; } });
       expect(code).toBe(2);

@@ -12,8 +12,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type DatabaseOptions } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
-import { methodsFor } from '../../src/ssl-policy.js';
-import { SSL_MODES, connectNegotiated, createClientClass, describeTls, resolveSsl, type SslInputs, type SslSettings } from '../../src/ssl.js';
+import { methodsFor } from '../../src/ssl/encryption-policy.js';
+import { SSL_MODES, connectNegotiated, createClientClass, describeTls, resolveSsl, type SslInputs, type SslSettings } from '../../src/ssl/ssl-settings.js';
 import { createTlsCertificates, type TlsCertificates } from '../support/tls-certs.js';
 
 let certs: TlsCertificates;

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type ts from 'typescript';
-import { MigrateScanError } from './migrate-scan-error.js';
+import { MigrateScanError } from './scan-error.js';
 
 let typescript: typeof ts | undefined;
 

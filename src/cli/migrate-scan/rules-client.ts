@@ -1,6 +1,6 @@
 import type ts from 'typescript';
-import { oneLine, type SourceAnalysis } from './migrate-analysis.js';
-import { holderOf, isReadOnlyWork, outermost, queriesThrough, receiverCall, storedIn, type RuleFinding } from './migrate-rules.js';
+import { oneLine, type SourceAnalysis } from './analysis.js';
+import { holderOf, isReadOnlyWork, outermost, queriesThrough, receiverCall, storedIn, type RuleFinding } from './rules.js';
 
 const CONNECT = new Set(['connect']);
 const END = new Set(['end']);

@@ -1,7 +1,7 @@
 import type ts from 'typescript';
-import { oneLine, type SourceAnalysis } from './migrate-analysis.js';
-import { holderOf, outermost, receiverCall, storedIn, type RuleFinding } from './migrate-rules.js';
-import { isTransactionControl } from './migrate-sql.js';
+import { oneLine, type SourceAnalysis } from './analysis.js';
+import { holderOf, outermost, receiverCall, storedIn, type RuleFinding } from './rules.js';
+import { isTransactionControl } from './sql.js';
 
 const LISTEN_METHODS = new Set(['on', 'once', 'addListener', 'prependListener', 'prependOnceListener']);
 /** pg.Pool options with no Database equivalent: a pool configured with them stays a pg.Pool. */

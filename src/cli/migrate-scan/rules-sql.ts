@@ -1,7 +1,7 @@
 import type ts from 'typescript';
-import { oneLine, type SourceAnalysis } from './migrate-analysis.js';
-import { holderOf, type RuleFinding } from './migrate-rules.js';
-import { isUtilityStatement, leadingText, SqlEvaluator, statementKeyword, type SqlPart } from './migrate-sql.js';
+import { oneLine, type SourceAnalysis } from './analysis.js';
+import { holderOf, type RuleFinding } from './rules.js';
+import { isUtilityStatement, leadingText, SqlEvaluator, statementKeyword, type SqlPart } from './sql.js';
 
 const QUERY_METHODS = new Set(['query', 'executeQuery']);
 

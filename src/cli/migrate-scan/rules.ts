@@ -1,5 +1,5 @@
 import type ts from 'typescript';
-import type { SourceAnalysis } from './migrate-analysis.js';
+import type { SourceAnalysis } from './analysis.js';
 
 /** Rule ids: stable public API (they appear in `--json` output and in ignore comments). */
 export const RULE_IDS = [

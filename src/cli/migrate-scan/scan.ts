@@ -1,15 +1,15 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { SourceAnalysis } from './migrate-analysis.js';
-import { clientPerRequest, unreleasedClient } from './migrate-rules-client.js';
-import { poolToDatabase, poolWithoutErrorListener, transactionOnPool } from './migrate-rules-pool.js';
-import { sqlInterpolation } from './migrate-rules-sql.js';
-import { RULE_IDS, type RuleFinding, type RuleId } from './migrate-rules.js';
-import { MigrateScanError } from './migrate-scan-error.js';
+import { SourceAnalysis } from './analysis.js';
+import { clientPerRequest, unreleasedClient } from './rules-client.js';
+import { poolToDatabase, poolWithoutErrorListener, transactionOnPool } from './rules-pool.js';
+import { sqlInterpolation } from './rules-sql.js';
+import { RULE_IDS, type RuleFinding, type RuleId } from './rules.js';
+import { MigrateScanError } from './scan-error.js';
 
-export { RULE_IDS, type RuleId } from './migrate-rules.js';
-export { MigrateScanError, type MigrateScanErrorCode } from './migrate-scan-error.js';
+export { RULE_IDS, type RuleId } from './rules.js';
+export { MigrateScanError, type MigrateScanErrorCode } from './scan-error.js';
 
 /** One thing to migrate, at a 1-based line and column (the `--json` output is an array of these). */
 export interface Finding {

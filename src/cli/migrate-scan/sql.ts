@@ -1,5 +1,5 @@
 import type ts from 'typescript';
-import type { SourceAnalysis } from './migrate-analysis.js';
+import type { SourceAnalysis } from './analysis.js';
 
 /**
  * What an expression can put into SQL text: a constant known here (`const TABLE = 'users'`), a value
