@@ -69,9 +69,13 @@ export function renderChart(results: BenchResults): string {
   const legendHeight = LEGEND_HEIGHT + (y - 30);
   const height = legendHeight + rows * PANEL_HEIGHT;
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`,
+  );
   out.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`);
-  out.push(`<text x="10" y="18" font-size="14" font-weight="bold">Throughput (ops/s, median of ${results.settings.rounds} rounds × ${results.settings.seconds} s) by concurrency — pool max ${results.settings.poolMax}</text>`);
+  out.push(
+    `<text x="10" y="18" font-size="14" font-weight="bold">Throughput (ops/s, median of ${results.settings.rounds} rounds × ${results.settings.seconds} s) by concurrency — pool max ${results.settings.poolMax}</text>`,
+  );
   for (const item of legend) {
     out.push(`<rect x="${item.x.toFixed(1)}" y="${item.y}" width="12" height="12" fill="${item.color}"/>`);
     out.push(`<text x="${(item.x + 16).toFixed(1)}" y="${item.y + 10}">${escapeXml(item.label)}</text>`);
@@ -86,9 +90,13 @@ export function renderChart(results: BenchResults): string {
     const left = px + MARGIN.left;
     const top = py + MARGIN.top;
     const y = (value: number) => top + plotHeight - (value / max) * plotHeight;
-    out.push(`<text x="${px + MARGIN.left}" y="${py + 20}" font-size="12" font-weight="bold">${escapeXml(SHORT_TITLES[workload])}</text>`);
+    out.push(
+      `<text x="${px + MARGIN.left}" y="${py + 20}" font-size="12" font-weight="bold">${escapeXml(SHORT_TITLES[workload])}</text>`,
+    );
     for (let tick = 0; tick <= max + step / 2; tick += step) {
-      out.push(`<line x1="${left}" x2="${left + plotWidth}" y1="${y(tick).toFixed(1)}" y2="${y(tick).toFixed(1)}" stroke="#e5e5e5"/>`);
+      out.push(
+        `<line x1="${left}" x2="${left + plotWidth}" y1="${y(tick).toFixed(1)}" y2="${y(tick).toFixed(1)}" stroke="#e5e5e5"/>`,
+      );
       out.push(`<text x="${left - 4}" y="${(y(tick) + 4).toFixed(1)}" text-anchor="end" fill="#555">${formatCount(tick)}</text>`);
     }
     const groupWidth = plotWidth / concurrency.length;
@@ -100,9 +108,13 @@ export function renderChart(results: BenchResults): string {
         if (!cell) return;
         const barTop = y(cell.opsPerSec);
         const barHeight = Math.max(0.5, top + plotHeight - barTop);
-        out.push(`<rect x="${(groupLeft + vi * barWidth).toFixed(1)}" y="${(top + plotHeight - barHeight).toFixed(1)}" width="${(barWidth - 1).toFixed(1)}" height="${barHeight.toFixed(1)}" fill="${COLORS[vi % COLORS.length]}"><title>${escapeXml(`${cell.label}, concurrency ${c}: ${cell.opsPerSec} ops/s, p50 ${cell.p50Millis} ms, p99 ${cell.p99Millis} ms`)}</title></rect>`);
+        out.push(
+          `<rect x="${(groupLeft + vi * barWidth).toFixed(1)}" y="${(top + plotHeight - barHeight).toFixed(1)}" width="${(barWidth - 1).toFixed(1)}" height="${barHeight.toFixed(1)}" fill="${COLORS[vi % COLORS.length]}"><title>${escapeXml(`${cell.label}, concurrency ${c}: ${cell.opsPerSec} ops/s, p50 ${cell.p50Millis} ms, p99 ${cell.p99Millis} ms`)}</title></rect>`,
+        );
       });
-      out.push(`<text x="${(left + gi * groupWidth + groupWidth / 2).toFixed(1)}" y="${top + plotHeight + 16}" text-anchor="middle" fill="#333">c=${c}</text>`);
+      out.push(
+        `<text x="${(left + gi * groupWidth + groupWidth / 2).toFixed(1)}" y="${top + plotHeight + 16}" text-anchor="middle" fill="#333">c=${c}</text>`,
+      );
     });
     out.push(`<line x1="${left}" x2="${left + plotWidth}" y1="${top + plotHeight}" y2="${top + plotHeight}" stroke="#333"/>`);
   });

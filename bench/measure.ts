@@ -33,7 +33,9 @@ class Samples {
   }
   percentiles(...quantiles: number[]): number[] {
     const sorted = this.#values.subarray(0, this.length).sort();
-    return quantiles.map((q) => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!));
+    return quantiles.map((q) =>
+      sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!,
+    );
   }
 }
 
@@ -43,7 +45,15 @@ const samples = new Samples();
  * Runs `workload` for `seconds` (after `warmupSeconds` unmeasured) with `concurrency` workers.
  * Operations still running when the window closes finish but are not counted.
  */
-export async function runWindow(ops: Operations, workload: WorkloadName, concurrency: number, seconds: number, warmupSeconds: number, seed: number, serverCpuSeconds?: () => number | undefined): Promise<WindowResult> {
+export async function runWindow(
+  ops: Operations,
+  workload: WorkloadName,
+  concurrency: number,
+  seconds: number,
+  warmupSeconds: number,
+  seed: number,
+  serverCpuSeconds?: () => number | undefined,
+): Promise<WindowResult> {
   if (warmupSeconds > 0) await drive(ops, workload, concurrency, warmupSeconds, seed ^ 0x5bd1e995, undefined);
   samples.length = 0;
   const cpuBefore = process.cpuUsage();
@@ -60,12 +70,21 @@ export async function runWindow(ops: Operations, workload: WorkloadName, concurr
     p50Millis: round(p50!),
     p99Millis: round(p99!),
     cpuMicrosPerOp: Math.round(((cpu.user + cpu.system) / Math.max(1, outcome.completed)) * 10) / 10,
-    ...(serverCpu !== undefined ? { serverCpuMicrosPerOp: Math.round((serverCpu * 1e6 / Math.max(1, outcome.completed)) * 10) / 10 } : {}),
+    ...(serverCpu !== undefined
+      ? { serverCpuMicrosPerOp: Math.round(((serverCpu * 1e6) / Math.max(1, outcome.completed)) * 10) / 10 }
+      : {}),
     ...(outcome.firstError ? { firstError: outcome.firstError } : {}),
   };
 }
 
-async function drive(ops: Operations, workload: WorkloadName, concurrency: number, seconds: number, seed: number, record: Samples | undefined) {
+async function drive(
+  ops: Operations,
+  workload: WorkloadName,
+  concurrency: number,
+  seconds: number,
+  seed: number,
+  record: Samples | undefined,
+) {
   const startedAt = performance.now();
   const endsAt = startedAt + seconds * 1000;
   let completed = 0;

@@ -22,11 +22,17 @@ function sample(queries: number, startedAt: number): MemorySample {
   gc?.();
   const usage = process.memoryUsage();
   const mib = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10;
-  return { queries, heapUsedMiB: mib(usage.heapUsed), rssMiB: mib(usage.rss), elapsedSeconds: Math.round((performance.now() - startedAt) / 100) / 10 };
+  return {
+    queries,
+    heapUsedMiB: mib(usage.heapUsed),
+    rssMiB: mib(usage.rss),
+    elapsedSeconds: Math.round((performance.now() - startedAt) / 100) / 10,
+  };
 }
 
 export async function runMemory(url: string, total: number, outPath?: string): Promise<MemorySample[]> {
-  if (!(globalThis as { gc?: unknown }).gc) console.warn('memory: run node with --expose-gc for stable heap figures (npm run bench does)');
+  if (!(globalThis as { gc?: unknown }).gc)
+    console.warn('memory: run node with --expose-gc for stable heap figures (npm run bench does)');
   await seed(url);
   const db = new Database({ connectionString: url, sslMode: 'disable', max: 10, logLevel: 'warn' });
   await db.ready({ timeoutMillis: 10_000 });
@@ -59,7 +65,9 @@ export async function runMemory(url: string, total: number, outPath?: string): P
         await new Promise((resolve) => setTimeout(resolve, 50));
         const s = sample(completed, startedAt);
         samples.push(s);
-        console.log(`  after ${s.queries.toLocaleString('en-US').padStart(9)} operations: heapUsed ${s.heapUsedMiB.toFixed(1)} MiB, RSS ${s.rssMiB.toFixed(1)} MiB (${s.elapsedSeconds} s)`);
+        console.log(
+          `  after ${s.queries.toLocaleString('en-US').padStart(9)} operations: heapUsed ${s.heapUsedMiB.toFixed(1)} MiB, RSS ${s.rssMiB.toFixed(1)} MiB (${s.elapsedSeconds} s)`,
+        );
         paused = undefined;
         resume?.();
       }
@@ -68,11 +76,19 @@ export async function runMemory(url: string, total: number, outPath?: string): P
   console.log(`memory: ${total.toLocaleString('en-US')} operations at concurrency ${CONCURRENCY} (1% withDb writes)`);
   await Promise.all(Array.from({ length: CONCURRENCY }, (_, i) => worker(i)));
   const stats = db.getStats();
-  console.log(`  stats: queriesExecuted ${stats.queriesExecuted}, transactionsExecuted ${stats.transactionsExecuted}, errors ${stats.errors}, totalConnections ${stats.totalConnections}`);
+  console.log(
+    `  stats: queriesExecuted ${stats.queriesExecuted}, transactionsExecuted ${stats.transactionsExecuted}, errors ${stats.errors}, totalConnections ${stats.totalConnections}`,
+  );
   await db.shutdown();
   const first = samples[0]!;
   const last = samples[samples.length - 1]!;
-  console.log(`  heap ${first.heapUsedMiB} → ${last.heapUsedMiB} MiB, RSS ${first.rssMiB} → ${last.rssMiB} MiB from ${first.queries.toLocaleString('en-US')} to ${last.queries.toLocaleString('en-US')} operations`);
-  if (outPath) writeFileSync(outPath, `${JSON.stringify({ samples, stats: { queriesExecuted: stats.queriesExecuted, transactionsExecuted: stats.transactionsExecuted, errors: stats.errors } }, null, 2)}\n`);
+  console.log(
+    `  heap ${first.heapUsedMiB} → ${last.heapUsedMiB} MiB, RSS ${first.rssMiB} → ${last.rssMiB} MiB from ${first.queries.toLocaleString('en-US')} to ${last.queries.toLocaleString('en-US')} operations`,
+  );
+  if (outPath)
+    writeFileSync(
+      outPath,
+      `${JSON.stringify({ samples, stats: { queriesExecuted: stats.queriesExecuted, transactionsExecuted: stats.transactionsExecuted, errors: stats.errors } }, null, 2)}\n`,
+    );
   return samples;
 }

@@ -56,8 +56,16 @@ async function timeLatency(name: string, count: number, body: () => Promise<void
   }
   samples.sort((a, b) => a - b);
   const at = (q: number) => Math.round(samples[Math.min(samples.length - 1, Math.ceil(q * samples.length) - 1)]! * 1000) / 1000;
-  const result = { name, count, p50Millis: at(0.5), p99Millis: at(0.99), meanMillis: Math.round((samples.reduce((a, b) => a + b, 0) / count) * 1000) / 1000 };
-  console.log(`  ${name.padEnd(58)} p50 ${result.p50Millis.toFixed(3)} ms  p99 ${result.p99Millis.toFixed(3)} ms  mean ${result.meanMillis.toFixed(3)} ms`);
+  const result = {
+    name,
+    count,
+    p50Millis: at(0.5),
+    p99Millis: at(0.99),
+    meanMillis: Math.round((samples.reduce((a, b) => a + b, 0) / count) * 1000) / 1000,
+  };
+  console.log(
+    `  ${name.padEnd(58)} p50 ${result.p50Millis.toFixed(3)} ms  p99 ${result.p99Millis.toFixed(3)} ms  mean ${result.meanMillis.toFixed(3)} ms`,
+  );
   return result;
 }
 
@@ -68,54 +76,81 @@ export async function runMicro(url: string): Promise<MicroResults> {
   const log = pino({ level: 'silent' });
 
   const recorder = new DurationRecorder();
-  micro.push(await timeBatches('DurationRecorder.record (stats, one sample)', 5_000_000, (n) => {
-    for (let i = 0; i < n; i++) recorder.record((i % 977) * 0.013);
-  }));
-  micro.push(await timeBatches('DurationRecorder.snapshot (percentiles of 1024 samples)', 20_000, (n) => {
-    for (let i = 0; i < n; i++) recorder.snapshot();
-  }));
+  micro.push(
+    await timeBatches('DurationRecorder.record (stats, one sample)', 5_000_000, (n) => {
+      for (let i = 0; i < n; i++) recorder.record((i % 977) * 0.013);
+    }),
+  );
+  micro.push(
+    await timeBatches('DurationRecorder.snapshot (percentiles of 1024 samples)', 20_000, (n) => {
+      for (let i = 0; i < n; i++) recorder.snapshot();
+    }),
+  );
   const names = new StatementNames(100);
   const texts = Array.from({ length: 20 }, (_, i) => `SELECT id, name FROM items WHERE id = $1 AND kind = ${i}`);
-  micro.push(await timeBatches('StatementNames.nameFor (prepared-statement lookup)', 2_000_000, (n) => {
-    for (let i = 0; i < n; i++) names.nameFor(texts[i % 20]!);
-  }));
-  const env = { DATABASE_URL: url, DB_POOL_MAX: '20', DB_POOL_MIN: '2', DB_TIMEOUT: '10', DB_STATEMENT_TIMEOUT: '5000', DB_APPLICATION_NAME: 'bench' };
-  micro.push(await timeBatches('loadConfig (DATABASE_URL + 5 DB_* variables)', 20_000, (n) => {
-    for (let i = 0; i < n; i++) loadConfig(env);
-  }));
+  micro.push(
+    await timeBatches('StatementNames.nameFor (prepared-statement lookup)', 2_000_000, (n) => {
+      for (let i = 0; i < n; i++) names.nameFor(texts[i % 20]!);
+    }),
+  );
+  const env = {
+    DATABASE_URL: url,
+    DB_POOL_MAX: '20',
+    DB_POOL_MIN: '2',
+    DB_TIMEOUT: '10',
+    DB_STATEMENT_TIMEOUT: '5000',
+    DB_APPLICATION_NAME: 'bench',
+  };
+  micro.push(
+    await timeBatches('loadConfig (DATABASE_URL + 5 DB_* variables)', 20_000, (n) => {
+      for (let i = 0; i < n; i++) loadConfig(env);
+    }),
+  );
 
   const node = new NodePool(config, 'primary', config, log, new DurationRecorder());
   await node.release(await node.acquire({ deadline: Date.now() + 10_000 }));
-  micro.push(await timeBatches('NodePool acquire + release (warm, no round trip)', 200_000, async (n) => {
-    for (let i = 0; i < n; i++) await node.release(await node.acquire({ deadline: Date.now() + 10_000 }));
-  }));
+  micro.push(
+    await timeBatches('NodePool acquire + release (warm, no round trip)', 200_000, async (n) => {
+      for (let i = 0; i < n; i++) await node.release(await node.acquire({ deadline: Date.now() + 10_000 }));
+    }),
+  );
   const pool = new pg.Pool({ connectionString: url, max: 10 });
   (await pool.connect()).release();
-  micro.push(await timeBatches('pg.Pool connect + release (warm, no round trip)', 200_000, async (n) => {
-    for (let i = 0; i < n; i++) (await pool.connect()).release();
-  }));
+  micro.push(
+    await timeBatches('pg.Pool connect + release (warm, no round trip)', 200_000, async (n) => {
+      for (let i = 0; i < n; i++) (await pool.connect()).release();
+    }),
+  );
 
   console.log('\nConnection cost (sequential, loopback TCP, SCRAM-SHA-256):');
   const connectionCost: LatencyResult[] = [];
-  connectionCost.push(await timeLatency('new pg.Client: connect + end', 200, async () => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    await client.end();
-  }));
-  connectionCost.push(await timeLatency('new pg.Client: connect + SELECT 1 + end', 200, async () => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    await client.query('SELECT 1');
-    await client.end();
-  }));
-  connectionCost.push(await timeLatency('NodePool warm checkout + release', 20_000, async () => {
-    await node.release(await node.acquire({ deadline: Date.now() + 10_000 }));
-  }));
-  connectionCost.push(await timeLatency('pooled SELECT 1 (NodePool checkout + query + release)', 2000, async () => {
-    const lease = await node.acquire({ deadline: Date.now() + 10_000 });
-    await lease.client.query('SELECT 1');
-    await node.release(lease);
-  }));
+  connectionCost.push(
+    await timeLatency('new pg.Client: connect + end', 200, async () => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      await client.end();
+    }),
+  );
+  connectionCost.push(
+    await timeLatency('new pg.Client: connect + SELECT 1 + end', 200, async () => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      await client.query('SELECT 1');
+      await client.end();
+    }),
+  );
+  connectionCost.push(
+    await timeLatency('NodePool warm checkout + release', 20_000, async () => {
+      await node.release(await node.acquire({ deadline: Date.now() + 10_000 }));
+    }),
+  );
+  connectionCost.push(
+    await timeLatency('pooled SELECT 1 (NodePool checkout + query + release)', 2000, async () => {
+      const lease = await node.acquire({ deadline: Date.now() + 10_000 });
+      await lease.client.query('SELECT 1');
+      await node.release(lease);
+    }),
+  );
   await node.close(Date.now() + 5000);
   await pool.end();
   return { micro, connectionCost };

@@ -62,13 +62,26 @@ export interface BenchResults {
   finishedAt?: string;
   durationSeconds?: number;
   machine: Record<string, string | number>;
-  settings: { rounds: number; seconds: number; warmupSeconds: number; concurrency: number[]; workloads: string[]; variants: string[]; poolMax: number };
+  settings: {
+    rounds: number;
+    seconds: number;
+    warmupSeconds: number;
+    concurrency: number[];
+    workloads: string[];
+    variants: string[];
+    poolMax: number;
+  };
   cells: CellResult[];
   micro?: MicroResults;
 }
 
 function parseList(text: string | undefined, fallback: readonly string[]): string[] {
-  return text === undefined ? [...fallback] : text.split(',').map((s) => s.trim()).filter(Boolean);
+  return text === undefined
+    ? [...fallback]
+    : text
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
 }
 
 function machineFacts(serverVersion: string, isOwnServer: boolean): Record<string, string | number> {
@@ -108,7 +121,8 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void stop().finally(() => process.exit(130)));
   try {
     if (values.memory) {
-      const outDir = values.out ?? (values.queries === undefined ? RESULTS_DIR : mkdtempSync(join(os.tmpdir(), 'codecheck-bench-')));
+      const outDir =
+        values.out ?? (values.queries === undefined ? RESULTS_DIR : mkdtempSync(join(os.tmpdir(), 'codecheck-bench-')));
       mkdirSync(outDir, { recursive: true });
       await runMemory(server.url, Number(values.queries ?? 1_000_000), join(outDir, 'memory.json'));
       return;
@@ -116,14 +130,22 @@ async function main(): Promise<void> {
     const workloads = parseList(values.workload ?? values.workloads, WORKLOADS) as WorkloadName[];
     const concurrency = parseList(values.concurrency, ['1', '16', '64']).map(Number);
     const variants = parseList(values.variants, DEFAULT_VARIANTS);
-    for (const w of workloads) if (!(WORKLOADS as readonly string[]).includes(w)) throw new Error(`unknown workload ${w}; known: ${WORKLOADS.join(', ')}`);
-    for (const v of variants) if (!VARIANTS[v]) throw new Error(`unknown variant ${v}; known: ${Object.keys(VARIANTS).join(', ')}`);
+    for (const w of workloads)
+      if (!(WORKLOADS as readonly string[]).includes(w)) throw new Error(`unknown workload ${w}; known: ${WORKLOADS.join(', ')}`);
+    for (const v of variants)
+      if (!VARIANTS[v]) throw new Error(`unknown variant ${v}; known: ${Object.keys(VARIANTS).join(', ')}`);
     for (const c of concurrency) if (!Number.isInteger(c) || c < 1) throw new Error(`bad concurrency ${c}`);
     const rounds = Number(values.rounds ?? 5);
     const seconds = Number(values.seconds ?? 2.5);
     const warmupSeconds = Number(values.warmup ?? 0.5);
-    const isFull = values.workload === undefined && values.workloads === undefined && values.concurrency === undefined && values.variants === undefined
-      && values.rounds === undefined && values.seconds === undefined && !values.micro;
+    const isFull =
+      values.workload === undefined &&
+      values.workloads === undefined &&
+      values.concurrency === undefined &&
+      values.variants === undefined &&
+      values.rounds === undefined &&
+      values.seconds === undefined &&
+      !values.micro;
     const outDir = values.out ?? (isFull ? RESULTS_DIR : mkdtempSync(join(os.tmpdir(), 'codecheck-bench-')));
     mkdirSync(outDir, { recursive: true });
 
@@ -162,20 +184,39 @@ async function main(): Promise<void> {
     const jsonPath = join(outDir, 'results.json');
     writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
     if (results.cells.length > 0) writeFileSync(join(outDir, 'throughput.svg'), renderChart(results));
-    console.log(`\nwrote ${jsonPath}${results.cells.length > 0 ? ` and ${join(outDir, 'throughput.svg')}` : ''} (${results.durationSeconds} s)`);
+    console.log(
+      `\nwrote ${jsonPath}${results.cells.length > 0 ? ` and ${join(outDir, 'throughput.svg')}` : ''} (${results.durationSeconds} s)`,
+    );
   } finally {
     await stop();
   }
 }
 
 /** Runs every variant on one workload/concurrency, interleaved: each round runs every variant once, in rotated order. */
-async function runCell(opened: Record<string, Variant>, variants: string[], workload: WorkloadName, concurrency: number, rounds: number, seconds: number, warmupSeconds: number, serverCpuSeconds: () => number | undefined): Promise<CellResult[]> {
+async function runCell(
+  opened: Record<string, Variant>,
+  variants: string[],
+  workload: WorkloadName,
+  concurrency: number,
+  rounds: number,
+  seconds: number,
+  warmupSeconds: number,
+  serverCpuSeconds: () => number | undefined,
+): Promise<CellResult[]> {
   const perVariant: Record<string, WindowResult[]> = Object.fromEntries(variants.map((v) => [v, []]));
   for (let round = 0; round < rounds; round++) {
     const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
     for (const name of order) {
       await opened[name]!.reset?.();
-      const result = await runWindow(opened[name]!, workload, concurrency, seconds, warmupSeconds, round * 1009 + concurrency, serverCpuSeconds);
+      const result = await runWindow(
+        opened[name]!,
+        workload,
+        concurrency,
+        seconds,
+        warmupSeconds,
+        round * 1009 + concurrency,
+        serverCpuSeconds,
+      );
       perVariant[name]!.push(result);
     }
   }
@@ -198,7 +239,9 @@ async function runCell(opened: Record<string, Variant>, variants: string[], work
       p50Millis: round3(median(windows.map((w) => w.p50Millis))),
       p99Millis: round3(median(windows.map((w) => w.p99Millis))),
       cpuMicrosPerOp: Math.round(median(windows.map((w) => w.cpuMicrosPerOp)) * 10) / 10,
-      ...(windows.every((w) => w.serverCpuMicrosPerOp !== undefined) ? { serverCpuMicrosPerOp: Math.round(median(windows.map((w) => w.serverCpuMicrosPerOp!)) * 10) / 10 } : {}),
+      ...(windows.every((w) => w.serverCpuMicrosPerOp !== undefined)
+        ? { serverCpuMicrosPerOp: Math.round(median(windows.map((w) => w.serverCpuMicrosPerOp!)) * 10) / 10 }
+        : {}),
       ...(ratioToRaw !== undefined ? { ratioToRaw } : {}),
       ...(ratioToPostgresJs !== undefined ? { ratioToPostgresJs } : {}),
       errors: windows.reduce((sum, w) => sum + w.errors, 0),
@@ -217,18 +260,24 @@ function pad(text: string, width: number, right = false): string {
 function printCell(cells: CellResult[]): void {
   const first = cells[0]!;
   console.log(`\n${WORKLOAD_TITLES[first.workload]} — concurrency ${first.concurrency}`);
-  console.log(`  ${pad('variant', 22)}${pad('ops/s', 10, true)}${pad('p50 ms', 9, true)}${pad('p99 ms', 9, true)}${pad('× raw', 8, true)}${pad('× pg.js', 9, true)}${pad('cpu µs/op', 11, true)}${pad('server µs/op', 14, true)}  rounds (ops/s)`);
+  console.log(
+    `  ${pad('variant', 22)}${pad('ops/s', 10, true)}${pad('p50 ms', 9, true)}${pad('p99 ms', 9, true)}${pad('× raw', 8, true)}${pad('× pg.js', 9, true)}${pad('cpu µs/op', 11, true)}${pad('server µs/op', 14, true)}  rounds (ops/s)`,
+  );
   for (const cell of cells) {
     const errors = cell.errors > 0 ? `  ERRORS ${cell.errors}: ${cell.rounds.find((r) => r.firstError)?.firstError}` : '';
-    console.log(`  ${pad(cell.label, 22)}${pad(cell.opsPerSec.toLocaleString('en-US'), 10, true)}${pad(cell.p50Millis.toFixed(3), 9, true)}${pad(cell.p99Millis.toFixed(3), 9, true)}`
-      + `${pad(cell.ratioToRaw?.toFixed(2) ?? '-', 8, true)}${pad(cell.ratioToPostgresJs?.toFixed(2) ?? '-', 9, true)}${pad(cell.cpuMicrosPerOp.toFixed(1), 11, true)}${pad(cell.serverCpuMicrosPerOp?.toFixed(1) ?? '-', 14, true)}  ${cell.rounds.map((r) => Math.round(r.opsPerSec)).join(' ')}${errors}`);
+    console.log(
+      `  ${pad(cell.label, 22)}${pad(cell.opsPerSec.toLocaleString('en-US'), 10, true)}${pad(cell.p50Millis.toFixed(3), 9, true)}${pad(cell.p99Millis.toFixed(3), 9, true)}` +
+        `${pad(cell.ratioToRaw?.toFixed(2) ?? '-', 8, true)}${pad(cell.ratioToPostgresJs?.toFixed(2) ?? '-', 9, true)}${pad(cell.cpuMicrosPerOp.toFixed(1), 11, true)}${pad(cell.serverCpuMicrosPerOp?.toFixed(1) ?? '-', 14, true)}  ${cell.rounds.map((r) => Math.round(r.opsPerSec)).join(' ')}${errors}`,
+    );
   }
 }
 
 /** The summary: each variant's ratio to raw pg.Pool for every workload and concurrency. */
 export function ratioTable(results: BenchResults): string {
   const variants = results.settings.variants;
-  const lines = [`| workload | c | raw pg.Pool ops/s | ${variants.map((v) => `${VARIANTS[v]?.label ?? v}`).join(' | ')} | lib ÷ postgres.js |`];
+  const lines = [
+    `| workload | c | raw pg.Pool ops/s | ${variants.map((v) => `${VARIANTS[v]?.label ?? v}`).join(' | ')} | lib ÷ postgres.js |`,
+  ];
   lines.push(`|---|---:|---:|${variants.map(() => '---:').join('|')}|---:|`);
   for (const workload of results.settings.workloads) {
     for (const c of results.settings.concurrency) {
@@ -236,10 +285,14 @@ export function ratioTable(results: BenchResults): string {
       if (cells.length === 0) continue;
       const raw = cells.find((cell) => cell.variant === 'raw');
       const lib = cells.find((cell) => cell.variant === 'lib');
-      lines.push(`| ${workload} | ${c} | ${raw ? raw.opsPerSec.toLocaleString('en-US') : '-'} | ${variants.map((v) => {
-        const cell = cells.find((x) => x.variant === v);
-        return cell?.ratioToRaw !== undefined ? `${cell.ratioToRaw.toFixed(2)}×` : '-';
-      }).join(' | ')} | ${lib?.ratioToPostgresJs !== undefined ? `${lib.ratioToPostgresJs.toFixed(2)}×` : '-'} |`);
+      lines.push(
+        `| ${workload} | ${c} | ${raw ? raw.opsPerSec.toLocaleString('en-US') : '-'} | ${variants
+          .map((v) => {
+            const cell = cells.find((x) => x.variant === v);
+            return cell?.ratioToRaw !== undefined ? `${cell.ratioToRaw.toFixed(2)}×` : '-';
+          })
+          .join(' | ')} | ${lib?.ratioToPostgresJs !== undefined ? `${lib.ratioToPostgresJs.toFixed(2)}×` : '-'} |`,
+      );
     }
   }
   return lines.join('\n');

@@ -40,10 +40,17 @@ const noop = (): void => undefined;
 export function openCallScope(options: { signal?: AbortSignal; timeoutMillis?: number }, settings: CallScopeSettings): CallScope {
   const now = Date.now();
   const timeoutMillis = options.timeoutMillis;
-  if (timeoutMillis !== undefined && (!Number.isFinite(timeoutMillis) || timeoutMillis <= 0)) throw new TypeError('timeoutMillis must be a positive number of milliseconds');
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+  if (timeoutMillis !== undefined && (!Number.isFinite(timeoutMillis) || timeoutMillis <= 0))
+    throw new TypeError('timeoutMillis must be a positive number of milliseconds');
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal))
+    throw new TypeError('signal must be an AbortSignal');
   const deadline = now + Math.min(settings.maxAcquireMillis, timeoutMillis ?? Infinity);
-  const context: QueryContext = { queryTime: settings.queryTime, counters: settings.counters, shouldRefuseNamedStatements: settings.shouldRefuseNamedStatements, statements: settings.statements };
+  const context: QueryContext = {
+    queryTime: settings.queryTime,
+    counters: settings.counters,
+    shouldRefuseNamedStatements: settings.shouldRefuseNamedStatements,
+    statements: settings.statements,
+  };
   if (!options.signal && timeoutMillis === undefined) return { context, deadline, signal: undefined, dispose: noop };
   const controller = new AbortController();
   const scope: CallScope = { context, deadline, signal: controller.signal, dispose: () => undefined };
@@ -69,7 +76,18 @@ export function openCallScope(options: { signal?: AbortSignal; timeoutMillis?: n
   const onAbort = () => abort(options.signal!.reason, 'The operation was cancelled by its AbortSignal');
   if (options.signal?.aborted) onAbort();
   options.signal?.addEventListener('abort', onAbort, { once: true });
-  const timer = timeoutMillis === undefined ? undefined : setTimeout(() => abort(undefined, `The operation did not finish within timeoutMillis (${timeoutMillis} ms); its statement was cancelled`, true), timeoutMillis);
+  const timer =
+    timeoutMillis === undefined
+      ? undefined
+      : setTimeout(
+          () =>
+            abort(
+              undefined,
+              `The operation did not finish within timeoutMillis (${timeoutMillis} ms); its statement was cancelled`,
+              true,
+            ),
+          timeoutMillis,
+        );
   timer?.unref();
   scope.dispose = () => {
     clearTimeout(timer);

@@ -108,7 +108,13 @@ export interface ResolvedConfig extends ConnectionTarget {
 type Env = Record<string, string | undefined>;
 type RawValue = { value: unknown; name: string; fromText: boolean };
 
-const URL_PARAMS: Record<string, string> = { sslmode: 'sslMode', sslrootcert: 'sslRootCert', sslcert: 'sslCert', sslkey: 'sslKey', application_name: 'applicationName' };
+const URL_PARAMS: Record<string, string> = {
+  sslmode: 'sslMode',
+  sslrootcert: 'sslRootCert',
+  sslcert: 'sslCert',
+  sslkey: 'sslKey',
+  application_name: 'applicationName',
+};
 const PASSWORD_TEXT = '<redacted>';
 /** Query parameters pg-connection-string itself reads into host, port, user and password (as libpq does). */
 const URL_FIELD_PARAMS = new Set(['host', 'port', 'user', 'password']);
@@ -134,13 +140,17 @@ function parseUrl(text: string, name: string, problems: string[], warnings: stri
     return fields;
   }
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
-    problems.push(`${name} must start with postgres:// or postgresql:// (found the scheme ${JSON.stringify(url.protocol.slice(0, 20))}).`);
+    problems.push(
+      `${name} must start with postgres:// or postgresql:// (found the scheme ${JSON.stringify(url.protocol.slice(0, 20))}).`,
+    );
     return fields;
   }
   // pg-connection-string would read certificate files and print its own sslmode warnings; TLS
   // parameters are ours to resolve (src/ssl/ssl-settings.ts), so it only sees the login fields.
   const loginOnly = new URL(text);
-  for (const param of [...loginOnly.searchParams.keys()]) if (param !== 'host' && param !== 'port' && param !== 'user' && param !== 'password' && param !== 'dbname') loginOnly.searchParams.delete(param);
+  for (const param of [...loginOnly.searchParams.keys()])
+    if (param !== 'host' && param !== 'port' && param !== 'user' && param !== 'password' && param !== 'dbname')
+      loginOnly.searchParams.delete(param);
   let parsed: ReturnType<typeof parseConnectionString>;
   try {
     parsed = parseConnectionString(loginOnly.toString());
@@ -159,7 +169,8 @@ function parseUrl(text: string, name: string, problems: string[], warnings: stri
       // pg reads ssl=true as "verify everything"; keep that strength rather than weaken it silently.
       fields.sslMode = 'verify-full';
       warnings.push(`${name}: ssl=${value} is not a libpq parameter; it was read as sslmode=verify-full (use sslmode).`);
-    } else if (!URL_FIELD_PARAMS.has(param)) warnings.push(`${name}: the parameter ${JSON.stringify(param.slice(0, 40))} is not supported and was ignored.`);
+    } else if (!URL_FIELD_PARAMS.has(param))
+      warnings.push(`${name}: the parameter ${JSON.stringify(param.slice(0, 40))} is not supported and was ignored.`);
   }
   return fields;
 }
@@ -172,7 +183,9 @@ function describeValue(raw: RawValue): string {
 /** Converts one raw value to the setting's kind, or pushes a problem and returns undefined. */
 function convert(spec: SettingSpec, raw: RawValue, problems: string[]): unknown {
   const inSeconds = spec.kind === 'seconds' && raw.fromText;
-  const range = inSeconds ? `${spec.min! / 1000}–${spec.max! / 1000} seconds` : `${spec.min}–${spec.max}${spec.option.endsWith('Millis') ? ' ms' : ''}`;
+  const range = inSeconds
+    ? `${spec.min! / 1000}–${spec.max! / 1000} seconds`
+    : `${spec.min}–${spec.max}${spec.option.endsWith('Millis') ? ' ms' : ''}`;
   switch (spec.kind) {
     case 'string': {
       if (typeof raw.value !== 'string') return void problems.push(`${raw.name} must be a string.`);
@@ -188,7 +201,8 @@ function convert(spec: SettingSpec, raw: RawValue, problems: string[]): unknown 
         return void problems.push(`${raw.name} is ${describeValue(raw)}, which is not ${what}; expected ${range}.`);
       }
       const value = inSeconds ? Math.round(Number(text) * 1000) : Number(text);
-      if (value < spec.min! || value > spec.max!) return void problems.push(`${raw.name} is ${describeValue(raw)}, out of range; expected ${range}.`);
+      if (value < spec.min! || value > spec.max!)
+        return void problems.push(`${raw.name} is ${describeValue(raw)}, out of range; expected ${range}.`);
       return value;
     }
     case 'boolean': {
@@ -209,7 +223,14 @@ function convert(spec: SettingSpec, raw: RawValue, problems: string[]): unknown 
 }
 
 /** The raw value of a setting by precedence: option > URL > DB_* > default. */
-function pick(spec: SettingSpec, options: DatabaseOptions, urlFields: Record<string, string>, urlName: string, env: Env, warnings: string[]): RawValue | undefined {
+function pick(
+  spec: SettingSpec,
+  options: DatabaseOptions,
+  urlFields: Record<string, string>,
+  urlName: string,
+  env: Env,
+  warnings: string[],
+): RawValue | undefined {
   const option = (options as Record<string, unknown>)[spec.option];
   const envText = spec.env ? env[spec.env] : undefined;
   const envValue = envText === undefined || envText.trim() === '' ? undefined : envText;
@@ -224,11 +245,32 @@ function pick(spec: SettingSpec, options: DatabaseOptions, urlFields: Record<str
 }
 
 /** TLS fields a replica URL may carry; they must agree with the primary's (one TLS policy for all nodes). */
-const REPLICA_TLS_FIELDS = [['sslMode', 'sslmode', 'mode'], ['sslRootCert', 'sslrootcert', 'rootCertPath'], ['sslCert', 'sslcert', 'certPath'], ['sslKey', 'sslkey', 'keyPath']] as const;
+const REPLICA_TLS_FIELDS = [
+  ['sslMode', 'sslmode', 'mode'],
+  ['sslRootCert', 'sslrootcert', 'rootCertPath'],
+  ['sslCert', 'sslcert', 'certPath'],
+  ['sslKey', 'sslkey', 'keyPath'],
+] as const;
 
-function resolveReplicas(list: unknown, name: string, primary: Record<string, unknown>, ssl: SslSettings, problems: string[], warnings: string[]): ConnectionTarget[] {
-  const entries: unknown[] = typeof list === 'string' ? list.split(',').map((s) => s.trim()).filter((s) => s !== '') : Array.isArray(list) ? list : [];
-  if (list !== undefined && typeof list !== 'string' && !Array.isArray(list)) problems.push(`${name} must be a list of URLs or replica objects.`);
+function resolveReplicas(
+  list: unknown,
+  name: string,
+  primary: Record<string, unknown>,
+  ssl: SslSettings,
+  problems: string[],
+  warnings: string[],
+): ConnectionTarget[] {
+  const entries: unknown[] =
+    typeof list === 'string'
+      ? list
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== '')
+      : Array.isArray(list)
+        ? list
+        : [];
+  if (list !== undefined && typeof list !== 'string' && !Array.isArray(list))
+    problems.push(`${name} must be a list of URLs or replica objects.`);
   return entries.flatMap((entry, index) => {
     const label = `${name}[${index}]`;
     const given: ReplicaOptions = typeof entry === 'string' ? { connectionString: entry } : (entry as ReplicaOptions);
@@ -236,16 +278,21 @@ function resolveReplicas(list: unknown, name: string, primary: Record<string, un
       problems.push(`${label} must be a URL or an object.`);
       return [];
     }
-    const fields: Record<string, unknown> = given.connectionString ? parseUrl(given.connectionString, label, problems, warnings) : {};
+    const fields: Record<string, unknown> = given.connectionString
+      ? parseUrl(given.connectionString, label, problems, warnings)
+      : {};
     // Replicas use the primary's TLS settings; a replica URL asking for something else must not be
     // silently connected with different (possibly weaker) security.
     for (const [field, param, setting] of REPLICA_TLS_FIELDS) {
       const value = fields[field];
       if (value !== undefined && value !== (ssl as unknown as Record<string, unknown>)[setting]) {
-        problems.push(`${label}: ${param} differs from the primary's; replicas use the primary's TLS settings (DB_SSLMODE, DB_SSLROOTCERT, DB_SSLCERT, DB_SSLKEY), so remove it from the replica URL or set it there.`);
+        problems.push(
+          `${label}: ${param} differs from the primary's; replicas use the primary's TLS settings (DB_SSLMODE, DB_SSLROOTCERT, DB_SSLCERT, DB_SSLKEY), so remove it from the replica URL or set it there.`,
+        );
       }
     }
-    if (fields.applicationName !== undefined) warnings.push(`${label}: application_name is ignored; replicas use the primary's (DB_APPLICATION_NAME).`);
+    if (fields.applicationName !== undefined)
+      warnings.push(`${label}: application_name is ignored; replicas use the primary's (DB_APPLICATION_NAME).`);
     const out: Record<string, unknown> = {};
     for (const key of ['host', 'port', 'user', 'password', 'database', 'min', 'max'] as const) {
       const raw = given[key] ?? fields[key];
@@ -273,9 +320,12 @@ function resolveReplicas(list: unknown, name: string, primary: Record<string, un
 export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}): ResolvedConfig {
   const problems: string[] = [];
   const warnings: string[] = [];
-  const urlSource = options.connectionString !== undefined
-    ? { text: options.connectionString, name: 'option connectionString' }
-    : env.DATABASE_URL !== undefined && env.DATABASE_URL.trim() !== '' ? { text: env.DATABASE_URL.trim(), name: 'DATABASE_URL' } : undefined;
+  const urlSource =
+    options.connectionString !== undefined
+      ? { text: options.connectionString, name: 'option connectionString' }
+      : env.DATABASE_URL !== undefined && env.DATABASE_URL.trim() !== ''
+        ? { text: env.DATABASE_URL.trim(), name: 'DATABASE_URL' }
+        : undefined;
   const urlFields = urlSource ? parseUrl(urlSource.text, urlSource.name, problems, warnings) : {};
   const resolved: Record<string, unknown> = {};
   const sslInputs: SslInputs = {};
@@ -296,15 +346,23 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
   }
   const min = resolved.min as number | undefined;
   const max = resolved.max as number | undefined;
-  if (min !== undefined && max !== undefined && min > max) problems.push(`The pool minimum (${min}, DB_POOL_MIN / option min) is larger than the maximum (${max}, DB_POOL_MAX / option max).`);
+  if (min !== undefined && max !== undefined && min > max)
+    problems.push(
+      `The pool minimum (${min}, DB_POOL_MIN / option min) is larger than the maximum (${max}, DB_POOL_MAX / option max).`,
+    );
   if ((resolved.validationTimeoutMillis as number) >= (resolved.connectionTimeoutMillis as number)) {
-    warnings.push('The validation timeout is not shorter than the connection timeout (DB_TIMEOUT): a hung validation can use up a whole acquire deadline.');
+    warnings.push(
+      'The validation timeout is not shorter than the connection timeout (DB_TIMEOUT): a hung validation can use up a whole acquire deadline.',
+    );
   }
   if (resolved.pgbouncerPreparedStatements === true && resolved.pgbouncer !== true) {
-    warnings.push('DB_PGBOUNCER_PREPARED_STATEMENTS (option pgbouncerPreparedStatements) has no effect unless DB_PGBOUNCER (option pgbouncer) is true: without PgBouncer, named prepared statements are always allowed.');
+    warnings.push(
+      'DB_PGBOUNCER_PREPARED_STATEMENTS (option pgbouncerPreparedStatements) has no effect unless DB_PGBOUNCER (option pgbouncer) is true: without PgBouncer, named prepared statements are always allowed.',
+    );
   }
   const logger = options.logger as { child?: unknown; warn?: unknown } | undefined;
-  if (logger !== undefined && (typeof logger?.child !== 'function' || typeof logger.warn !== 'function')) problems.push('option logger must be a pino logger (or child logger).');
+  if (logger !== undefined && (typeof logger?.child !== 'function' || typeof logger.warn !== 'function'))
+    problems.push('option logger must be a pino logger (or child logger).');
   const ssl = resolveSsl(sslInputs, problems);
   const replicaRaw = resolved.replicasRaw as RawValue | undefined;
   delete resolved.replicasRaw;

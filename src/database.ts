@@ -31,7 +31,13 @@ export class Database {
   readonly log: Logger;
   #primary: NodePool;
   #router: Router;
-  #counters: DatabaseCounters = { queriesExecuted: 0, transactionsExecuted: 0, errors: 0, transactionRetries: 0, queriesCancelled: 0 };
+  #counters: DatabaseCounters = {
+    queriesExecuted: 0,
+    transactionsExecuted: 0,
+    errors: 0,
+    transactionRetries: 0,
+    queriesCancelled: 0,
+  };
   #acquireTime = new DurationRecorder();
   #queryTime = new DurationRecorder();
   #state: 'open' | 'closing' | 'closed' = 'open';
@@ -47,16 +53,33 @@ export class Database {
     this.log = createLogger(this.config.logLevel, options.logger);
     this.#preamble = transactionSettings(this.config);
     const canPrepare = !this.config.pgbouncer || this.config.pgbouncerPreparedStatements;
-    this.#statements = canPrepare && this.config.maxPreparedStatements > 0 ? new StatementNames(this.config.maxPreparedStatements) : undefined;
+    this.#statements =
+      canPrepare && this.config.maxPreparedStatements > 0 ? new StatementNames(this.config.maxPreparedStatements) : undefined;
     this.#scopeSettings = {
-      maxAcquireMillis: this.config.connectionTimeoutMillis, graceMillis: this.config.validationTimeoutMillis, queryTime: this.#queryTime, counters: this.#counters,
-      shouldRefuseNamedStatements: this.config.pgbouncer && !this.config.pgbouncerPreparedStatements, statements: this.#statements,
+      maxAcquireMillis: this.config.connectionTimeoutMillis,
+      graceMillis: this.config.validationTimeoutMillis,
+      queryTime: this.#queryTime,
+      counters: this.#counters,
+      shouldRefuseNamedStatements: this.config.pgbouncer && !this.config.pgbouncerPreparedStatements,
+      statements: this.#statements,
     };
     for (const warning of this.config.warnings) this.log.warn(warning);
     this.#primary = new NodePool(this.config, 'primary', this.config, this.log, this.#acquireTime);
-    const replicas = this.config.replicas.map((target) => new NodePool(target, 'replica', this.config, this.log, this.#acquireTime));
+    const replicas = this.config.replicas.map(
+      (target) => new NodePool(target, 'replica', this.config, this.log, this.#acquireTime),
+    );
     this.#router = new Router(this.#primary, replicas, this.config, this.log);
-    this.log.info({ host: this.config.host, port: this.config.port, database: this.config.database, min: this.config.min, max: this.config.max, sslMode: this.config.ssl.mode }, 'database pool created');
+    this.log.info(
+      {
+        host: this.config.host,
+        port: this.config.port,
+        database: this.config.database,
+        min: this.config.min,
+        max: this.config.max,
+        sslMode: this.config.ssl.mode,
+      },
+      'database pool created',
+    );
   }
 
   /**
@@ -70,7 +93,8 @@ export class Database {
     const deadline = Date.now() + (options.timeoutMillis ?? this.config.connectionTimeoutMillis);
     await waitUntilReady(this.#primary, deadline, this.log);
     // Replicas warm up in the background: one that is down is banned, never a reason to fail startup.
-    for (const node of this.#router.replicas) void waitUntilReady(node.pool, deadline, this.log).catch((error: unknown) => this.#router.ban(node, error));
+    for (const node of this.#router.replicas)
+      void waitUntilReady(node.pool, deadline, this.log).catch((error: unknown) => this.#router.ban(node, error));
   }
 
   /**
@@ -80,7 +104,11 @@ export class Database {
    * @throws {DatabaseConnectionError}, {@link PoolTimeoutError}, {@link PoolClosedError}.
    */
   async getWriteToken(options: CallOptions = {}): Promise<string> {
-    const rows = await this.executeQuery<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn', [], { ...options, target: 'primary', afterWrite: undefined });
+    const rows = await this.executeQuery<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn', [], {
+      ...options,
+      target: 'primary',
+      afterWrite: undefined,
+    });
     return rows[0]!.lsn;
   }
 
@@ -92,8 +120,10 @@ export class Database {
    * {@link DatabaseConnectionError}, {@link DatabaseQueryError} (`QUERY_CANCELLED` on abort/timeout).
    */
   async withDb<T>(readOnlyOrOptions: boolean | WithDbOptions, fn: (client: QueryClient) => Promise<T>): Promise<T> {
-    const options: WithDbOptions = typeof readOnlyOrOptions === 'boolean' ? { readOnly: readOnlyOrOptions } : (readOnlyOrOptions ?? {});
-    if (typeof fn !== 'function') return this.#reject(new TypeError('withDb needs a callback: withDb(readOnly, async (client) => ...)'));
+    const options: WithDbOptions =
+      typeof readOnlyOrOptions === 'boolean' ? { readOnly: readOnlyOrOptions } : (readOnlyOrOptions ?? {});
+    if (typeof fn !== 'function')
+      return this.#reject(new TypeError('withDb needs a callback: withDb(readOnly, async (client) => ...)'));
     return this.#transaction(options, fn);
   }
 
@@ -104,10 +134,17 @@ export class Database {
    * runs in a transaction of its own, in two round trips, so statements that cannot run in a
    * transaction block (VACUUM) fail with SQLSTATE 25001 (docs/operations.md).
    */
-  async executeQuery<R extends pg.QueryResultRow = Record<string, unknown>>(text: string, params?: readonly unknown[], options: ExecuteQueryOptions = {}): Promise<R[]> {
-    if (typeof text !== 'string' || text.trim() === '') return this.#reject(new TypeError('executeQuery needs SQL text as its first argument'));
-    if (params !== undefined && !Array.isArray(params)) return this.#reject(new TypeError('executeQuery params must be an array (bound as $1, $2, ...)'));
-    if (typeof options !== 'object' || options === null) return this.#reject(new TypeError('executeQuery options must be an object'));
+  async executeQuery<R extends pg.QueryResultRow = Record<string, unknown>>(
+    text: string,
+    params?: readonly unknown[],
+    options: ExecuteQueryOptions = {},
+  ): Promise<R[]> {
+    if (typeof text !== 'string' || text.trim() === '')
+      return this.#reject(new TypeError('executeQuery needs SQL text as its first argument'));
+    if (params !== undefined && !Array.isArray(params))
+      return this.#reject(new TypeError('executeQuery params must be an array (bound as $1, $2, ...)'));
+    if (typeof options !== 'object' || options === null)
+      return this.#reject(new TypeError('executeQuery options must be an object'));
     const isReadOnly = options.readOnly ?? true;
     let scope: CallScope | undefined;
     try {
@@ -119,7 +156,9 @@ export class Database {
           return rowsOf(await this.#runOne<R>(lease, scope.context, isReadOnly, text, params));
         } catch (error) {
           // A read may be re-sent on a dead connection; a write only when BEGIN showed that nothing ran.
-          const isRetryable = isReadOnly ? lease.isBroken && error instanceof DatabaseConnectionError : error instanceof BeginConnectionError;
+          const isRetryable = isReadOnly
+            ? lease.isBroken && error instanceof DatabaseConnectionError
+            : error instanceof BeginConnectionError;
           if (attempt === 1 && isRetryable && !scope.context.cancelled) {
             this.#router.ban(this.#routed(lease), error);
             continue;
@@ -140,8 +179,14 @@ export class Database {
   }
 
   /** Runs every operation in one transaction, all or nothing; returns each operation's rows. */
-  async executeTransaction<R extends pg.QueryResultRow = Record<string, unknown>>(operations: readonly Operation[], options: ExecuteTransactionOptions = {}): Promise<R[][]> {
-    if (!Array.isArray(operations) || operations.some((op) => typeof op?.text !== 'string' || (op.params !== undefined && !Array.isArray(op.params)))) {
+  async executeTransaction<R extends pg.QueryResultRow = Record<string, unknown>>(
+    operations: readonly Operation[],
+    options: ExecuteTransactionOptions = {},
+  ): Promise<R[][]> {
+    if (
+      !Array.isArray(operations) ||
+      operations.some((op) => typeof op?.text !== 'string' || (op.params !== undefined && !Array.isArray(op.params)))
+    ) {
       return this.#reject(new TypeError('executeTransaction needs an array of { text: string, params?: unknown[] }'));
     }
     return this.#transaction({ readOnly: false, ...options }, async (client) => {
@@ -154,7 +199,12 @@ export class Database {
   async #transaction<T>(options: WithDbOptions, fn: (client: QueryClient) => Promise<T>): Promise<T> {
     let scope: CallScope | undefined;
     try {
-      const spec: TransactionSpec = { isReadOnly: options.readOnly ?? false, isolationLevel: parseIsolationLevel(options.isolationLevel), retries: checkRetries(options.retries), preamble: this.#preamble };
+      const spec: TransactionSpec = {
+        isReadOnly: options.readOnly ?? false,
+        isolationLevel: parseIsolationLevel(options.isolationLevel),
+        retries: checkRetries(options.retries),
+        preamble: this.#preamble,
+      };
       scope = openCallScope(options, this.#scopeSettings);
       for (let attempt = 1; ; attempt++) {
         const lease = await this.#acquire(scope, spec.isReadOnly, options);
@@ -192,18 +242,26 @@ export class Database {
    */
   #acquire(scope: CallScope, isReadOnly: boolean, options: CallOptions): Promise<Lease> {
     this.#assertOpen();
-    if (options.target !== undefined && !['primary', 'replica', 'any'].includes(options.target)) throw new TypeError("target must be 'primary', 'replica' or 'any'");
-    if (!isReadOnly && options.target === 'replica') throw new TypeError("target 'replica' needs readOnly: true (writes always go to the primary)");
+    if (options.target !== undefined && !['primary', 'replica', 'any'].includes(options.target))
+      throw new TypeError("target must be 'primary', 'replica' or 'any'");
+    if (!isReadOnly && options.target === 'replica')
+      throw new TypeError("target 'replica' needs readOnly: true (writes always go to the primary)");
     const token = options.afterWrite === undefined ? undefined : parseLsn(options.afterWrite);
-    if (options.afterWrite !== undefined && token === undefined) throw new TypeError('afterWrite must be a token from getWriteToken() (a WAL position such as 0/16B3748)');
+    if (options.afterWrite !== undefined && token === undefined)
+      throw new TypeError('afterWrite must be a token from getWriteToken() (a WAL position such as 0/16B3748)');
     if (!isReadOnly && this.#router.primary.isInRecovery === true) {
-      throw new DatabaseConnectionError(`The primary ${this.#primary.name} is in recovery (a standby); writes are refused until it is promoted`, { code: 'CONNECTION_FAILED' });
+      throw new DatabaseConnectionError(
+        `The primary ${this.#primary.name} is in recovery (a standby); writes are refused until it is promoted`,
+        { code: 'CONNECTION_FAILED' },
+      );
     }
     const stack = this.config.leakDetectionThresholdMillis > 0 ? new Error('acquired here').stack : undefined;
     const candidates = this.#router.candidates(isReadOnly, options.target);
-    if (candidates.length === 0) throw new DatabaseConnectionError('No replica is usable for a read with target: replica (all banned, lagging or down)');
+    if (candidates.length === 0)
+      throw new DatabaseConnectionError('No replica is usable for a read with target: replica (all banned, lagging or down)');
     // The common case, the primary alone: its acquire's own promise, no wrapper around it.
-    if (candidates.length === 1 && candidates[0] === this.#router.primary) return this.#primary.acquire({ deadline: scope.deadline, signal: scope.signal, stack });
+    if (candidates.length === 1 && candidates[0] === this.#router.primary)
+      return this.#primary.acquire({ deadline: scope.deadline, signal: scope.signal, stack });
     return acquireRouted(this.#router, scope, candidates, token, stack, this.config.replicaWaitMillis);
   }
 
@@ -216,14 +274,27 @@ export class Database {
    * SET SESSION, no session timeouts), so the statement gets a transaction of its own that carries its
    * read-only mode and the timeouts; elsewhere it runs on the session's read-only default.
    */
-  #runOne<R extends pg.QueryResultRow>(lease: Lease, context: QueryContext, isReadOnly: boolean, text: string, params?: readonly unknown[]): Promise<pg.QueryResult<R>> {
-    if (this.config.pgbouncer) return runStatement<R>(lease, context, { isReadOnly, retries: 0, preamble: this.#preamble }, text, params);
+  #runOne<R extends pg.QueryResultRow>(
+    lease: Lease,
+    context: QueryContext,
+    isReadOnly: boolean,
+    text: string,
+    params?: readonly unknown[],
+  ): Promise<pg.QueryResult<R>> {
+    if (this.config.pgbouncer)
+      return runStatement<R>(lease, context, { isReadOnly, retries: 0, preamble: this.#preamble }, text, params);
     // The common case (the session already has the right read-only mode): sendQuery's own promise.
     if (lease.isSessionReadOnly === isReadOnly) return sendQuery<R>(lease, context, text, params);
     return this.#runAfterSet<R>(lease, context, isReadOnly, text, params);
   }
 
-  async #runAfterSet<R extends pg.QueryResultRow>(lease: Lease, context: QueryContext, isReadOnly: boolean, text: string, params?: readonly unknown[]): Promise<pg.QueryResult<R>> {
+  async #runAfterSet<R extends pg.QueryResultRow>(
+    lease: Lease,
+    context: QueryContext,
+    isReadOnly: boolean,
+    text: string,
+    params?: readonly unknown[],
+  ): Promise<pg.QueryResult<R>> {
     // A SET cut short by the caller's timeout or signal reports the cancellation, not a lost connection.
     await this.#setSessionReadOnly(lease, isReadOnly).catch((error: unknown) => {
       throw context.cancelled ?? error;
@@ -239,7 +310,10 @@ export class Database {
       lease.isSessionReadOnly = isReadOnly;
     } catch (error) {
       lease.isBroken = true;
-      throw new DatabaseConnectionError(`Could not set the session's read-only mode on ${lease.node.name}`, { cause: error, code: 'CONNECTION_LOST' });
+      throw new DatabaseConnectionError(`Could not set the session's read-only mode on ${lease.node.name}`, {
+        cause: error,
+        code: 'CONNECTION_LOST',
+      });
     }
   }
 
@@ -259,7 +333,12 @@ export class Database {
 
   /** Health within `timeoutMillis` (default 5000), whatever the server does. Never rejects. */
   healthCheck(options: { timeoutMillis?: number } = {}): Promise<HealthReport> {
-    return checkHealth({ isOpen: this.#state === 'open', stats: () => this.getStats(), router: this.#router, timeoutMillis: options?.timeoutMillis ?? 5000 });
+    return checkHealth({
+      isOpen: this.#state === 'open',
+      stats: () => this.getStats(),
+      router: this.#router,
+      timeoutMillis: options?.timeoutMillis ?? 5000,
+    });
   }
 
   /**
@@ -278,16 +357,18 @@ export class Database {
     // it Node can exit while `await shutdown()` is pending (a script's top-level await then ends with
     // exit code 13). It never holds the process past the deadline plus one second.
     const keepAlive = setTimeout(() => undefined, Math.max(0, deadline - Date.now()) + 1000);
-    this.#shutdown = Promise.all(this.#router.nodes.map((node) => node.pool.close(deadline))).then(
-      () => {
-        this.#state = 'closed';
-        this.log.info('database shutdown complete');
-      },
-      (error: unknown) => {
-        this.#state = 'closed';
-        this.log.error({ error: summarize(error) }, 'database shutdown failed');
-      },
-    ).finally(() => clearTimeout(keepAlive));
+    this.#shutdown = Promise.all(this.#router.nodes.map((node) => node.pool.close(deadline)))
+      .then(
+        () => {
+          this.#state = 'closed';
+          this.log.info('database shutdown complete');
+        },
+        (error: unknown) => {
+          this.#state = 'closed';
+          this.log.error({ error: summarize(error) }, 'database shutdown failed');
+        },
+      )
+      .finally(() => clearTimeout(keepAlive));
     return this.#shutdown;
   }
 }
@@ -304,6 +385,7 @@ function rowsOf<R extends pg.QueryResultRow>(result: pg.QueryResult<R> | readonl
 
 function checkRetries(retries: unknown): number {
   if (retries === undefined) return 0;
-  if (typeof retries !== 'number' || !Number.isInteger(retries) || retries < 0 || retries > 100) throw new TypeError('retries must be an integer from 0 to 100');
+  if (typeof retries !== 'number' || !Number.isInteger(retries) || retries < 0 || retries > 100)
+    throw new TypeError('retries must be an integer from 0 to 100');
   return retries;
 }

@@ -38,12 +38,19 @@ export function withDb<T>(readOnlyOrOptions: boolean | WithDbOptions, fn: (clien
 }
 
 /** `getDatabase().executeQuery(...)`; read-only by default. */
-export function executeQuery<R extends pg.QueryResultRow = Record<string, unknown>>(text: string, params?: readonly unknown[], options?: ExecuteQueryOptions): Promise<R[]> {
+export function executeQuery<R extends pg.QueryResultRow = Record<string, unknown>>(
+  text: string,
+  params?: readonly unknown[],
+  options?: ExecuteQueryOptions,
+): Promise<R[]> {
   return later((db) => db.executeQuery<R>(text, params, options));
 }
 
 /** `getDatabase().executeTransaction(...)`. */
-export function executeTransaction<R extends pg.QueryResultRow = Record<string, unknown>>(operations: readonly Operation[], options?: ExecuteTransactionOptions): Promise<R[][]> {
+export function executeTransaction<R extends pg.QueryResultRow = Record<string, unknown>>(
+  operations: readonly Operation[],
+  options?: ExecuteTransactionOptions,
+): Promise<R[][]> {
   return later((db) => db.executeTransaction<R>(operations, options));
 }
 
@@ -60,7 +67,12 @@ export async function databaseHealthCheck(options?: { timeoutMillis?: number }):
   } catch (error) {
     const empty = { queriesExecuted: 0, transactionsExecuted: 0, errors: 0, transactionRetries: 0, queriesCancelled: 0 };
     return Object.freeze({
-      status: 'unhealthy', databaseVersion: null, isReplica: null, databaseTime: null, latencyMillis: 0, tls: null,
+      status: 'unhealthy',
+      databaseVersion: null,
+      isReplica: null,
+      databaseTime: null,
+      latencyMillis: 0,
+      tls: null,
       poolStats: buildStats([], empty, new DurationRecorder(), new DurationRecorder()),
       error: (error as Error).message.replace(/\s*\n\s*/g, ' '), // one line, as every health error (a ConfigError lists its problems on lines)
     });

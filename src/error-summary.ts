@@ -1,5 +1,9 @@
 /** What is safe to log about an error: its class, code and message — never values or secrets. */
 export function summarize(error: unknown): { type: string; code?: string; message: string } {
   const e = error as { name?: string; code?: unknown; message?: unknown };
-  return { type: e?.name ?? typeof error, ...(typeof e?.code === 'string' ? { code: e.code } : {}), message: String(e?.message ?? error) };
+  return {
+    type: e?.name ?? typeof error,
+    ...(typeof e?.code === 'string' ? { code: e.code } : {}),
+    message: String(e?.message ?? error),
+  };
 }

@@ -52,10 +52,7 @@ export class ConfigError extends DbError {
 
 /** The server could not be reached, refused us, or the connection was lost (SQLSTATE class 08, 57P0x). */
 export class DatabaseConnectionError extends DbError {
-  constructor(
-    message: string,
-    options?: { cause?: unknown; code?: 'CONNECTION_FAILED' | 'CONNECTION_LOST' | 'CIRCUIT_OPEN' },
-  ) {
+  constructor(message: string, options?: { cause?: unknown; code?: 'CONNECTION_FAILED' | 'CONNECTION_LOST' | 'CIRCUIT_OPEN' }) {
     super(options?.code ?? 'CONNECTION_FAILED', message, options);
   }
 }
@@ -145,7 +142,8 @@ export function sqlStateOf(error: unknown): string | undefined {
 export function isConnectionFailure(error: unknown): boolean {
   if (error instanceof DatabaseConnectionError) return true;
   const state = sqlStateOf(error);
-  if (state) return (state.startsWith('08') || state.startsWith('57P0')) && (error as { severity?: unknown }).severity !== 'ERROR';
+  if (state)
+    return (state.startsWith('08') || state.startsWith('57P0')) && (error as { severity?: unknown }).severity !== 'ERROR';
   const message = error instanceof Error ? error.message : '';
   const code = (error as { code?: unknown } | null)?.code;
   return (

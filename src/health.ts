@@ -63,22 +63,42 @@ interface HealthRow {
  * healthy server look dead, and the report shows what a new connection gets, TLS included), within
  * `timeoutMillis` whatever the server does. Never rejects.
  */
-export async function checkHealth(input: { isOpen: boolean; stats: () => PoolStats; router: Router; timeoutMillis: number }): Promise<HealthReport> {
+export async function checkHealth(input: {
+  isOpen: boolean;
+  stats: () => PoolStats;
+  router: Router;
+  timeoutMillis: number;
+}): Promise<HealthReport> {
   const startedAt = performance.now();
   const { router } = input;
   const replicas = router.replicas.map((node): ReplicaHealth => {
     const status = node.pool.state === 'open' ? router.status(node) : 'closed';
-    return Object.freeze({ name: node.pool.name, status, lagMillis: node.lagMillis, isInRecovery: node.isInRecovery, ...(status !== 'up' && node.lastError ? { error: node.lastError } : {}) });
+    return Object.freeze({
+      name: node.pool.name,
+      status,
+      lagMillis: node.lagMillis,
+      isInRecovery: node.isInRecovery,
+      ...(status !== 'up' && node.lastError ? { error: node.lastError } : {}),
+    });
   });
-  const report = (fields: Partial<HealthReport> & Pick<HealthReport, 'status'>): HealthReport => Object.freeze({
-    databaseVersion: null, isReplica: null, databaseTime: null, tls: null, ...fields,
-    latencyMillis: Math.round((performance.now() - startedAt) * 1000) / 1000, poolStats: input.stats(),
-    ...(replicas.length > 0 ? { replicas: Object.freeze(replicas) } : {}),
-  });
+  const report = (fields: Partial<HealthReport> & Pick<HealthReport, 'status'>): HealthReport =>
+    Object.freeze({
+      databaseVersion: null,
+      isReplica: null,
+      databaseTime: null,
+      tls: null,
+      ...fields,
+      latencyMillis: Math.round((performance.now() - startedAt) * 1000) / 1000,
+      poolStats: input.stats(),
+      ...(replicas.length > 0 ? { replicas: Object.freeze(replicas) } : {}),
+    });
   if (!input.isOpen) return report({ status: 'unhealthy', error: 'The database pool is closed (shutdown() was called).' });
   // Never rejects, even for a bad argument: the report says what is wrong instead.
   if (typeof input.timeoutMillis !== 'number' || !(input.timeoutMillis > 0 && input.timeoutMillis <= MAX_TIMEOUT_MILLIS)) {
-    return report({ status: 'unhealthy', error: `healthCheck timeoutMillis must be a number of milliseconds from 1 to ${MAX_TIMEOUT_MILLIS}` });
+    return report({
+      status: 'unhealthy',
+      error: `healthCheck timeoutMillis must be a number of milliseconds from 1 to ${MAX_TIMEOUT_MILLIS}`,
+    });
   }
   const client = router.primary.pool.createClient('health', input.timeoutMillis);
   let timer: NodeJS.Timeout | undefined;
@@ -92,7 +112,8 @@ export async function checkHealth(input: { isOpen: boolean; stats: () => PoolSta
   })().catch((error: unknown) => ({ error }));
   try {
     const outcome = await Promise.race([attempt, timeout]);
-    if (outcome === 'timeout') return report({ status: 'unhealthy', error: `The server did not answer within ${input.timeoutMillis} ms` });
+    if (outcome === 'timeout')
+      return report({ status: 'unhealthy', error: `The server did not answer within ${input.timeoutMillis} ms` });
     if ('error' in outcome) return report({ status: 'unhealthy', error: summarize(outcome.error).message });
     const recentTimeout = router.nodes.some((node) => Date.now() - node.pool.lastAcquireTimeoutAt < DEGRADED_WINDOW_MILLIS);
     const downReplicas = replicas.filter((replica) => replica.status !== 'up');

@@ -6,7 +6,10 @@ import type { DatabaseCounters, DurationRecorder } from './stats.js';
 
 /** What `client` inside `withDb` offers: pg's `query`, and nothing that could release it by hand. */
 export interface QueryClient {
-  query<R extends pg.QueryResultRow = Record<string, unknown>>(text: string, values?: readonly unknown[]): Promise<pg.QueryResult<R>>;
+  query<R extends pg.QueryResultRow = Record<string, unknown>>(
+    text: string,
+    values?: readonly unknown[],
+  ): Promise<pg.QueryResult<R>>;
   query<R extends pg.QueryResultRow = Record<string, unknown>>(config: pg.QueryConfig): Promise<pg.QueryResult<R>>;
 }
 
@@ -30,11 +33,19 @@ export interface QueryContext {
  * is gone, the name is dropped and, outside a transaction (where nothing ran), the statement is sent
  * once more unnamed.
  */
-export async function sendQuery<R extends pg.QueryResultRow>(lease: Lease, context: QueryContext, query: string | pg.QueryConfig, values?: readonly unknown[]): Promise<pg.QueryResult<R>> {
+export async function sendQuery<R extends pg.QueryResultRow>(
+  lease: Lease,
+  context: QueryContext,
+  query: string | pg.QueryConfig,
+  values?: readonly unknown[],
+): Promise<pg.QueryResult<R>> {
   if (context.cancelled) throw context.cancelled;
   // The protocol counts parameters in 16 bits: pg would wrap the count and the server would answer
   // with a confusing protocol error.
-  if (values !== undefined && values.length > 65_535) throw new TypeError(`A statement takes at most 65535 parameters (got ${values.length}); use an array parameter ($1::int[]) instead`);
+  if (values !== undefined && values.length > 65_535)
+    throw new TypeError(
+      `A statement takes at most 65535 parameters (got ${values.length}); use an array parameter ($1::int[]) instead`,
+    );
   const startedAt = performance.now();
   context.counters.queriesExecuted++;
   lease.inFlight++;
@@ -90,7 +101,10 @@ export function toDbError(error: unknown, lease: Lease, context: QueryContext): 
     const reason = lease.lostError ?? error;
     const reasonState = sqlStateOf(reason);
     const message = `${reason instanceof Error ? reason.message : String(reason)}${reasonState ? ` (SQLSTATE ${reasonState})` : ''}`;
-    return new DatabaseConnectionError(`Connection to ${lease.node.name} lost: ${message}`, { cause: reason, code: 'CONNECTION_LOST' });
+    return new DatabaseConnectionError(`Connection to ${lease.node.name} lost: ${message}`, {
+      cause: reason,
+      code: 'CONNECTION_LOST',
+    });
   }
   const message = withoutQuotedValue(error instanceof Error ? error.message : String(error), state);
   return new DatabaseQueryError(state ? `${message} (SQLSTATE ${state})` : message, error);
@@ -112,7 +126,10 @@ function withoutQuotedValue(message: string, state: string | undefined): string 
  */
 function namedStatementError(name: string): DatabaseQueryError {
   const shown = JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}...` : name);
-  return new DatabaseQueryError(`The named prepared statement ${shown} was refused: behind PgBouncer transaction pooling (DB_PGBOUNCER=true) a prepared statement does not survive its transaction. Remove \`name\` from the query config, or set DB_PGBOUNCER_PREPARED_STATEMENTS=true (option pgbouncerPreparedStatements) if PgBouncer is 1.21 or later with max_prepared_statements above 0.`, undefined);
+  return new DatabaseQueryError(
+    `The named prepared statement ${shown} was refused: behind PgBouncer transaction pooling (DB_PGBOUNCER=true) a prepared statement does not survive its transaction. Remove \`name\` from the query config, or set DB_PGBOUNCER_PREPARED_STATEMENTS=true (option pgbouncerPreparedStatements) if PgBouncer is 1.21 or later with max_prepared_statements above 0.`,
+    undefined,
+  );
 }
 
 /** A `QueryClient` bound to one lease until `close()`; afterwards every call rejects. */
@@ -121,9 +138,16 @@ export function createQueryClient(lease: Lease, context: QueryContext): { client
   const pending = new Set<Promise<unknown>>();
   const client: QueryClient = {
     query(query: string | pg.QueryConfig, values?: readonly unknown[]) {
-      if (!isOpen) return Promise.reject(new DatabaseQueryError('This client was used after its withDb callback returned; use it only inside the callback', undefined));
+      if (!isOpen)
+        return Promise.reject(
+          new DatabaseQueryError(
+            'This client was used after its withDb callback returned; use it only inside the callback',
+            undefined,
+          ),
+        );
       const name = typeof query === 'object' && query !== null ? query.name : undefined;
-      if (context.shouldRefuseNamedStatements && typeof name === 'string' && name !== '') return Promise.reject(namedStatementError(name));
+      if (context.shouldRefuseNamedStatements && typeof name === 'string' && name !== '')
+        return Promise.reject(namedStatementError(name));
       const tracked = sendQuery(lease, context, query, values).finally(() => pending.delete(tracked));
       pending.add(tracked);
       return tracked;

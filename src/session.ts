@@ -39,7 +39,8 @@ export function transactionSettings(config: ResolvedConfig): readonly string[] {
   if (!config.pgbouncer) return [];
   return TRANSACTION_TIMEOUTS.flatMap(([setting, option]) => {
     const millis = config[option];
-    if (!Number.isSafeInteger(millis) || millis < 0) throw new RangeError(`${option} must be a non-negative integer (got ${String(millis)})`);
+    if (!Number.isSafeInteger(millis) || millis < 0)
+      throw new RangeError(`${option} must be a non-negative integer (got ${String(millis)})`);
     return millis === 0 ? [] : [`SET LOCAL ${setting} = ${millis}`];
   });
 }

@@ -4,7 +4,9 @@
  */
 
 /** Bucket upper bounds in milliseconds for duration histograms. */
-export const DURATION_BUCKETS_MILLIS = Object.freeze([0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000]);
+export const DURATION_BUCKETS_MILLIS = Object.freeze([
+  0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
+]);
 const RESERVOIR_SIZE = 1024;
 
 /** A duration distribution: count, sum, percentiles of the latest 1024 samples, cumulative buckets. */
@@ -43,7 +45,8 @@ export class DurationRecorder {
 
   snapshot(): DurationStats {
     const sorted = this.#samples.slice(0, this.#filled).sort();
-    const at = (q: number) => (sorted.length === 0 ? 0 : round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!));
+    const at = (q: number) =>
+      sorted.length === 0 ? 0 : round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!);
     let running = 0;
     const buckets = [...DURATION_BUCKETS_MILLIS, Infinity].map((leMillis, i) => {
       running += this.#buckets[i]!;
@@ -86,7 +89,16 @@ export interface NodeCounters {
 }
 
 export function newNodeCounters(): NodeCounters {
-  return { totalConnections: 0, connectionErrors: 0, connectionsClosed: 0, validationFailures: 0, acquireTimeouts: 0, poolExhaustedCount: 0, leaksDetected: 0, circuitRejections: 0 };
+  return {
+    totalConnections: 0,
+    connectionErrors: 0,
+    connectionsClosed: 0,
+    validationFailures: 0,
+    acquireTimeouts: 0,
+    poolExhaustedCount: 0,
+    leaksDetected: 0,
+    circuitRejections: 0,
+  };
 }
 
 /** One node's gauges and counters as `getStats().nodes[i]` shows them. */
@@ -131,13 +143,29 @@ export interface PoolStats extends Readonly<DatabaseCounters>, Readonly<NodeCoun
 }
 
 const SUMMED: readonly (keyof NodeStats & keyof PoolStats)[] = [
-  'poolSize', 'availableConnections', 'activeConnections', 'waitingRequests', 'minConnections', 'maxConnections',
-  'totalConnections', 'connectionErrors', 'connectionsClosed', 'validationFailures', 'acquireTimeouts',
-  'poolExhaustedCount', 'leaksDetected', 'circuitRejections',
+  'poolSize',
+  'availableConnections',
+  'activeConnections',
+  'waitingRequests',
+  'minConnections',
+  'maxConnections',
+  'totalConnections',
+  'connectionErrors',
+  'connectionsClosed',
+  'validationFailures',
+  'acquireTimeouts',
+  'poolExhaustedCount',
+  'leaksDetected',
+  'circuitRejections',
 ];
 
 /** Builds the frozen `getStats()` snapshot. */
-export function buildStats(nodes: readonly NodeStats[], counters: DatabaseCounters, acquireTime: DurationRecorder, queryTime: DurationRecorder): PoolStats {
+export function buildStats(
+  nodes: readonly NodeStats[],
+  counters: DatabaseCounters,
+  acquireTime: DurationRecorder,
+  queryTime: DurationRecorder,
+): PoolStats {
   const sums: Record<string, number> = {};
   for (const key of SUMMED) sums[key] = nodes.reduce((total, node) => total + (node[key] as number), 0);
   return Object.freeze({

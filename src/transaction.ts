@@ -29,9 +29,18 @@ export interface TransactionSpec {
 /** Validates an isolation level given by a caller; the SQL text comes from our list, never from input. */
 export function parseIsolationLevel(value: unknown): IsolationLevel | undefined {
   if (value === undefined) return undefined;
-  const text = typeof value === 'string' ? value.trim().toLowerCase().replace(/[_\s]+/g, ' ') : '';
+  const text =
+    typeof value === 'string'
+      ? value
+          .trim()
+          .toLowerCase()
+          .replace(/[_\s]+/g, ' ')
+      : '';
   const level = ISOLATION_LEVELS.find((l) => l === text);
-  if (!level) throw new TypeError(`isolationLevel must be one of ${ISOLATION_LEVELS.join(', ')} (got ${JSON.stringify(String(value)).slice(0, 40)})`);
+  if (!level)
+    throw new TypeError(
+      `isolationLevel must be one of ${ISOLATION_LEVELS.join(', ')} (got ${JSON.stringify(String(value)).slice(0, 40)})`,
+    );
   return level;
 }
 
@@ -56,7 +65,12 @@ export class BeginConnectionError extends DatabaseConnectionError {
  * then rejects with DatabaseTransactionError `SERIALIZATION_FAILURE`. A COMMIT answered with
  * ROLLBACK rejects with `TRANSACTION_ROLLED_BACK`; a failed COMMIT with `TRANSACTION_FAILED`.
  */
-export async function runTransaction<T>(lease: Lease, context: QueryContext, spec: TransactionSpec, fn: (client: QueryClient) => Promise<T>): Promise<T> {
+export async function runTransaction<T>(
+  lease: Lease,
+  context: QueryContext,
+  spec: TransactionSpec,
+  fn: (client: QueryClient) => Promise<T>,
+): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     await control(lease, context, beginStatement(spec), 'BEGIN', attempt);
     const { client, close } = createQueryClient(lease, context);
@@ -67,7 +81,10 @@ export async function runTransaction<T>(lease: Lease, context: QueryContext, spe
       // A statement fn did not await would be committed unseen (or fail after fn "succeeded"): commit
       // nothing; the rollback below sees it in flight and the connection is cancelled and destroyed.
       if (lease.inFlight > 0) {
-        throw new DatabaseTransactionError(`The withDb callback returned while ${lease.inFlight} statement(s) it sent were still running (a missing await?); nothing was committed and the connection was closed`, { attempts: attempt });
+        throw new DatabaseTransactionError(
+          `The withDb callback returned while ${lease.inFlight} statement(s) it sent were still running (a missing await?); nothing was committed and the connection was closed`,
+          { attempts: attempt },
+        );
       }
     } catch (error) {
       close();
@@ -75,7 +92,10 @@ export async function runTransaction<T>(lease: Lease, context: QueryContext, spe
       const state = sqlStateOf(error);
       if (!state || !RETRYABLE_STATES.has(state) || lease.isBroken) throw error;
       if (attempt > spec.retries) {
-        throw new DatabaseTransactionError(`The transaction failed with SQLSTATE ${state} after ${attempt} attempt${attempt === 1 ? '' : 's'}`, { cause: error, attempts: attempt, code: 'SERIALIZATION_FAILURE' });
+        throw new DatabaseTransactionError(
+          `The transaction failed with SQLSTATE ${state} after ${attempt} attempt${attempt === 1 ? '' : 's'}`,
+          { cause: error, attempts: attempt, code: 'SERIALIZATION_FAILURE' },
+        );
       }
       context.counters.transactionRetries++;
       await backoff(attempt);
@@ -85,7 +105,10 @@ export async function runTransaction<T>(lease: Lease, context: QueryContext, spe
     const outcome = await commit(lease, context, attempt);
     if (outcome === 'committed') return result;
     if (attempt > spec.retries) {
-      throw new DatabaseTransactionError(`COMMIT failed with SQLSTATE ${sqlStateOf(outcome.error)} after ${attempt} attempt${attempt === 1 ? '' : 's'}`, { cause: outcome.error, attempts: attempt, code: 'SERIALIZATION_FAILURE' });
+      throw new DatabaseTransactionError(
+        `COMMIT failed with SQLSTATE ${sqlStateOf(outcome.error)} after ${attempt} attempt${attempt === 1 ? '' : 's'}`,
+        { cause: outcome.error, attempts: attempt, code: 'SERIALIZATION_FAILURE' },
+      );
     }
     context.counters.transactionRetries++;
     await backoff(attempt);
@@ -106,17 +129,30 @@ export async function runTransaction<T>(lease: Lease, context: QueryContext, spe
  * {@link BeginConnectionError} when BEGIN found the connection dead (nothing ran);
  * {@link DatabaseTransactionError} when BEGIN or COMMIT failed.
  */
-export async function runStatement<R extends pg.QueryResultRow>(lease: Lease, context: QueryContext, spec: TransactionSpec, text: string, params?: readonly unknown[]): Promise<pg.QueryResult<R>> {
+export async function runStatement<R extends pg.QueryResultRow>(
+  lease: Lease,
+  context: QueryContext,
+  spec: TransactionSpec,
+  text: string,
+  params?: readonly unknown[],
+): Promise<pg.QueryResult<R>> {
   await control(lease, context, beginStatement(spec), 'BEGIN', 1);
   if (context.cancelled) {
     await rollback(lease);
     throw context.cancelled;
   }
-  const [statement, committed] = await sendPipelined(lease.client, () => [sendQuery<R>(lease, context, text, params), leaseQuery(lease, 'COMMIT')] as const);
+  const [statement, committed] = await sendPipelined(
+    lease.client,
+    () => [sendQuery<R>(lease, context, text, params), leaseQuery(lease, 'COMMIT')] as const,
+  );
   const result = await statement;
   const outcome = await commit(lease, context, 1, committed);
   if (outcome !== 'committed') {
-    throw new DatabaseTransactionError(`COMMIT failed with SQLSTATE ${sqlStateOf(outcome.error)}`, { cause: outcome.error, attempts: 1, code: 'SERIALIZATION_FAILURE' });
+    throw new DatabaseTransactionError(`COMMIT failed with SQLSTATE ${sqlStateOf(outcome.error)}`, {
+      cause: outcome.error,
+      attempts: 1,
+      code: 'SERIALIZATION_FAILURE',
+    });
   }
   return result;
 }
@@ -129,13 +165,21 @@ async function control(lease: Lease, context: QueryContext, statement: string, w
     const mapped = toDbError(error, lease, context);
     // A connection destroyed because the caller's timeout or signal fired reports the cancellation.
     if (mapped === context.cancelled) throw mapped;
-    if (isConnectionFailure(error)) throw new BeginConnectionError(`${what} failed: the connection to ${lease.node.name} was lost (${mapped.message})`, { cause: error });
+    if (isConnectionFailure(error))
+      throw new BeginConnectionError(`${what} failed: the connection to ${lease.node.name} was lost (${mapped.message})`, {
+        cause: error,
+      });
     throw new DatabaseTransactionError(`${what} failed: ${(error as Error).message}`, { cause: mapped, attempts: attempt });
   }
 }
 
 /** Reads COMMIT's answer (`answer`: one already sent, e.g. pipelined behind the statement). */
-async function commit(lease: Lease, context: QueryContext, attempt: number, answer?: Promise<pg.QueryResult>): Promise<'committed' | { error: unknown }> {
+async function commit(
+  lease: Lease,
+  context: QueryContext,
+  attempt: number,
+  answer?: Promise<pg.QueryResult>,
+): Promise<'committed' | { error: unknown }> {
   let command: string;
   try {
     command = (await (answer ?? leaseQuery(lease, 'COMMIT'))).command;
@@ -147,7 +191,10 @@ async function commit(lease: Lease, context: QueryContext, attempt: number, answ
     throw new DatabaseTransactionError(`COMMIT failed: ${mapped.message}.${lost}`, { cause: mapped, attempts: attempt });
   }
   if (command === 'ROLLBACK') {
-    throw new DatabaseTransactionError('COMMIT was answered with ROLLBACK: a statement in the transaction had failed, so nothing was committed', { attempts: attempt, code: 'TRANSACTION_ROLLED_BACK' });
+    throw new DatabaseTransactionError(
+      'COMMIT was answered with ROLLBACK: a statement in the transaction had failed, so nothing was committed',
+      { attempts: attempt, code: 'TRANSACTION_ROLLED_BACK' },
+    );
   }
   return 'committed';
 }

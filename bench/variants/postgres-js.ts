@@ -19,7 +19,8 @@ export const postgresJsVariant: VariantSpec = {
     return {
       select1: () => sql`SELECT 1`.execute(),
       point: (id) => sql`SELECT id, category, name, score, updated_at FROM bench_items WHERE id = ${id}`.execute(),
-      list: (category) => sql`SELECT id, name, score FROM bench_items WHERE category = ${category} ORDER BY score DESC, id LIMIT 10`.execute(),
+      list: (category) =>
+        sql`SELECT id, name, score FROM bench_items WHERE category = ${category} ORDER BY score DESC, id LIMIT 10`.execute(),
       write: (id) =>
         sql.begin(async (tx) => {
           await tx`INSERT INTO bench_events (item_id, kind) VALUES (${id}, ${'view'})`;

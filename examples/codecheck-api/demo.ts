@@ -44,7 +44,11 @@ closeOnSignals(app, async () => {
     out('Stopped the API and the embedded PostgreSQL; its temporary directory is removed.');
   } else out('Stopped the API.');
 });
-const address = await listen(app, { host: '127.0.0.1', port: Number(process.env.PORT ?? 3000), isPortFlexible: process.env.PORT === undefined });
+const address = await listen(app, {
+  host: '127.0.0.1',
+  port: Number(process.env.PORT ?? 3000),
+  isPortFlexible: process.env.PORT === undefined,
+});
 const [austin] = await app.db.executeQuery<{ id: number }>("SELECT id FROM jurisdictions WHERE name = 'Austin'");
 const adoptId = austin?.id ?? 1;
 
@@ -57,6 +61,8 @@ out();
 out('Try:');
 out(`  curl '${address}/jurisdictions?type=city'`);
 out(`  curl -i -X POST ${address}/jurisdictions -H 'content-type: application/json' -d '{"name":"Portland","type":"city"}'`);
-out(`  curl -X POST ${address}/jurisdictions/${adoptId}/codes -H 'content-type: application/json' -d '{"codes":["IFC-2021","NEC-2023"]}'`);
+out(
+  `  curl -X POST ${address}/jurisdictions/${adoptId}/codes -H 'content-type: application/json' -d '{"codes":["IFC-2021","NEC-2023"]}'`,
+);
 out();
 out('Press Ctrl-C to stop.');

@@ -38,15 +38,22 @@ export function toErrorAnswer(error: unknown): ErrorAnswer {
   if (error instanceof HttpError) return { statusCode: error.statusCode, message: error.message };
   const fastifyError = error as Partial<FastifyError>;
   if (fastifyError.validation) return { statusCode: 400, message: validationMessage(fastifyError as FastifyError) };
-  if (error instanceof PoolTimeoutError) return { statusCode: 503, message: 'The database is busy: no connection became free in time. Try again shortly.', headers: RETRY_LATER };
-  if (error instanceof DatabaseConnectionError) return { statusCode: 503, message: 'The database is unavailable. Try again shortly.', headers: RETRY_LATER };
+  if (error instanceof PoolTimeoutError)
+    return {
+      statusCode: 503,
+      message: 'The database is busy: no connection became free in time. Try again shortly.',
+      headers: RETRY_LATER,
+    };
+  if (error instanceof DatabaseConnectionError)
+    return { statusCode: 503, message: 'The database is unavailable. Try again shortly.', headers: RETRY_LATER };
   if (error instanceof DatabaseQueryError) return queryAnswer(error);
   if (error instanceof DatabaseTransactionError && error.code === 'SERIALIZATION_FAILURE') {
     return { statusCode: 503, message: 'The request conflicted with concurrent changes. Try again.', headers: RETRY_LATER };
   }
   // Fastify's own client errors (malformed JSON, wrong content type, body too large) say what is wrong.
   const status = fastifyError.statusCode;
-  if (typeof status === 'number' && status >= 400 && status < 500) return { statusCode: status, message: fastifyError.message ?? STATUS_CODES[status]! };
+  if (typeof status === 'number' && status >= 400 && status < 500)
+    return { statusCode: status, message: fastifyError.message ?? STATUS_CODES[status]! };
   return { statusCode: 500, message: 'Something went wrong on our side; it has been logged.' };
 }
 
@@ -68,7 +75,8 @@ function queryAnswer(error: DatabaseQueryError): ErrorAnswer {
     case '57014':
       return { statusCode: 503, message: 'The database did not answer in time. Try again shortly.', headers: RETRY_LATER };
   }
-  if (error.code === 'QUERY_CANCELLED') return { statusCode: 503, message: 'The database did not answer in time. Try again shortly.', headers: RETRY_LATER };
+  if (error.code === 'QUERY_CANCELLED')
+    return { statusCode: 503, message: 'The database did not answer in time. Try again shortly.', headers: RETRY_LATER };
   return { statusCode: 500, message: 'Something went wrong on our side; it has been logged.' };
 }
 
@@ -79,7 +87,8 @@ function validationMessage(error: FastifyError): string {
   const where = `${error.validationContext ?? 'request'}${first.instancePath}`;
   const allowed = (first.params as { allowedValues?: unknown[] }).allowedValues;
   if (first.keyword === 'enum' && Array.isArray(allowed)) return `${where} must be one of: ${allowed.join(', ')}.`;
-  if (first.keyword === 'required') return `${where} must have the property '${String((first.params as { missingProperty?: unknown }).missingProperty)}'.`;
+  if (first.keyword === 'required')
+    return `${where} must have the property '${String((first.params as { missingProperty?: unknown }).missingProperty)}'.`;
   return `${where} ${first.message ?? 'is invalid'}.`;
 }
 
@@ -88,5 +97,8 @@ export function handleError(error: unknown, request: FastifyRequest, reply: Fast
   const answer = toErrorAnswer(error);
   if (answer.statusCode >= 500) request.log.error({ err: error }, 'request failed');
   else request.log.info({ err: error, statusCode: answer.statusCode }, 'request rejected');
-  return reply.code(answer.statusCode).headers(answer.headers ?? {}).send({ statusCode: answer.statusCode, error: STATUS_CODES[answer.statusCode], message: answer.message });
+  return reply
+    .code(answer.statusCode)
+    .headers(answer.headers ?? {})
+    .send({ statusCode: answer.statusCode, error: STATUS_CODES[answer.statusCode], message: answer.message });
 }

@@ -27,25 +27,29 @@ function likePattern(text: string): string {
 
 /** Registers the routes on `app` (which has `app.db` from the plugin). */
 export async function jurisdictionRoutes(app: FastifyInstance): Promise<void> {
-  app.get<{ Querystring: { type?: JurisdictionType; q?: string } }>('/jurisdictions', {
-    schema: {
-      querystring: {
-        type: 'object',
-        properties: { type: { type: 'string', enum: JURISDICTION_TYPES }, q: { type: 'string', minLength: 1, maxLength: 100 } },
-        additionalProperties: false,
+  app.get<{ Querystring: { type?: JurisdictionType; q?: string } }>(
+    '/jurisdictions',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          properties: { type: { type: 'string', enum: JURISDICTION_TYPES }, q: { type: 'string', minLength: 1, maxLength: 100 } },
+          additionalProperties: false,
+        },
       },
     },
-  }, async (request) => {
-    const { type, q } = request.query;
-    const rows = await app.db.executeQuery(
-      `SELECT j.id, j.name, j.type, count(jc.code_id)::int AS "codeCount"
+    async (request) => {
+      const { type, q } = request.query;
+      const rows = await app.db.executeQuery(
+        `SELECT j.id, j.name, j.type, count(jc.code_id)::int AS "codeCount"
          FROM jurisdictions j LEFT JOIN jurisdiction_codes jc ON jc.jurisdiction_id = j.id
         WHERE ($1::text IS NULL OR j.type = $1) AND ($2::text IS NULL OR j.name ILIKE $2)
         GROUP BY j.id ORDER BY j.name LIMIT 100`,
-      [type ?? null, q === undefined ? null : likePattern(q)],
-    );
-    return { jurisdictions: rows };
-  });
+        [type ?? null, q === undefined ? null : likePattern(q)],
+      );
+      return { jurisdictions: rows };
+    },
+  );
 
   app.get<{ Params: { id: number } }>('/jurisdictions/:id', { schema: { params: ID_PARAMS } }, async (request) => {
     const rows = await app.db.executeQuery(
@@ -67,64 +71,84 @@ export async function jurisdictionRoutes(app: FastifyInstance): Promise<void> {
     codes: await app.db.executeQuery('SELECT code, title, year FROM building_codes ORDER BY code'),
   }));
 
-  app.post<{ Body: { name: string; type: JurisdictionType } }>('/jurisdictions', {
-    schema: {
-      body: {
-        type: 'object',
-        required: ['name', 'type'],
-        properties: {
-          name: { type: 'string', minLength: 1, maxLength: 200 },
-          type: { type: 'string', enum: JURISDICTION_TYPES },
+  app.post<{ Body: { name: string; type: JurisdictionType } }>(
+    '/jurisdictions',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['name', 'type'],
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 200 },
+            type: { type: 'string', enum: JURISDICTION_TYPES },
+          },
+          additionalProperties: false,
         },
-        additionalProperties: false,
       },
     },
-  }, async (request, reply) => {
-    const name = request.body.name.trim();
-    if (name === '') throw new HttpError(400, 'body/name must not be blank.');
-    const [created] = await app.db.executeQuery<Jurisdiction>(
-      'INSERT INTO jurisdictions (name, type) VALUES ($1, $2) RETURNING id, name, type, created_at AS "createdAt"',
-      [name, request.body.type],
-      { readOnly: false },
-    );
-    return reply.code(201).header('location', `/jurisdictions/${created!.id}`).send(created);
-  });
+    async (request, reply) => {
+      const name = request.body.name.trim();
+      if (name === '') throw new HttpError(400, 'body/name must not be blank.');
+      const [created] = await app.db.executeQuery<Jurisdiction>(
+        'INSERT INTO jurisdictions (name, type) VALUES ($1, $2) RETURNING id, name, type, created_at AS "createdAt"',
+        [name, request.body.type],
+        { readOnly: false },
+      );
+      return reply.code(201).header('location', `/jurisdictions/${created!.id}`).send(created);
+    },
+  );
 
-  app.post<{ Params: { id: number }; Body: { codes: string[] } }>('/jurisdictions/:id/codes', {
-    schema: {
-      params: ID_PARAMS,
-      body: {
-        type: 'object',
-        required: ['codes'],
-        properties: { codes: { type: 'array', minItems: 1, maxItems: 50, uniqueItems: true, items: { type: 'string', minLength: 1, maxLength: 50 } } },
-        additionalProperties: false,
+  app.post<{ Params: { id: number }; Body: { codes: string[] } }>(
+    '/jurisdictions/:id/codes',
+    {
+      schema: {
+        params: ID_PARAMS,
+        body: {
+          type: 'object',
+          required: ['codes'],
+          properties: {
+            codes: {
+              type: 'array',
+              minItems: 1,
+              maxItems: 50,
+              uniqueItems: true,
+              items: { type: 'string', minLength: 1, maxLength: 50 },
+            },
+          },
+          additionalProperties: false,
+        },
       },
     },
-  }, async (request) => {
-    const id = request.params.id;
-    // One transaction: an unknown code rolls back the codes inserted before it.
-    return app.db.withDb(false, async (client) => {
-      const found = await client.query('SELECT id FROM jurisdictions WHERE id = $1 FOR UPDATE', [id]);
-      if (found.rowCount === 0) throw new HttpError(404, `Jurisdiction ${id} does not exist.`);
-      const adopted: string[] = [];
-      const alreadyAdopted: string[] = [];
-      const unknown: string[] = [];
-      for (const code of request.body.codes) {
-        const inserted = await client.query(
-          `INSERT INTO jurisdiction_codes (jurisdiction_id, code_id)
+    async (request) => {
+      const id = request.params.id;
+      // One transaction: an unknown code rolls back the codes inserted before it.
+      return app.db.withDb(false, async (client) => {
+        const found = await client.query('SELECT id FROM jurisdictions WHERE id = $1 FOR UPDATE', [id]);
+        if (found.rowCount === 0) throw new HttpError(404, `Jurisdiction ${id} does not exist.`);
+        const adopted: string[] = [];
+        const alreadyAdopted: string[] = [];
+        const unknown: string[] = [];
+        for (const code of request.body.codes) {
+          const inserted = await client.query(
+            `INSERT INTO jurisdiction_codes (jurisdiction_id, code_id)
            SELECT $1, id FROM building_codes WHERE code = $2
            ON CONFLICT DO NOTHING RETURNING code_id`,
-          [id, code],
-        );
-        if (inserted.rowCount === 1) {
-          adopted.push(code);
-          continue;
+            [id, code],
+          );
+          if (inserted.rowCount === 1) {
+            adopted.push(code);
+            continue;
+          }
+          const known = await client.query('SELECT 1 FROM building_codes WHERE code = $1', [code]);
+          (known.rowCount === 0 ? unknown : alreadyAdopted).push(code);
         }
-        const known = await client.query('SELECT 1 FROM building_codes WHERE code = $1', [code]);
-        (known.rowCount === 0 ? unknown : alreadyAdopted).push(code);
-      }
-      if (unknown.length > 0) throw new HttpError(400, `Unknown building code${unknown.length === 1 ? '' : 's'}: ${unknown.join(', ')}. Nothing was adopted.`);
-      return { jurisdictionId: id, adopted, alreadyAdopted };
-    });
-  });
+        if (unknown.length > 0)
+          throw new HttpError(
+            400,
+            `Unknown building code${unknown.length === 1 ? '' : 's'}: ${unknown.join(', ')}. Nothing was adopted.`,
+          );
+        return { jurisdictionId: id, adopted, alreadyAdopted };
+      });
+    },
+  );
 }

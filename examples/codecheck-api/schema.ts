@@ -75,10 +75,13 @@ export async function migrate(db: Database): Promise<boolean> {
   return db.withDb(false, async (client) => {
     await client.query("SELECT pg_advisory_xact_lock(hashtext('codecheck-api schema'))");
     const { rows } = await client.query<{ name: string; exists: boolean }>(
-      'SELECT name, to_regclass(name) IS NOT NULL AS exists FROM unnest($1::text[]) AS name', [TABLES]);
+      'SELECT name, to_regclass(name) IS NOT NULL AS exists FROM unnest($1::text[]) AS name',
+      [TABLES],
+    );
     const present = rows.filter((row) => row.exists).map((row) => row.name);
     if (present.length === TABLES.length) return false;
-    if (present.length > 0) throw new Error(`Only some of the example's tables exist (${present.join(', ')}); drop them or create the rest by hand`);
+    if (present.length > 0)
+      throw new Error(`Only some of the example's tables exist (${present.join(', ')}); drop them or create the rest by hand`);
     // Constant text without parameters: sent as one simple-protocol message.
     await client.query(CREATE_SQL);
     await client.query(SEED_SQL);

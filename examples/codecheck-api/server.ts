@@ -17,11 +17,15 @@ const CLOSE_DEADLINE_MILLIS = 15_000;
  * @returns the address, e.g. `http://127.0.0.1:3000`.
  * @throws {Error} when the app does not start (its database is closed again).
  */
-export async function listen(app: FastifyInstance, options: { host: string; port: number; isPortFlexible?: boolean }): Promise<string> {
+export async function listen(
+  app: FastifyInstance,
+  options: { host: string; port: number; isPortFlexible?: boolean },
+): Promise<string> {
   try {
     return await app.listen({ host: options.host, port: options.port });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE' && options.isPortFlexible) return app.listen({ host: options.host, port: 0 });
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE' && options.isPortFlexible)
+      return app.listen({ host: options.host, port: 0 });
     await app.close();
     throw error;
   }
@@ -44,14 +48,18 @@ export function closeOnSignals(app: FastifyInstance, afterClose: () => Promise<v
       app.log.error(`graceful close took longer than ${CLOSE_DEADLINE_MILLIS} ms; exiting`);
       process.exit(1);
     }, CLOSE_DEADLINE_MILLIS).unref();
-    app.close()
+    app
+      .close()
       .then(afterClose)
-      .then(() => {
-        process.exitCode = 0;
-      }, (error: unknown) => {
-        app.log.error({ err: error }, 'graceful close failed');
-        process.exitCode = 1;
-      });
+      .then(
+        () => {
+          process.exitCode = 0;
+        },
+        (error: unknown) => {
+          app.log.error({ err: error }, 'graceful close failed');
+          process.exitCode = 1;
+        },
+      );
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

@@ -34,11 +34,19 @@ export function parseCommonArgs(argv: readonly string[], options: { hasTimeout: 
   try {
     const { values } = parseArgs({
       args: [...argv],
-      options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...(options.hasTimeout ? { timeout: { type: 'string' } } : {}) },
+      options: {
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        ...(options.hasTimeout ? { timeout: { type: 'string' } } : {}),
+      },
       allowPositionals: false,
       strict: true,
     });
-    return { isJson: values.json === true, isHelp: values.help === true, timeout: typeof values.timeout === 'string' ? values.timeout : undefined };
+    return {
+      isJson: values.json === true,
+      isHelp: values.help === true,
+      timeout: typeof values.timeout === 'string' ? values.timeout : undefined,
+    };
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
@@ -51,7 +59,8 @@ export function parseCommonArgs(argv: readonly string[], options: { hasTimeout: 
 export function parseTimeoutSeconds(text: string | undefined, defaultSeconds: number): number {
   if (text === undefined) return defaultSeconds * 1000;
   const seconds = Number(text);
-  if (!/^\d+(\.\d+)?$/.test(text.trim()) || !(seconds > 0) || seconds > 3600) throw new UsageError(`--timeout is ${JSON.stringify(text)}; expected a number of seconds from 0.1 to 3600`);
+  if (!/^\d+(\.\d+)?$/.test(text.trim()) || !(seconds > 0) || seconds > 3600)
+    throw new UsageError(`--timeout is ${JSON.stringify(text)}; expected a number of seconds from 0.1 to 3600`);
   return Math.max(100, Math.round(seconds * 1000));
 }
 
@@ -62,7 +71,10 @@ export function parseTimeoutSeconds(text: string | undefined, defaultSeconds: nu
 export function createCliLogger(env: Record<string, string | undefined> = process.env): Logger {
   const wanted = env.DB_LOG_LEVEL?.trim().toLowerCase();
   const level: LogLevel = (LOG_LEVELS as readonly string[]).includes(wanted ?? '') ? (wanted as LogLevel) : 'warn';
-  return pino({ level, redact: { paths: ['password', '*.password', 'connectionString', '*.connectionString'], censor: '<redacted>' } }, pino.destination({ fd: 2, sync: true }));
+  return pino(
+    { level, redact: { paths: ['password', '*.password', 'connectionString', '*.connectionString'], censor: '<redacted>' } },
+    pino.destination({ fd: 2, sync: true }),
+  );
 }
 
 /** Prints an error that ended a command; a ConfigError lists every problem. Never prints a password (our errors never carry one). */

@@ -11,7 +11,11 @@ export const CONFIG_USAGE = `usage: codecheck-db config [--json]
 `;
 
 /** `codecheck-db config`: the resolved configuration, secrets redacted; exit 2 listing every problem. */
-export async function runConfig(argv: readonly string[], io: CliIo, env: Record<string, string | undefined> = process.env): Promise<number> {
+export async function runConfig(
+  argv: readonly string[],
+  io: CliIo,
+  env: Record<string, string | undefined> = process.env,
+): Promise<number> {
   const args = parseCommonArgs(argv, { hasTimeout: false });
   if (args.isHelp) {
     io.stdout(CONFIG_USAGE);
@@ -42,14 +46,28 @@ function show(value: unknown): string {
 
 function formatConfig(config: ResolvedConfig): string {
   const ssl = config.ssl;
-  const sslValues: Record<string, unknown> = { sslMode: ssl.mode, sslRootCert: ssl.rootCertPath, sslCert: ssl.certPath, sslKey: ssl.keyPath };
+  const sslValues: Record<string, unknown> = {
+    sslMode: ssl.mode,
+    sslRootCert: ssl.rootCertPath,
+    sslCert: ssl.certPath,
+    sslKey: ssl.keyPath,
+  };
   const rows = SETTINGS.map((spec): [string, string] => {
     const label = spec.env ? `${spec.option} (${spec.env})` : spec.option;
     if (spec.option === 'password') return [label, config.password === undefined ? '(not set)' : '<redacted>'];
     if (spec.option in sslValues) return [label, show(sslValues[spec.option])];
-    if (spec.option === 'replicas') return [label, config.replicas.length === 0 ? '(none)' : config.replicas.map((r) => `${r.name} (${r.user}@${r.host}:${r.port}/${r.database}, min ${r.min}, max ${r.max})`).join(', ')];
+    if (spec.option === 'replicas')
+      return [
+        label,
+        config.replicas.length === 0
+          ? '(none)'
+          : config.replicas
+              .map((r) => `${r.name} (${r.user}@${r.host}:${r.port}/${r.database}, min ${r.min}, max ${r.max})`)
+              .join(', '),
+      ];
     return [label, show((config as unknown as Record<string, unknown>)[spec.option])];
   });
-  const warnings = config.warnings.length === 0 ? 'warnings: none\n' : `warnings:\n${config.warnings.map((w) => `- ${w}\n`).join('')}`;
+  const warnings =
+    config.warnings.length === 0 ? 'warnings: none\n' : `warnings:\n${config.warnings.map((w) => `- ${w}\n`).join('')}`;
   return `${formatRows(rows)}${warnings}`;
 }

@@ -1,7 +1,15 @@
 import { Database } from '../database.js';
 import type { HealthReport } from '../health.js';
 import {
-  createCliLogger, EXIT_DEGRADED, EXIT_FAILURE, EXIT_OK, formatMillis, formatRows, parseCommonArgs, parseTimeoutSeconds, printFailure,
+  createCliLogger,
+  EXIT_DEGRADED,
+  EXIT_FAILURE,
+  EXIT_OK,
+  formatMillis,
+  formatRows,
+  parseCommonArgs,
+  parseTimeoutSeconds,
+  printFailure,
   type CliIo,
 } from './cli-support.js';
 
@@ -54,7 +62,8 @@ export async function runHealth(argv: readonly string[], io: CliIo): Promise<num
  * or until `until`. Without this a replica that is down would show as `up` and the report as healthy.
  */
 async function waitForReplicaProbes(db: Database, until: number): Promise<void> {
-  const isPending = () => db.getStats().nodes.some((node) => node.role === 'replica' && node.isInRecovery === null && node.status !== 'banned');
+  const isPending = () =>
+    db.getStats().nodes.some((node) => node.role === 'replica' && node.isInRecovery === null && node.status !== 'banned');
   while (isPending() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, POLL_MILLIS).unref());
 }
 
@@ -64,7 +73,8 @@ function formatReport(report: HealthReport): string {
   if (report.databaseVersion !== null) rows.push(['server', report.databaseVersion]);
   if (report.isReplica !== null) rows.push(['role', report.isReplica ? 'in recovery (standby)' : 'primary']);
   if (report.databaseTime !== null) rows.push(['server time', report.databaseTime]);
-  if (report.tls !== null) rows.push(['tls', report.tls.encrypted ? `encrypted (${report.tls.protocol ?? 'unknown protocol'})` : 'not encrypted']);
+  if (report.tls !== null)
+    rows.push(['tls', report.tls.encrypted ? `encrypted (${report.tls.protocol ?? 'unknown protocol'})` : 'not encrypted']);
   rows.push(['latency', formatMillis(report.latencyMillis)]);
   for (const replica of report.replicas ?? []) {
     const lag = replica.lagMillis === null ? 'lag unknown' : `lag ${formatMillis(replica.lagMillis)}`;

@@ -1,6 +1,16 @@
 import { Database } from '../database.js';
 import type { DurationStats, PoolStats } from '../stats.js';
-import { createCliLogger, EXIT_FAILURE, EXIT_OK, formatMillis, formatRows, parseCommonArgs, parseTimeoutSeconds, printFailure, type CliIo } from './cli-support.js';
+import {
+  createCliLogger,
+  EXIT_FAILURE,
+  EXIT_OK,
+  formatMillis,
+  formatRows,
+  parseCommonArgs,
+  parseTimeoutSeconds,
+  printFailure,
+  type CliIo,
+} from './cli-support.js';
 
 export const STATS_USAGE = `usage: codecheck-db stats [--json] [--timeout <seconds>]
   Opens a pool with the configuration from DATABASE_URL / DB_*, waits for ready() (min connections
@@ -48,7 +58,10 @@ function formatStats(stats: PoolStats): string {
   }
   rows.push(['acquireTime', formatDuration(stats.acquireTime)], ['queryTime', formatDuration(stats.queryTime)]);
   for (const node of stats.nodes) {
-    rows.push([`node ${node.name}`, `${node.role}, ${node.status}, open ${node.poolSize} (active ${node.activeConnections}, idle ${node.availableConnections}), waiting ${node.waitingRequests}, min ${node.minConnections}, max ${node.maxConnections}, circuit ${node.circuit}`]);
+    rows.push([
+      `node ${node.name}`,
+      `${node.role}, ${node.status}, open ${node.poolSize} (active ${node.activeConnections}, idle ${node.availableConnections}), waiting ${node.waitingRequests}, min ${node.minConnections}, max ${node.maxConnections}, circuit ${node.circuit}`,
+    ]);
   }
   return `# the codecheck-db CLI process's own pool, after ready()\n${formatRows(rows)}`;
 }

@@ -75,8 +75,13 @@ export interface CodecheckDbPluginOptions {
  * @throws {Error} at registration when `metrics` is enabled and prom-client is not installed.
  */
 async function codecheckDb(app: FastifyInstance, options: CodecheckDbPluginOptions = {}): Promise<void> {
-  if (options.database && options.databaseOptions) throw new TypeError('@codecheck/db/fastify: pass either `database` or `databaseOptions`, not both (the options would be ignored)');
-  const db = options.database ?? new Database({ ...options.databaseOptions, logger: options.databaseOptions?.logger ?? (app.log as unknown as Logger) });
+  if (options.database && options.databaseOptions)
+    throw new TypeError(
+      '@codecheck/db/fastify: pass either `database` or `databaseOptions`, not both (the options would be ignored)',
+    );
+  const db =
+    options.database ??
+    new Database({ ...options.databaseOptions, logger: options.databaseOptions?.logger ?? (app.log as unknown as Logger) });
   app.decorate('db', db);
   let metrics: DatabaseMetrics | undefined;
   app.addHook('onReady', async () => {
@@ -99,7 +104,10 @@ function registerHealthRoutes(app: FastifyInstance, db: Database, options: Healt
   app.get(`${prefix}/ready`, async (_request, reply: FastifyReply) => {
     running ??= db.healthCheck({ timeoutMillis }).finally(() => (running = undefined));
     const report = await running;
-    return reply.code(report.status === 'unhealthy' ? 503 : 200).header('cache-control', 'no-store').send(report);
+    return reply
+      .code(report.status === 'unhealthy' ? 503 : 200)
+      .header('cache-control', 'no-store')
+      .send(report);
   });
 }
 

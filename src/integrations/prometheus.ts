@@ -108,10 +108,18 @@ const NODE_GAUGES: readonly (readonly [string, NodeNumber, string])[] = [
 const NODE_COUNTERS: readonly (readonly [string, NodeNumber, string])[] = [
   ['connections_created_total', 'totalConnections', 'Connections opened.'],
   ['connection_errors_total', 'connectionErrors', 'Connection attempts that failed.'],
-  ['connections_closed_total', 'connectionsClosed', 'Connections closed for any reason (idle, retired, evicted, broken, shutdown).'],
+  [
+    'connections_closed_total',
+    'connectionsClosed',
+    'Connections closed for any reason (idle, retired, evicted, broken, shutdown).',
+  ],
   ['validation_failures_total', 'validationFailures', 'Checkout validations that failed (the connection was evicted).'],
   ['acquire_timeouts_total', 'acquireTimeouts', 'Acquires that passed their deadline.'],
-  ['pool_exhausted_total', 'poolExhaustedCount', 'Acquires that failed for want of a connection (deadline passed or queue full).'],
+  [
+    'pool_exhausted_total',
+    'poolExhaustedCount',
+    'Acquires that failed for want of a connection (deadline passed or queue full).',
+  ],
   ['leaks_detected_total', 'leaksDetected', 'Connections held longer than leakDetectionThresholdMillis.'],
   ['circuit_rejections_total', 'circuitRejections', 'Acquires refused at once because the circuit breaker was open.'],
 ];
@@ -140,35 +148,83 @@ function histogram(name: string, duration: DurationStats, labels: Labels): Sampl
     labels: { ...labels, le: bucket.leMillis === Infinity ? '+Inf' : String(bucket.leMillis / 1000) },
     value: bucket.count,
   }));
-  return [...buckets, { metricName: `${name}_sum`, labels, value: duration.sumMillis / 1000 }, { metricName: `${name}_count`, labels, value: duration.count }];
+  return [
+    ...buckets,
+    { metricName: `${name}_sum`, labels, value: duration.sumMillis / 1000 },
+    { metricName: `${name}_count`, labels, value: duration.count },
+  ];
 }
 
 function buildMetrics(prefix: string): StatsMetric[] {
   return [
-    ...NODE_GAUGES.map(([suffix, key, help]) =>
-      new StatsMetric(prefix + suffix, help, 'gauge', (stats, labels) => stats.nodes.map((node) => ({ labels: nodeLabels(node, labels), value: node[key] })))),
-    ...NODE_COUNTERS.map(([suffix, key, help]) =>
-      new StatsMetric(prefix + suffix, help, 'counter', (stats, labels) => stats.nodes.map((node) => ({ labels: nodeLabels(node, labels), value: node[key] })))),
-    ...DATABASE_COUNTERS.map(([suffix, key, help]) =>
-      new StatsMetric(prefix + suffix, help, 'counter', (stats, labels) => [{ labels, value: stats[key] }])),
-    new StatsMetric(`${prefix}node_status`, 'Node status: 1 for the current one of up, banned (failing, no reads), lagging (replica too far behind), closed.', 'gauge',
-      (stats, labels) => stats.nodes.flatMap((node) => NODE_STATUSES.map((status) => ({ labels: { ...nodeLabels(node, labels), status }, value: node.status === status ? 1 : 0 })))),
-    new StatsMetric(`${prefix}circuit_state`, 'Circuit breaker state: 1 for the current one of closed, open, half-open.', 'gauge',
-      (stats, labels) => stats.nodes.flatMap((node) => CIRCUIT_STATES.map((state) => ({ labels: { ...nodeLabels(node, labels), state }, value: node.circuit === state ? 1 : 0 })))),
-    new StatsMetric(`${prefix}replica_lag_seconds`, 'Replay lag of a replica (absent while unknown).', 'gauge',
-      (stats, labels) => stats.nodes.filter((node) => node.role === 'replica' && node.lagMillis !== null).map((node) => ({ labels: nodeLabels(node, labels), value: node.lagMillis! / 1000 }))),
-    new StatsMetric(`${prefix}acquire_duration_seconds`, 'Time callers waited for a connection (all nodes).', 'histogram',
-      (stats, labels) => histogram(`${prefix}acquire_duration_seconds`, stats.acquireTime, labels)),
-    new StatsMetric(`${prefix}query_duration_seconds`, 'Time statements sent by callers took (all nodes).', 'histogram',
-      (stats, labels) => histogram(`${prefix}query_duration_seconds`, stats.queryTime, labels)),
+    ...NODE_GAUGES.map(
+      ([suffix, key, help]) =>
+        new StatsMetric(prefix + suffix, help, 'gauge', (stats, labels) =>
+          stats.nodes.map((node) => ({ labels: nodeLabels(node, labels), value: node[key] })),
+        ),
+    ),
+    ...NODE_COUNTERS.map(
+      ([suffix, key, help]) =>
+        new StatsMetric(prefix + suffix, help, 'counter', (stats, labels) =>
+          stats.nodes.map((node) => ({ labels: nodeLabels(node, labels), value: node[key] })),
+        ),
+    ),
+    ...DATABASE_COUNTERS.map(
+      ([suffix, key, help]) =>
+        new StatsMetric(prefix + suffix, help, 'counter', (stats, labels) => [{ labels, value: stats[key] }]),
+    ),
+    new StatsMetric(
+      `${prefix}node_status`,
+      'Node status: 1 for the current one of up, banned (failing, no reads), lagging (replica too far behind), closed.',
+      'gauge',
+      (stats, labels) =>
+        stats.nodes.flatMap((node) =>
+          NODE_STATUSES.map((status) => ({
+            labels: { ...nodeLabels(node, labels), status },
+            value: node.status === status ? 1 : 0,
+          })),
+        ),
+    ),
+    new StatsMetric(
+      `${prefix}circuit_state`,
+      'Circuit breaker state: 1 for the current one of closed, open, half-open.',
+      'gauge',
+      (stats, labels) =>
+        stats.nodes.flatMap((node) =>
+          CIRCUIT_STATES.map((state) => ({
+            labels: { ...nodeLabels(node, labels), state },
+            value: node.circuit === state ? 1 : 0,
+          })),
+        ),
+    ),
+    new StatsMetric(`${prefix}replica_lag_seconds`, 'Replay lag of a replica (absent while unknown).', 'gauge', (stats, labels) =>
+      stats.nodes
+        .filter((node) => node.role === 'replica' && node.lagMillis !== null)
+        .map((node) => ({ labels: nodeLabels(node, labels), value: node.lagMillis! / 1000 })),
+    ),
+    new StatsMetric(
+      `${prefix}acquire_duration_seconds`,
+      'Time callers waited for a connection (all nodes).',
+      'histogram',
+      (stats, labels) => histogram(`${prefix}acquire_duration_seconds`, stats.acquireTime, labels),
+    ),
+    new StatsMetric(
+      `${prefix}query_duration_seconds`,
+      'Time statements sent by callers took (all nodes).',
+      'histogram',
+      (stats, labels) => histogram(`${prefix}query_duration_seconds`, stats.queryTime, labels),
+    ),
   ];
 }
 
 function checkOptions(prefix: string, labels: Labels): void {
-  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new TypeError(`prefix ${JSON.stringify(prefix)} is not a valid Prometheus metric name prefix`);
+  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix))
+    throw new TypeError(`prefix ${JSON.stringify(prefix)} is not a valid Prometheus metric name prefix`);
   for (const [name, value] of Object.entries(labels)) {
-    if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name) || name.startsWith('__')) throw new TypeError(`label name ${JSON.stringify(name)} is not a valid Prometheus label name`);
-    if (RESERVED_LABELS.has(name)) throw new TypeError(`label name ${JSON.stringify(name)} is used by the metrics themselves; choose another`);
+    if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name) || name.startsWith('__'))
+      throw new TypeError(`label name ${JSON.stringify(name)} is not a valid Prometheus label name`);
+    if (RESERVED_LABELS.has(name))
+      throw new TypeError(`label name ${JSON.stringify(name)} is used by the metrics themselves; choose another`);
     if (typeof value !== 'string') throw new TypeError(`label ${name} must have a string value`);
   }
 }
@@ -189,13 +245,16 @@ export function registerDatabaseMetrics(db: StatsSource, options: DatabaseMetric
   checkOptions(prefix, labels);
   const metrics = buildMetrics(prefix).map((fresh) => {
     const existing = register.getSingleMetric(fresh.name) as unknown;
-    if (existing !== undefined && !(existing instanceof StatsMetric)) throw new Error(`A metric with the name ${fresh.name} has already been registered.`);
+    if (existing !== undefined && !(existing instanceof StatsMetric))
+      throw new Error(`A metric with the name ${fresh.name} has already been registered.`);
     return existing instanceof StatsMetric ? existing : fresh;
   });
   const labelKey = JSON.stringify(Object.entries(labels).sort());
   for (const metric of metrics) {
     if ([...metric.sources].some((source) => JSON.stringify(Object.entries(source.labels).sort()) === labelKey)) {
-      throw new TypeError(`A Database with the labels ${labelKey} is already registered in this registry; give each Database different labels`);
+      throw new TypeError(
+        `A Database with the labels ${labelKey} is already registered in this registry; give each Database different labels`,
+      );
     }
   }
   for (const metric of metrics) {
@@ -207,7 +266,8 @@ export function registerDatabaseMetrics(db: StatsSource, options: DatabaseMetric
     unregister() {
       for (const metric of metrics) {
         if (!metric.sources.delete(source)) continue;
-        if (metric.sources.size === 0 && (register.getSingleMetric(metric.name) as unknown) === metric) register.removeSingleMetric(metric.name);
+        if (metric.sources.size === 0 && (register.getSingleMetric(metric.name) as unknown) === metric)
+          register.removeSingleMetric(metric.name);
       }
     },
   };

@@ -33,7 +33,13 @@ export function isRecentlyUsed(meta: ClientMeta, now: number, validationInterval
  * Ties the connection to its lease (for the error listener) and, when `thresholdMillis` > 0, calls
  * `onLeak` once if the lease is still held after that long.
  */
-export function watchLease(meta: ClientMeta, lease: Lease, stack: string | undefined, thresholdMillis: number, onLeak: (lease: Lease, stack: string | undefined) => void): void {
+export function watchLease(
+  meta: ClientMeta,
+  lease: Lease,
+  stack: string | undefined,
+  thresholdMillis: number,
+  onLeak: (lease: Lease, stack: string | undefined) => void,
+): void {
   meta.lease = lease;
   if (thresholdMillis <= 0) return;
   meta.leakTimer = setTimeout(() => onLeak(lease, stack), thresholdMillis);

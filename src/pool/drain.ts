@@ -30,13 +30,21 @@ export async function drainPool(target: DrainTarget, deadline: number): Promise<
   while (target.leases.size > 0 && Date.now() < deadline) await sleep(Math.min(20, deadline - Date.now()));
   // All stragglers at once, each with one cancel request (release sends it): over a black-holed
   // link N of them cost one cancel timeout past the deadline, not 2 × N.
-  await Promise.all([...target.leases].map((lease) => {
-    target.log.warn('shutdown deadline passed: cancelling a statement still running and closing its connection');
-    lease.isBroken = true;
-    return target.release(lease);
-  }));
+  await Promise.all(
+    [...target.leases].map((lease) => {
+      target.log.warn('shutdown deadline passed: cancelling a statement still running and closing its connection');
+      lease.isBroken = true;
+      return target.release(lease);
+    }),
+  );
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([ended, new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.max(50, deadline - Date.now())); timer.unref(); })]);
+  await Promise.race([
+    ended,
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, Math.max(50, deadline - Date.now()));
+      timer.unref();
+    }),
+  ]);
   clearTimeout(timer);
   // Sockets whose polite end() never completed (a black-holed link) are destroyed.
   for (const client of target.clients) destroySocket(client);

@@ -24,7 +24,11 @@ export interface Lease {
  * Sends one statement on a lease, keeping `pending`/`busySince` for the statement watchdog. Every
  * statement the library sends on a checked-out connection goes through here.
  */
-export async function leaseQuery<R extends pg.QueryResultRow = Record<string, unknown>>(lease: Lease, query: string | pg.QueryConfig, values?: readonly unknown[]): Promise<pg.QueryResult<R>> {
+export async function leaseQuery<R extends pg.QueryResultRow = Record<string, unknown>>(
+  lease: Lease,
+  query: string | pg.QueryConfig,
+  values?: readonly unknown[],
+): Promise<pg.QueryResult<R>> {
   if (lease.pending++ === 0) lease.busySince = performance.now();
   try {
     return await lease.client.query<R>(query as string, values as unknown[]);

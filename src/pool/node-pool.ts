@@ -103,7 +103,12 @@ export class NodePool {
       ...sessionParameters(config),
     });
     this.#refiller = new Refiller({
-      min: target.min, pool: this.#pool, permits: this.#queue, circuit: this.circuit, counters: this.counters, log: this.#log,
+      min: target.min,
+      pool: this.#pool,
+      permits: this.#queue,
+      circuit: this.circuit,
+      counters: this.counters,
+      log: this.#log,
       isOpen: () => this.#state === 'open',
       markIdle: (client) => {
         this.#meta.get(client)!.idleSince = Date.now();
@@ -116,7 +121,12 @@ export class NodePool {
     if (config.statementTimeoutMillis > 0) {
       // Behind PgBouncer a statement may also wait in its queue, and backend pids are PgBouncer's own.
       const grace = config.validationTimeoutMillis + (config.pgbouncer ? config.connectionTimeoutMillis : 0);
-      this.#watchdog = new StatementWatchdog(this, { limitMillis: config.statementTimeoutMillis + grace, probeTimeoutMillis: config.validationTimeoutMillis, shouldMatchBackend: !config.pgbouncer, log: this.#log });
+      this.#watchdog = new StatementWatchdog(this, {
+        limitMillis: config.statementTimeoutMillis + grace,
+        probeTimeoutMillis: config.validationTimeoutMillis,
+        shouldMatchBackend: !config.pgbouncer,
+        log: this.#log,
+      });
     }
     this.#pool.on('remove', (client) => {
       this.#clients.delete(client);
@@ -161,7 +171,15 @@ export class NodePool {
    */
   createClient(applicationSuffix: string, connectionTimeoutMillis: number): pg.Client {
     const t = this.target;
-    const client = new this.#Client({ host: t.host, port: t.port, user: t.user, password: t.password, database: t.database, application_name: `${this.#config.applicationName} ${applicationSuffix}`, connectionTimeoutMillis });
+    const client = new this.#Client({
+      host: t.host,
+      port: t.port,
+      user: t.user,
+      password: t.password,
+      database: t.database,
+      application_name: `${this.#config.applicationName} ${applicationSuffix}`,
+      connectionTimeoutMillis,
+    });
     client.on('error', () => undefined);
     return client;
   }
@@ -169,7 +187,10 @@ export class NodePool {
   /** Leak detection's report: a lease held past `leakDetectionThresholdMillis`. */
   #onLeak = (lease: Lease, stack: string | undefined): void => {
     this.counters.leaksDetected++;
-    this.#log.warn({ heldMillis: Date.now() - lease.acquiredAt, acquiredAt: stack }, `connection held longer than ${this.#config.leakDetectionThresholdMillis} ms (possible leak)`);
+    this.#log.warn(
+      { heldMillis: Date.now() - lease.acquiredAt, acquiredAt: stack },
+      `connection held longer than ${this.#config.leakDetectionThresholdMillis} ms (possible leak)`,
+    );
   };
 
   #warnFallback(): void {
@@ -228,7 +249,16 @@ export class NodePool {
       if (!client && permit.isHeld) this.#queue.give();
     }
     const meta = this.#meta.get(client)!;
-    const lease: Lease = { client, node: this, acquiredAt: Date.now(), inFlight: 0, isBroken: false, isSessionReadOnly: meta.isSessionReadOnly, pending: 0, busySince: 0 };
+    const lease: Lease = {
+      client,
+      node: this,
+      acquiredAt: Date.now(),
+      inFlight: 0,
+      isBroken: false,
+      isSessionReadOnly: meta.isSessionReadOnly,
+      pending: 0,
+      busySince: 0,
+    };
     this.#leases.add(lease);
     watchLease(meta, lease, options.stack, this.#config.leakDetectionThresholdMillis, this.#onLeak);
     this.#acquireTime.record(performance.now() - startedAt);
@@ -267,7 +297,10 @@ export class NodePool {
         const hasIdle = this.#pool.idleCount > 0;
         if (!hasIdle && !options.isStartupProbe && !this.circuit.allowConnect()) {
           this.counters.circuitRejections++;
-          throw new DatabaseConnectionError(`The circuit breaker for ${this.name} is open after repeated connection failures; failing fast`, { code: 'CIRCUIT_OPEN' });
+          throw new DatabaseConnectionError(
+            `The circuit breaker for ${this.name} is open after repeated connection failures; failing fast`,
+            { code: 'CIRCUIT_OPEN' },
+          );
         }
         client = await this.#connect(remaining, hasIdle, permit, options);
       }
@@ -300,7 +333,12 @@ export class NodePool {
           isLate = true;
           permit.isHeld = false;
           this.#recordTimeout(options);
-          reject(new PoolTimeoutError(`Connecting took longer than the acquire deadline (${Math.round(remaining)} ms)`, this.snapshot()));
+          reject(
+            new PoolTimeoutError(
+              `Connecting took longer than the acquire deadline (${Math.round(remaining)} ms)`,
+              this.snapshot(),
+            ),
+          );
         }, remaining);
         timer.unref();
       };
@@ -332,7 +370,8 @@ export class NodePool {
           this.counters.connectionErrors++;
           this.circuit.recordFailure();
           this.#log.warn({ error: summarize(error) }, 'connection attempt failed');
-          if (!isLate) reject(new DatabaseConnectionError(`Could not connect to ${this.name}: ${error?.message}`, { cause: error }));
+          if (!isLate)
+            reject(new DatabaseConnectionError(`Could not connect to ${this.name}: ${error?.message}`, { cause: error }));
           else this.#queue.give();
           return;
         }
@@ -356,7 +395,10 @@ export class NodePool {
       timer = setTimeout(() => resolve(false), Math.max(1, timeoutMillis));
       timer.unref();
     });
-    const attempt = client.query('SELECT 1').then(() => true, () => false);
+    const attempt = client.query('SELECT 1').then(
+      () => true,
+      () => false,
+    );
     try {
       const ok = await Promise.race([attempt, timeout]);
       if (!ok) this.#log.warn('connection failed validation on checkout and was evicted');
@@ -375,7 +417,15 @@ export class NodePool {
     const client = lease.client;
     const meta = this.#meta.get(client)!;
     const now = Date.now();
-    if (!lease.isBroken && !meta.isBroken && lease.inFlight === 0 && isOutsideTransaction(client) && now < meta.retireAt && this.#state === 'open' && isQueryable(client)) {
+    if (
+      !lease.isBroken &&
+      !meta.isBroken &&
+      lease.inFlight === 0 &&
+      isOutsideTransaction(client) &&
+      now < meta.retireAt &&
+      this.#state === 'open' &&
+      isQueryable(client)
+    ) {
       try {
         meta.idleSince = now;
         meta.isSessionReadOnly = lease.isSessionReadOnly;
@@ -416,7 +466,13 @@ export class NodePool {
       timer.unref();
     });
     try {
-      return await Promise.race([client.query('ROLLBACK').then(() => true, () => false), timeout]);
+      return await Promise.race([
+        client.query('ROLLBACK').then(
+          () => true,
+          () => false,
+        ),
+        timeout,
+      ]);
     } finally {
       clearTimeout(timer);
     }
@@ -470,7 +526,14 @@ export class NodePool {
     this.#watchdog?.stop();
     this.#refiller.stop();
     this.#queue.close();
-    const target = { pool: this.#pool, leases: this.#leases, connecting: this.#connecting, clients: this.#clients, log: this.#log, release: (lease: Lease) => this.release(lease) };
+    const target = {
+      pool: this.#pool,
+      leases: this.#leases,
+      connecting: this.#connecting,
+      clients: this.#clients,
+      log: this.#log,
+      release: (lease: Lease) => this.release(lease),
+    };
     this.#closed = drainPool(target, deadline).then(() => {
       this.#state = 'closed';
     });

@@ -85,7 +85,13 @@ export class PermitQueue<R extends PermitRequest> {
     const maxWaiting = this.#maxWaiting;
     if (maxWaiting > 0 && this.#waiters.length >= maxWaiting) {
       this.#owner.onQueueFull();
-      return Promise.reject(new PoolTimeoutError(`No connection available and ${maxWaiting} callers already wait (DB_POOL_MAX_WAITING)`, this.#owner.snapshot(), 'POOL_QUEUE_FULL'));
+      return Promise.reject(
+        new PoolTimeoutError(
+          `No connection available and ${maxWaiting} callers already wait (DB_POOL_MAX_WAITING)`,
+          this.#owner.snapshot(),
+          'POOL_QUEUE_FULL',
+        ),
+      );
     }
     return new Promise<void>((resolve, reject) => {
       const waitMillis = Math.max(0, request.deadline - Date.now());
@@ -144,7 +150,10 @@ export class PermitQueue<R extends PermitRequest> {
         continue;
       }
       // The snapshot still counts this waiter: it shows the pool as the caller saw it at its deadline.
-      const error = new PoolTimeoutError(`No connection available within ${Math.round(waiter.waitMillis)} ms`, this.#owner.snapshot());
+      const error = new PoolTimeoutError(
+        `No connection available within ${Math.round(waiter.waitMillis)} ms`,
+        this.#owner.snapshot(),
+      );
       this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
       this.#detach(waiter);
       this.#owner.onTimeout(waiter.request);

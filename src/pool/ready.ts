@@ -30,12 +30,15 @@ export async function waitUntilReady(node: NodePool, deadline: number, log: Logg
     } catch (error) {
       if (error instanceof PoolClosedError) throw error;
       // Keep the connection error that explains the failure, not the deadline that ended the wait.
-      if (!(error instanceof PoolTimeoutError) || lastError === undefined) lastError = (error as { cause?: unknown }).cause ?? error;
+      if (!(error instanceof PoolTimeoutError) || lastError === undefined)
+        lastError = (error as { cause?: unknown }).cause ?? error;
       log.debug({ error: summarize(lastError), attempt }, 'database not ready yet');
     }
     const remaining = deadline - Date.now();
     if (remaining <= 0) {
-      const reason = lastError ? summarize(lastError).message : `only ${node.openConnections} of ${node.target.min} connections opened`;
+      const reason = lastError
+        ? summarize(lastError).message
+        : `only ${node.openConnections} of ${node.target.min} connections opened`;
       throw new DatabaseConnectionError(`The database ${node.name} was not ready in time: ${reason}`, { cause: lastError });
     }
     await sleep(Math.min(remaining, backoffMillis * (0.5 + Math.random() * 0.5)));

@@ -40,7 +40,10 @@ export class StatementWatchdog {
   /** When a lease last passed the probe, so a long legitimate statement is probed once per limit. */
   #clearedAt = new WeakMap<WatchedLease, number>();
 
-  constructor(node: WatchedNode, options: { limitMillis: number; probeTimeoutMillis: number; shouldMatchBackend: boolean; log: Logger }) {
+  constructor(
+    node: WatchedNode,
+    options: { limitMillis: number; probeTimeoutMillis: number; shouldMatchBackend: boolean; log: Logger },
+  ) {
     this.#node = node;
     this.#limitMillis = options.limitMillis;
     this.#probeTimeoutMillis = options.probeTimeoutMillis;
@@ -54,7 +57,9 @@ export class StatementWatchdog {
   async #sweep(): Promise<void> {
     if (this.#isSweeping) return;
     const now = performance.now();
-    const overdue = [...this.#node.leases()].filter((lease) => lease.busySince > 0 && now - Math.max(lease.busySince, this.#clearedAt.get(lease) ?? 0) > this.#limitMillis);
+    const overdue = [...this.#node.leases()].filter(
+      (lease) => lease.busySince > 0 && now - Math.max(lease.busySince, this.#clearedAt.get(lease) ?? 0) > this.#limitMillis,
+    );
     if (overdue.length === 0) return;
     this.#isSweeping = true;
     try {
@@ -66,7 +71,10 @@ export class StatementWatchdog {
           this.#clearedAt.set(lease, performance.now());
           continue;
         }
-        this.#log.warn({ node: this.#node.name, waitedMillis: Math.round(performance.now() - lease.busySince) }, 'no answer from the server past statement_timeout and the connection failed its liveness probe: abandoning it');
+        this.#log.warn(
+          { node: this.#node.name, waitedMillis: Math.round(performance.now() - lease.busySince) },
+          'no answer from the server past statement_timeout and the connection failed its liveness probe: abandoning it',
+        );
         this.#node.abandon(lease);
       }
     } finally {
@@ -85,7 +93,9 @@ export class StatementWatchdog {
     const pids = leases.map((lease) => (lease.client as unknown as { processID: number | null }).processID ?? -1);
     const attempt = (async () => {
       await client.connect();
-      const sql = this.#shouldMatchBackend ? 'SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])' : 'SELECT NULL::int AS pid WHERE $1::int[] IS NOT NULL';
+      const sql = this.#shouldMatchBackend
+        ? 'SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])'
+        : 'SELECT NULL::int AS pid WHERE $1::int[] IS NOT NULL';
       const { rows } = await client.query<{ pid: number | null }>(sql, [pids]);
       return new Set(rows.flatMap((row) => (row.pid === null ? [] : [row.pid])));
     })().catch((error: unknown) => {

@@ -12,31 +12,55 @@ import { parseLsn, type RoutedNode, type Router } from './router.js';
  * or when no replica replayed the token in time (target: replica). {@link PoolTimeoutError},
  * {@link PoolClosedError} and the primary's errors as they are.
  */
-export async function acquireRouted(router: Router, scope: CallScope, candidates: readonly RoutedNode[], token: bigint | undefined, stack: string | undefined, replicaWaitMillis: number): Promise<Lease> {
+export async function acquireRouted(
+  router: Router,
+  scope: CallScope,
+  candidates: readonly RoutedNode[],
+  token: bigint | undefined,
+  stack: string | undefined,
+  replicaWaitMillis: number,
+): Promise<Lease> {
   let lastError: unknown;
   for (const node of candidates) {
     let lease: Lease;
     try {
       lease = await node.pool.acquire({ deadline: scope.deadline, signal: scope.signal, stack });
     } catch (error) {
-      const isNodeFailure = node !== router.primary && error instanceof DatabaseConnectionError && !(error instanceof PoolTimeoutError) && !(error instanceof PoolClosedError);
+      const isNodeFailure =
+        node !== router.primary &&
+        error instanceof DatabaseConnectionError &&
+        !(error instanceof PoolTimeoutError) &&
+        !(error instanceof PoolClosedError);
       if (!isNodeFailure) throw error;
       router.ban(node, error);
       lastError = error;
       continue;
     }
-    if (token !== undefined && node !== router.primary && !(await hasReplayed(router, node, lease, token, scope, replicaWaitMillis))) {
+    if (
+      token !== undefined &&
+      node !== router.primary &&
+      !(await hasReplayed(router, node, lease, token, scope, replicaWaitMillis))
+    ) {
       await node.pool.release(lease);
       continue;
     }
     scope.lease = lease;
     return lease;
   }
-  throw lastError ?? new DatabaseConnectionError('No replica has replayed the write token within replicaWaitMillis (target: replica)');
+  throw (
+    lastError ?? new DatabaseConnectionError('No replica has replayed the write token within replicaWaitMillis (target: replica)')
+  );
 }
 
 /** True once the replica behind `lease` has replayed `token`, polling for at most `replicaWaitMillis`. */
-async function hasReplayed(router: Router, node: RoutedNode, lease: Lease, token: bigint, scope: CallScope, replicaWaitMillis: number): Promise<boolean> {
+async function hasReplayed(
+  router: Router,
+  node: RoutedNode,
+  lease: Lease,
+  token: bigint,
+  scope: CallScope,
+  replicaWaitMillis: number,
+): Promise<boolean> {
   if (node.lsn !== null && node.lsn >= token) return true;
   const until = Math.min(scope.deadline, Date.now() + replicaWaitMillis);
   for (;;) {

@@ -37,7 +37,16 @@ export function parseLsn(text: unknown): bigint | undefined {
 }
 
 function newNode(pool: NodePool): RoutedNode {
-  return { pool, bannedUntil: 0, isBanned: false, lagMillis: null, lsn: null, isInRecovery: null, lastError: undefined, monitor: undefined };
+  return {
+    pool,
+    bannedUntil: 0,
+    isBanned: false,
+    lagMillis: null,
+    lsn: null,
+    isInRecovery: null,
+    lastError: undefined,
+    monitor: undefined,
+  };
 }
 
 /**
@@ -116,12 +125,17 @@ export class Router {
   }
 
   nodeStats(): NodeStats[] {
-    return this.nodes.map((node) => node.pool.stats({ status: this.status(node), lagMillis: node.lagMillis, isInRecovery: node.isInRecovery }));
+    return this.nodes.map((node) =>
+      node.pool.stats({ status: this.status(node), lagMillis: node.lagMillis, isInRecovery: node.isInRecovery }),
+    );
   }
 
   #schedule(delayMillis: number): void {
     if (this.#isClosed) return;
-    this.#timer = setTimeout(() => void this.probeAll().finally(() => this.#schedule(this.#config.replicaCheckIntervalMillis)), delayMillis);
+    this.#timer = setTimeout(
+      () => void this.probeAll().finally(() => this.#schedule(this.#config.replicaCheckIntervalMillis)),
+      delayMillis,
+    );
     this.#timer.unref();
   }
 
@@ -154,7 +168,10 @@ export class Router {
     }
   }
 
-  async #query(node: RoutedNode, timeoutMillis: number): Promise<{ in_recovery: boolean; lsn: string | null; replay_age_millis: number | null }> {
+  async #query(
+    node: RoutedNode,
+    timeoutMillis: number,
+  ): Promise<{ in_recovery: boolean; lsn: string | null; replay_age_millis: number | null }> {
     if (!node.monitor) {
       const client = node.pool.createClient('monitor', timeoutMillis);
       node.monitor = client;
@@ -169,20 +186,23 @@ export class Router {
     node.isInRecovery = row.in_recovery;
     node.lsn = parseLsn(row.lsn) ?? null;
     if (node === this.primary) {
-      if (row.in_recovery && !this.#warned.has(node)) this.#log.error('the configured primary is in recovery (a standby): writes are refused until it is promoted');
+      if (row.in_recovery && !this.#warned.has(node))
+        this.#log.error('the configured primary is in recovery (a standby): writes are refused until it is promoted');
       if (row.in_recovery) this.#warned.add(node);
       else this.#warned.delete(node);
       return;
     }
     if (!row.in_recovery) {
-      if (!this.#warned.has(node)) this.#log.error({ node: node.pool.name }, 'a configured replica is not in recovery (it is a primary): it gets no reads');
+      if (!this.#warned.has(node))
+        this.#log.error({ node: node.pool.name }, 'a configured replica is not in recovery (it is a primary): it gets no reads');
       this.#warned.add(node);
     } else this.#warned.delete(node);
     const primaryLsn = this.primary.lsn;
     const age = row.replay_age_millis === null ? null : Number(row.replay_age_millis);
     // Caught up (replayed at least what the primary had written) means no lag, however old the last
     // replayed transaction is; otherwise the lag is the age of the last replayed transaction.
-    node.lagMillis = primaryLsn !== null && node.lsn !== null && node.lsn >= primaryLsn ? 0 : age === null ? null : Math.max(0, Math.round(age));
+    node.lagMillis =
+      primaryLsn !== null && node.lsn !== null && node.lsn >= primaryLsn ? 0 : age === null ? null : Math.max(0, Math.round(age));
     if (node.isBanned && Date.now() >= node.bannedUntil) {
       node.isBanned = false;
       node.lastError = undefined;

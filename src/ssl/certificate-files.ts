@@ -38,24 +38,33 @@ function readSmallFile(source: NamedValue, what: string, problems: string[]): { 
   if (value === '') return void problems.push(`${name} is empty; expected the path of ${what}.`);
   if (value.includes('\0')) return void problems.push(`${name} contains a NUL character; expected the path of ${what}.`);
   if (/-----BEGIN|[\r\n]/.test(value)) {
-    return void problems.push(`${name} looks like PEM content, not a file path; write it to a file and give the path of ${what}.`);
+    return void problems.push(
+      `${name} looks like PEM content, not a file path; write it to a file and give the path of ${what}.`,
+    );
   }
   let fd: number;
   try {
     fd = openSync(value, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'unknown error';
-    return void problems.push(`${name} names the file ${showPath(value)}, which cannot be opened (${OPEN_ERRORS[code] ?? code}).`);
+    return void problems.push(
+      `${name} names the file ${showPath(value)}, which cannot be opened (${OPEN_ERRORS[code] ?? code}).`,
+    );
   }
   try {
     const stats = fstatSync(fd);
-    if (!stats.isFile()) return void problems.push(`${name} names ${showPath(value)}, which is not a regular file; expected ${what}.`);
+    if (!stats.isFile())
+      return void problems.push(`${name} names ${showPath(value)}, which is not a regular file; expected ${what}.`);
     if (stats.size > MAX_FILE_BYTES) {
-      return void problems.push(`${name} names the file ${showPath(value)}, which is larger than ${MAX_FILE_BYTES / 1024 / 1024} MB; expected ${what}.`);
+      return void problems.push(
+        `${name} names the file ${showPath(value)}, which is larger than ${MAX_FILE_BYTES / 1024 / 1024} MB; expected ${what}.`,
+      );
     }
     const text = readFileSync(fd, 'utf8');
     if (text.length > MAX_FILE_BYTES) {
-      return void problems.push(`${name} names the file ${showPath(value)}, which is larger than ${MAX_FILE_BYTES / 1024 / 1024} MB; expected ${what}.`);
+      return void problems.push(
+        `${name} names the file ${showPath(value)}, which is larger than ${MAX_FILE_BYTES / 1024 / 1024} MB; expected ${what}.`,
+      );
     }
     return { text, stats };
   } catch (error) {
@@ -70,14 +79,18 @@ function readSmallFile(source: NamedValue, what: string, problems: string[]): { 
 function parseCertificates(text: string, source: NamedValue, problems: string[]): X509Certificate[] | undefined {
   const blocks = text.match(PEM_CERTIFICATE) ?? [];
   if (blocks.length === 0) {
-    return void problems.push(`${source.name} names the file ${showPath(source.value)}, which contains no PEM certificate (-----BEGIN CERTIFICATE-----).`);
+    return void problems.push(
+      `${source.name} names the file ${showPath(source.value)}, which contains no PEM certificate (-----BEGIN CERTIFICATE-----).`,
+    );
   }
   const certificates: X509Certificate[] = [];
   for (const [index, block] of blocks.entries()) {
     try {
       certificates.push(new X509Certificate(block));
     } catch {
-      return void problems.push(`${source.name} names the file ${showPath(source.value)}, whose certificate number ${index + 1} cannot be parsed.`);
+      return void problems.push(
+        `${source.name} names the file ${showPath(source.value)}, whose certificate number ${index + 1} cannot be parsed.`,
+      );
     }
   }
   return certificates;
@@ -91,7 +104,10 @@ export function readRootCertificates(source: NamedValue, problems: string[]): st
 }
 
 /** Reads a client certificate file: the client's certificate first, optionally followed by intermediates. */
-export function readClientCertificate(source: NamedValue, problems: string[]): { pem: string; leaf: X509Certificate } | undefined {
+export function readClientCertificate(
+  source: NamedValue,
+  problems: string[],
+): { pem: string; leaf: X509Certificate } | undefined {
   const file = readSmallFile(source, 'a PEM client certificate file', problems);
   if (!file) return undefined;
   const certificates = parseCertificates(file.text, source, problems);
@@ -117,15 +133,21 @@ export function readPrivateKey(source: NamedValue, problems: string[]): { pem: s
   if (!file) return undefined;
   if (keyPermissionProblem(file.stats)) {
     const mode = (file.stats.mode & 0o777).toString(8).padStart(4, '0');
-    return void problems.push(`${source.name} names the private key file ${showPath(source.value)}, which has group or world access (mode ${mode}); as libpq, we require 0600 or less when you own it, or 0640 or less when root owns it.`);
+    return void problems.push(
+      `${source.name} names the private key file ${showPath(source.value)}, which has group or world access (mode ${mode}); as libpq, we require 0600 or less when you own it, or 0640 or less when root owns it.`,
+    );
   }
   try {
     return { pem: file.text, key: createPrivateKey(file.text) };
   } catch (error) {
     // PKCS#8 "ENCRYPTED PRIVATE KEY" and legacy "Proc-Type: 4,ENCRYPTED" PEM; Node's error code differs between them.
-    const isEncrypted = (error as NodeJS.ErrnoException).code === 'ERR_MISSING_PASSPHRASE' || /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(file.text);
-    return void problems.push(isEncrypted
-      ? `${source.name} names the file ${showPath(source.value)}, whose private key is protected by a passphrase; passphrase-protected keys are not supported.`
-      : `${source.name} names the file ${showPath(source.value)}, which contains no PEM private key.`);
+    const isEncrypted =
+      (error as NodeJS.ErrnoException).code === 'ERR_MISSING_PASSPHRASE' ||
+      /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(file.text);
+    return void problems.push(
+      isEncrypted
+        ? `${source.name} names the file ${showPath(source.value)}, whose private key is protected by a passphrase; passphrase-protected keys are not supported.`
+        : `${source.name} names the file ${showPath(source.value)}, which contains no PEM private key.`,
+    );
   }
 }

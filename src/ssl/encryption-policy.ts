@@ -80,6 +80,7 @@ export function tlsConnectOptions(policy: NegotiationPolicy, socket: net.Socket,
     rejectUnauthorized: verification !== 'none',
     // verify-full checks the name the caller connected to (DNS or IP SANs, RFC 6125); verify-ca and
     // weaker modes do not check the name at all.
-    checkServerIdentity: verification === 'full' ? (_name, certificate) => tls.checkServerIdentity(host, certificate) : () => undefined,
+    checkServerIdentity:
+      verification === 'full' ? (_name, certificate) => tls.checkServerIdentity(host, certificate) : () => undefined,
   };
 }

@@ -2,7 +2,12 @@ import type { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { tlsConnectOptions, type EncryptionMethod, type NegotiationPolicy, type ServerVerification } from './encryption-policy.js';
+import {
+  tlsConnectOptions,
+  type EncryptionMethod,
+  type NegotiationPolicy,
+  type ServerVerification,
+} from './encryption-policy.js';
 import { SSL_REQUEST, StartupWatch, type ServerError } from './startup-messages.js';
 
 /**
@@ -49,7 +54,13 @@ export interface TlsDescription {
 }
 
 const ignore = (): void => undefined;
-const NOT_CONNECTED: TlsDescription = Object.freeze({ isEncrypted: false, protocol: null, cipher: null, serverVerification: null, hasFallenBack: false });
+const NOT_CONNECTED: TlsDescription = Object.freeze({
+  isEncrypted: false,
+  protocol: null,
+  cipher: null,
+  serverVerification: null,
+  hasFallenBack: false,
+});
 
 /**
  * The socket pg talks through: negotiates TLS as the sslmode says, retries as libpq does, then
@@ -151,7 +162,8 @@ export class NegotiatedStream extends Duplex {
   #attempt(): void {
     const attemptId = ++this.#attemptId;
     const method = this.#methods[0]!;
-    const socket = this.#path !== undefined ? net.connect({ path: this.#path }) : net.connect({ port: this.#port, host: this.#host });
+    const socket =
+      this.#path !== undefined ? net.connect({ path: this.#path }) : net.connect({ port: this.#port, host: this.#host });
     socket.setNoDelay(this.#noDelay);
     if (!this.#isRefed) socket.unref();
     this.#socket = socket;
@@ -159,7 +171,12 @@ export class NegotiatedStream extends Duplex {
     this.#phase = 'negotiating';
     const isCurrent = () => attemptId === this.#attemptId;
     this.#listen(socket, 'error', (error: Error) => isCurrent() && this.#fail(error));
-    this.#listen(socket, 'close', () => isCurrent() && this.#fail(new Error(`The server at ${this.#where()} closed the connection before it was established`)));
+    this.#listen(
+      socket,
+      'close',
+      () =>
+        isCurrent() && this.#fail(new Error(`The server at ${this.#where()} closed the connection before it was established`)),
+    );
     this.#listen(socket, 'connect', () => {
       if (!isCurrent()) return;
       if (method === 'plaintext') return this.#ready(socket);
@@ -177,19 +194,38 @@ export class NegotiatedStream extends Duplex {
     const answer = chunk[0];
     // Bytes after the answer arrived before any handshake, so they are unencrypted and may have been
     // injected by a man in the middle (CVE-2021-23222); libpq refuses them too.
-    if (chunk.length > 1) return this.#fail(new Error(`The server at ${this.#where()} sent unencrypted data after its answer to the TLS request; the connection was refused`));
+    if (chunk.length > 1)
+      return this.#fail(
+        new Error(
+          `The server at ${this.#where()} sent unencrypted data after its answer to the TLS request; the connection was refused`,
+        ),
+      );
     if (answer === 0x53) return this.#startTls(socket); // 'S'
-    if (answer === 0x4e) { // 'N'
+    if (answer === 0x4e) {
+      // 'N'
       this.#methods.shift();
       if (this.#methods[0] !== 'plaintext') {
-        return this.#fail(new Error(`The server at ${this.#where()} does not accept TLS connections, but sslmode=${this.#policy.mode} requires TLS`));
+        return this.#fail(
+          new Error(
+            `The server at ${this.#where()} does not accept TLS connections, but sslmode=${this.#policy.mode} requires TLS`,
+          ),
+        );
       }
       // prefer: go on without TLS on the same connection, as libpq does.
       this.#fallBack('the server does not accept TLS connections (ssl=off)');
       return this.#ready(socket);
     }
-    if (answer === 0x45) return this.#fail(new Error(`The server at ${this.#where()} answered the TLS request with an error (it may be out of connection slots or processes)`));
-    this.#fail(new Error(`The server at ${this.#where()} answered the TLS request with the unexpected byte 0x${(answer ?? 0).toString(16)}; it may not be PostgreSQL`));
+    if (answer === 0x45)
+      return this.#fail(
+        new Error(
+          `The server at ${this.#where()} answered the TLS request with an error (it may be out of connection slots or processes)`,
+        ),
+      );
+    this.#fail(
+      new Error(
+        `The server at ${this.#where()} answered the TLS request with the unexpected byte 0x${(answer ?? 0).toString(16)}; it may not be PostgreSQL`,
+      ),
+    );
   }
 
   #startTls(socket: net.Socket): void {
@@ -233,15 +269,16 @@ export class NegotiatedStream extends Duplex {
       if (!this.readableEnded) this.destroy();
     });
     this.#phase = this.#methods.length > 1 ? 'watching' : 'open';
-    this.#description = transport instanceof tls.TLSSocket
-      ? Object.freeze({
-        isEncrypted: true,
-        protocol: transport.getProtocol() ?? null,
-        cipher: transport.getCipher()?.name ?? null,
-        serverVerification: this.#policy.serverVerification,
-        hasFallenBack: this.#hasFallenBack,
-      })
-      : Object.freeze({ ...NOT_CONNECTED, hasFallenBack: this.#hasFallenBack });
+    this.#description =
+      transport instanceof tls.TLSSocket
+        ? Object.freeze({
+            isEncrypted: true,
+            protocol: transport.getProtocol() ?? null,
+            cipher: transport.getCipher()?.name ?? null,
+            serverVerification: this.#policy.serverVerification,
+            hasFallenBack: this.#hasFallenBack,
+          })
+        : Object.freeze({ ...NOT_CONNECTED, hasFallenBack: this.#hasFallenBack });
     if (this.#hasConnected) {
       transport.write(this.#watch.startupPacket);
       return;

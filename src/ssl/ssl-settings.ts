@@ -65,8 +65,12 @@ function parseMode(source: SslSource, problems: string[]): SslMode | undefined {
   const near = SSL_MODES.find((mode) => mode === source.value.trim().toLowerCase());
   const hint = near
     ? ` (did you mean "${near}"? sslmode is case-sensitive and takes no spaces, as in libpq)`
-    : source.value === 'no-verify' ? ' ("no-verify" is node-postgres\' own value; "require" is the libpq mode that encrypts without checking the certificate)' : '';
-  problems.push(`${source.name} is ${show(source.value)}, which is not an sslmode${hint}; expected one of ${SSL_MODES.join(', ')}.`);
+    : source.value === 'no-verify'
+      ? ' ("no-verify" is node-postgres\' own value; "require" is the libpq mode that encrypts without checking the certificate)'
+      : '';
+  problems.push(
+    `${source.name} is ${show(source.value)}, which is not an sslmode${hint}; expected one of ${SSL_MODES.join(', ')}.`,
+  );
   return undefined;
 }
 
@@ -90,31 +94,45 @@ export function resolveSsl(inputs: SslInputs, problems: string[]): SslSettings {
   if (root && isSystemRoot) {
     if (inputs.mode === undefined) mode = 'verify-full';
     else if (explicitMode !== undefined && explicitMode !== 'verify-full') {
-      problems.push(`${root.name} is "system" (the system trust store), which requires sslmode verify-full, but ${inputs.mode.name} is "${explicitMode}": any public CA could vouch for an impostor unless the host name is checked (libpq refuses this too).`);
+      problems.push(
+        `${root.name} is "system" (the system trust store), which requires sslmode verify-full, but ${inputs.mode.name} is "${explicitMode}": any public CA could vouch for an impostor unless the host name is checked (libpq refuses this too).`,
+      );
     }
   }
   if ((mode === 'verify-ca' || mode === 'verify-full') && !root) {
-    problems.push(`${inputs.mode?.name ?? 'sslmode'} is "${mode}", which needs a root certificate to check the server against; set DB_SSLROOTCERT (or sslrootcert in the URL, or the sslRootCert option) to a CA file, or to "system" for the system trust store.`);
+    problems.push(
+      `${inputs.mode?.name ?? 'sslmode'} is "${mode}", which needs a root certificate to check the server against; set DB_SSLROOTCERT (or sslrootcert in the URL, or the sslRootCert option) to a CA file, or to "system" for the system trust store.`,
+    );
   }
   const ca = root && !isSystemRoot ? readRootCertificates(root, problems) : undefined;
   const cert = inputs.cert ? readClientCertificate(inputs.cert, problems) : undefined;
   const key = inputs.key ? readPrivateKey(inputs.key, problems) : undefined;
   if (inputs.cert && !inputs.key) {
-    problems.push(`${inputs.cert.name} names a client certificate but no private key is set; set DB_SSLKEY (or sslkey in the URL, or the sslKey option) too.`);
+    problems.push(
+      `${inputs.cert.name} names a client certificate but no private key is set; set DB_SSLKEY (or sslkey in the URL, or the sslKey option) too.`,
+    );
   }
   if (inputs.key && !inputs.cert) {
-    problems.push(`${inputs.key.name} names a private key but no client certificate is set; set DB_SSLCERT (or sslcert in the URL, or the sslCert option) too.`);
+    problems.push(
+      `${inputs.key.name} names a private key but no client certificate is set; set DB_SSLCERT (or sslcert in the URL, or the sslCert option) too.`,
+    );
   }
   if (cert && key && !cert.leaf.checkPrivateKey(key.key)) {
-    problems.push(`${inputs.cert!.name} and ${inputs.key!.name} do not belong together: the certificate's public key does not match the private key.`);
+    problems.push(
+      `${inputs.cert!.name} and ${inputs.key!.name} do not belong together: the certificate's public key does not match the private key.`,
+    );
   }
-  const serverVerification: ServerVerification = mode === 'verify-full' ? 'full'
-    : mode === 'verify-ca' || (mode !== 'disable' && root && !isSystemRoot) ? 'ca' : 'none';
+  const serverVerification: ServerVerification =
+    mode === 'verify-full' ? 'full' : mode === 'verify-ca' || (mode !== 'disable' && root && !isSystemRoot) ? 'ca' : 'none';
   const settings: Record<string, unknown> = { mode, serverVerification };
   if (root) settings.rootCertPath = root.value;
   if (inputs.cert) settings.certPath = inputs.cert.value;
   if (inputs.key) settings.keyPath = inputs.key.value;
-  const hidden: Array<[string, string | undefined]> = [['ca', ca], ['cert', cert?.pem], ['key', key?.pem]];
+  const hidden: Array<[string, string | undefined]> = [
+    ['ca', ca],
+    ['cert', cert?.pem],
+    ['key', key?.pem],
+  ];
   for (const [name, value] of hidden) {
     if (value !== undefined) Object.defineProperty(settings, name, { value, enumerable: false });
   }
@@ -130,17 +148,26 @@ function withoutTlsParameters(connectionString: string): string {
   if (start === -1) return connectionString;
   const hash = connectionString.indexOf('#', start);
   const end = hash === -1 ? connectionString.length : hash;
-  const kept = connectionString.slice(start + 1, end).split('&').filter((pair) => {
-    const key = new URLSearchParams(pair).keys().next().value;
-    return key === undefined || !PG_TLS_KEYS.has(key);
-  });
+  const kept = connectionString
+    .slice(start + 1, end)
+    .split('&')
+    .filter((pair) => {
+      const key = new URLSearchParams(pair).keys().next().value;
+      return key === undefined || !PG_TLS_KEYS.has(key);
+    });
   return `${connectionString.slice(0, start)}${kept.length > 0 ? `?${kept.join('&')}` : ''}${connectionString.slice(end)}`;
 }
 
 const streams = new WeakMap<pg.Client, NegotiatedStream>();
 /** Clients made for sslmode=disable: pg's own socket, never encrypted. */
 const plaintextClients = new WeakSet<pg.Client>();
-const PLAINTEXT: TlsDescription = Object.freeze({ isEncrypted: false, protocol: null, cipher: null, serverVerification: null, hasFallenBack: false });
+const PLAINTEXT: TlsDescription = Object.freeze({
+  isEncrypted: false,
+  protocol: null,
+  cipher: null,
+  serverVerification: null,
+  hasFallenBack: false,
+});
 
 /**
  * A pg.Client class that negotiates TLS exactly as `settings.mode` means in libpq, decided per
@@ -167,7 +194,12 @@ export function createClientClass(settings: SslSettings, events: SslEvents = {})
       // message a few microseconds (docs/benchmarks.md).
       const stream = isPlaintextOnly ? undefined : new NegotiatedStream(policy, negotiationEvents);
       // ssl: false keeps pg out of TLS (and from reading PGSSLMODE); sslnegotiation overrides PGSSLNEGOTIATION.
-      super({ ...(given as pg.ClientConfig), ssl: false, sslnegotiation: 'postgres', ...(stream ? { stream: () => stream } : {}) });
+      super({
+        ...(given as pg.ClientConfig),
+        ssl: false,
+        sslnegotiation: 'postgres',
+        ...(stream ? { stream: () => stream } : {}),
+      });
       if (stream) streams.set(this, stream);
       else plaintextClients.add(this);
     }
@@ -190,5 +222,7 @@ export function describeTls(client: pg.Client): TlsDescription | undefined {
  */
 export function connectNegotiated(settings: SslSettings, target: { host: string; port: number }): NegotiatedStream {
   const stream = new NegotiatedStream(policyFor(settings));
-  return target.host.startsWith('/') ? stream.connect(`${target.host}/.s.PGSQL.${target.port}`) : stream.connect(target.port, target.host);
+  return target.host.startsWith('/')
+    ? stream.connect(`${target.host}/.s.PGSQL.${target.port}`)
+    : stream.connect(target.port, target.host);
 }

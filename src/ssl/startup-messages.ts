@@ -39,7 +39,8 @@ export function parseErrorFields(body: Buffer): ServerError {
     const end = body.indexOf(0, offset + 1);
     if (end === -1) break;
     const value = body.toString('utf8', offset + 1, end);
-    if (field === 0x43) code = value; // 'C'
+    if (field === 0x43)
+      code = value; // 'C'
     else if (field === 0x4d) message = value; // 'M'
     offset = end + 1;
   }

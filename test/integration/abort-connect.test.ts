@@ -10,8 +10,16 @@ beforeAll(async () => {
   const url = new URL(getTestDatabaseUrl());
   proxy = await startFaultProxy({ targetHost: url.hostname, targetPort: Number(url.port) });
   db = new Database({
-    host: proxy.host, port: proxy.port, user: decodeURIComponent(url.username), password: decodeURIComponent(url.password),
-    database: url.pathname.slice(1) || 'postgres', sslMode: 'disable', min: 0, max: 2, connectionTimeoutMillis: 5000, logLevel: 'silent',
+    host: proxy.host,
+    port: proxy.port,
+    user: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+    database: url.pathname.slice(1) || 'postgres',
+    sslMode: 'disable',
+    min: 0,
+    max: 2,
+    connectionTimeoutMillis: 5000,
+    logLevel: 'silent',
   });
 });
 
@@ -24,7 +32,10 @@ test('an AbortSignal ends a wait for a new connection at once, long before the c
   proxy.blackhole();
   const controller = new AbortController();
   const startedAt = Date.now();
-  const call = db.executeQuery('SELECT 1', [], { signal: controller.signal }).then(() => 'resolved', (error: unknown) => error);
+  const call = db.executeQuery('SELECT 1', [], { signal: controller.signal }).then(
+    () => 'resolved',
+    (error: unknown) => error,
+  );
   setTimeout(() => controller.abort(), 100);
   const outcome = await call;
   const waitedMillis = Date.now() - startedAt;

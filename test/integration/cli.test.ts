@@ -24,10 +24,15 @@ interface Run {
 function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
   const startedAt = Date.now();
   return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
-      resolve({ code, stdout, stderr, millis: Date.now() - startedAt });
-    });
+    execFile(
+      process.execPath,
+      [MAIN, ...args],
+      { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, timeout: 30_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
+        resolve({ code, stdout, stderr, millis: Date.now() - startedAt });
+      },
+    );
   });
 }
 
@@ -64,7 +69,10 @@ describe('codecheck-db health', () => {
 
   test('exits 1 (degraded) when a configured replica is down: it waits for the first replica probe before reporting', async () => {
     const port = await closedPort();
-    const run = await cli(['health'], { ...healthy(), DB_REPLICA_URLS: `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres?sslmode=disable` });
+    const run = await cli(['health'], {
+      ...healthy(),
+      DB_REPLICA_URLS: `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres?sslmode=disable`,
+    });
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(/^status:\s+degraded$/m);
     expect(run.stdout).toContain(`replica 127.0.0.1:${port} is banned`);
@@ -73,7 +81,9 @@ describe('codecheck-db health', () => {
 
   test('exits 2 (unhealthy) when nothing listens on the port', async () => {
     const port = await closedPort();
-    const run = await cli(['health', '--timeout', '3'], { DATABASE_URL: `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres?sslmode=disable` });
+    const run = await cli(['health', '--timeout', '3'], {
+      DATABASE_URL: `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres?sslmode=disable`,
+    });
     expect(run.code).toBe(2);
     expect(run.stdout).toMatch(/^status:\s+unhealthy$/m);
     expect(run.stdout + run.stderr).not.toContain(PASSWORD);
@@ -91,9 +101,14 @@ describe('codecheck-db health', () => {
     });
 
     test('exits 2 within --timeout (plus node startup) when the server never answers', async () => {
-      const run = await cli(['health', '--timeout', '1', '--json'], { DATABASE_URL: `postgres://postgres:${PASSWORD}@${proxy.host}:${proxy.port}/postgres?sslmode=disable` });
+      const run = await cli(['health', '--timeout', '1', '--json'], {
+        DATABASE_URL: `postgres://postgres:${PASSWORD}@${proxy.host}:${proxy.port}/postgres?sslmode=disable`,
+      });
       expect(run.code).toBe(2);
-      expect(JSON.parse(run.stdout)).toMatchObject({ status: 'unhealthy', error: expect.stringMatching(/^The server did not answer within \d+ ms$/) });
+      expect(JSON.parse(run.stdout)).toMatchObject({
+        status: 'unhealthy',
+        error: expect.stringMatching(/^The server did not answer within \d+ ms$/),
+      });
       expect(run.millis).toBeLessThan(1000 + 4000);
     });
   });
@@ -111,7 +126,12 @@ describe('codecheck-db health', () => {
 describe('codecheck-db config', () => {
   test('exits 2 listing every problem of a bad environment, never the password', async () => {
     const run = await cli(['config'], {
-      DB_PASSWORD: 'hunter2-very-secret', DB_POOL_MIN: '20', DB_POOL_MAX: '5', DB_TIMEOUT: 'abc', DB_SSLMODE: 'Require', DB_PORT: '70000',
+      DB_PASSWORD: 'hunter2-very-secret',
+      DB_POOL_MIN: '20',
+      DB_POOL_MAX: '5',
+      DB_TIMEOUT: 'abc',
+      DB_SSLMODE: 'Require',
+      DB_PORT: '70000',
     });
     expect(run.code).toBe(2);
     const problems = run.stderr.split('\n').filter((line) => line.startsWith('- '));
@@ -132,7 +152,11 @@ describe('codecheck-db config', () => {
   });
 
   test('exits 0 with the resolved configuration, the password redacted and warnings listed', async () => {
-    const env = { DATABASE_URL: 'postgres://app:s3cr3t-pass@db.internal:6543/codecheck?sslmode=require', DB_HOST: 'ignored.example', DB_POOL_MAX: '25' };
+    const env = {
+      DATABASE_URL: 'postgres://app:s3cr3t-pass@db.internal:6543/codecheck?sslmode=require',
+      DB_HOST: 'ignored.example',
+      DB_POOL_MAX: '25',
+    };
     const text = await cli(['config'], env);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/^host \(DB_HOST\):\s+db\.internal$/m);
@@ -141,24 +165,40 @@ describe('codecheck-db config', () => {
     expect(text.stdout).toContain('DB_HOST is ignored because DATABASE_URL sets the host too.');
     const json = await cli(['config', '--json'], env);
     const output = JSON.parse(json.stdout);
-    expect(output.config).toMatchObject({ host: 'db.internal', port: 6543, user: 'app', database: 'codecheck', password: '<redacted>', max: 25, ssl: { mode: 'require' } });
+    expect(output.config).toMatchObject({
+      host: 'db.internal',
+      port: 6543,
+      user: 'app',
+      database: 'codecheck',
+      password: '<redacted>',
+      max: 25,
+      ssl: { mode: 'require' },
+    });
     expect(output.warnings).toEqual(['DB_HOST is ignored because DATABASE_URL sets the host too.']);
     expect(text.stdout + text.stderr + json.stdout + json.stderr).not.toContain('s3cr3t');
   });
 });
 
 describe('codecheck-db stats, migrate-scan and usage', () => {
-  test("stats opens its own pool, waits for ready() and prints getStats() (min connections open)", async () => {
+  test('stats opens its own pool, waits for ready() and prints getStats() (min connections open)', async () => {
     const run = await cli(['stats', '--json'], { ...healthy(), DB_POOL_MIN: '3' });
     expect(run.code).toBe(0);
-    expect(JSON.parse(run.stdout)).toMatchObject({ poolSize: 3, minConnections: 3, totalConnections: 3, queriesExecuted: 0, nodes: [{ name: 'primary', status: 'up' }] });
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      poolSize: 3,
+      minConnections: 3,
+      totalConnections: 3,
+      queriesExecuted: 0,
+      nodes: [{ name: 'primary', status: 'up' }],
+    });
     const text = await cli(['stats'], healthy());
     expect(text.stdout).toContain("the codecheck-db CLI process's own pool");
   });
 
   test('stats exits 2 when the server is unreachable within --timeout', async () => {
     const port = await closedPort();
-    const run = await cli(['stats', '--timeout', '0.5'], { DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/postgres?sslmode=disable` });
+    const run = await cli(['stats', '--timeout', '0.5'], {
+      DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/postgres?sslmode=disable`,
+    });
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('was not ready in time');
   });

@@ -28,15 +28,23 @@ function urlOf(server: string, database: string): string {
 }
 
 async function startApp(databaseOptions: DatabaseOptions): Promise<{ app: FastifyInstance; base: string }> {
-  const started = await buildApp({ databaseOptions: { logLevel: 'silent', connectionTimeoutMillis: 2000, ...databaseOptions }, logger: false });
+  const started = await buildApp({
+    databaseOptions: { logLevel: 'silent', connectionTimeoutMillis: 2000, ...databaseOptions },
+    logger: false,
+  });
   apps.push(started);
   const address = await started.listen({ host: '127.0.0.1', port: 0 });
   return { app: started, base: address };
 }
 
 // Response bodies are whatever the API sent; the assertions check their shape.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-async function call(method: string, path: string, body?: unknown, at = base): Promise<{ status: number; headers: Headers; text: string; json: any }> {
+async function call(
+  method: string,
+  path: string,
+  body?: unknown,
+  at = base,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+): Promise<{ status: number; headers: Headers; text: string; json: any }> {
   const response = await fetch(`${at}${path}`, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
@@ -48,7 +56,18 @@ async function call(method: string, path: string, body?: unknown, at = base): Pr
 
 /** Nothing in a body may come from the database's message, its DETAIL, the SQL or the connection settings. */
 function expectNoLeak(text: string): void {
-  for (const secret of ['postgres-test-secret', 'INSERT', 'SELECT', 'duplicate key', 'Key (', 'violates', 'SQLSTATE', 'jurisdiction_codes', 'stack']) expect(text).not.toContain(secret);
+  for (const secret of [
+    'postgres-test-secret',
+    'INSERT',
+    'SELECT',
+    'duplicate key',
+    'Key (',
+    'violates',
+    'SQLSTATE',
+    'jurisdiction_codes',
+    'stack',
+  ])
+    expect(text).not.toContain(secret);
 }
 
 beforeAll(async () => {
@@ -65,7 +84,8 @@ afterAll(async () => {
 describe('codecheck-api example', () => {
   test('creates and seeds its schema on first start; a second run of the migration changes nothing', async () => {
     const counts = await app.db.executeQuery<{ j: number; c: number; a: number }>(
-      'SELECT (SELECT count(*) FROM jurisdictions)::int AS j, (SELECT count(*) FROM building_codes)::int AS c, (SELECT count(*) FROM jurisdiction_codes)::int AS a');
+      'SELECT (SELECT count(*) FROM jurisdictions)::int AS j, (SELECT count(*) FROM building_codes)::int AS c, (SELECT count(*) FROM jurisdiction_codes)::int AS a',
+    );
     expect(counts).toEqual([{ j: 7, c: 8, a: 14 }]);
     expect(await migrate(app.db)).toBe(false);
   });
@@ -84,7 +104,11 @@ describe('codecheck-api example', () => {
   test('GET /jurisdictions?type=town answers 400 naming the allowed types', async () => {
     const response = await call('GET', '/jurisdictions?type=town');
     expect(response.status).toBe(400);
-    expect(response.json).toEqual({ statusCode: 400, error: 'Bad Request', message: 'querystring/type must be one of: city, county, state.' });
+    expect(response.json).toEqual({
+      statusCode: 400,
+      error: 'Bad Request',
+      message: 'querystring/type must be one of: city, county, state.',
+    });
   });
 
   test('GET /jurisdictions/:id returns one with its adopted codes; 404 for an unknown id, 400 for a malformed one', async () => {
@@ -107,7 +131,11 @@ describe('codecheck-api example', () => {
     expect((await call('GET', `/jurisdictions/${created.json.id}`)).json.name).toBe('Portland');
     const duplicate = await call('POST', '/jurisdictions', { name: 'Portland', type: 'county' });
     expect(duplicate.status).toBe(409);
-    expect(duplicate.json).toEqual({ statusCode: 409, error: 'Conflict', message: 'A jurisdiction with this name already exists.' });
+    expect(duplicate.json).toEqual({
+      statusCode: 409,
+      error: 'Conflict',
+      message: 'A jurisdiction with this name already exists.',
+    });
     expectNoLeak(duplicate.text);
   });
 
@@ -150,7 +178,9 @@ describe('codecheck-api example', () => {
 
   test('POST /jurisdictions/:id/codes answers 404 for an unknown jurisdiction and 400 for an empty or malformed list', async () => {
     expect((await call('POST', '/jurisdictions/99999/codes', { codes: ['IBC-2021'] })).status).toBe(404);
-    expect((await call('POST', '/jurisdictions/1/codes', { codes: [] })).json.message).toBe('body/codes must NOT have fewer than 1 items.');
+    expect((await call('POST', '/jurisdictions/1/codes', { codes: [] })).json.message).toBe(
+      'body/codes must NOT have fewer than 1 items.',
+    );
     expect((await call('POST', '/jurisdictions/1/codes', { codes: ['IBC-2021', 'IBC-2021'] })).status).toBe(400);
   });
 
@@ -163,7 +193,10 @@ describe('codecheck-api example', () => {
     ];
     const answers = [];
     for (const sql of failures) {
-      const error = await app.db.executeQuery(sql, [], { readOnly: false }).then(() => undefined, (e: unknown) => e);
+      const error = await app.db.executeQuery(sql, [], { readOnly: false }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(error).toBeInstanceOf(DatabaseQueryError);
       answers.push(toErrorAnswer(error));
     }
@@ -184,7 +217,11 @@ describe('codecheck-api example', () => {
       const response = await call('GET', '/jurisdictions', undefined, busy.base);
       expect(response.status).toBe(503);
       expect(response.headers.get('retry-after')).toBe('1');
-      expect(response.json).toEqual({ statusCode: 503, error: 'Service Unavailable', message: 'The database is busy: no connection became free in time. Try again shortly.' });
+      expect(response.json).toEqual({
+        statusCode: 503,
+        error: 'Service Unavailable',
+        message: 'The database is busy: no connection became free in time. Try again shortly.',
+      });
       expect(busy.app.db.getStats().poolExhaustedCount).toBe(1);
     } finally {
       release();
@@ -203,7 +240,12 @@ describe('codecheck-api example', () => {
     });
 
     test('/health/ready turns from 200 to 503 when the server stops, routes answer 503, /health/live stays 200', async () => {
-      const outage = await startApp({ connectionString: `${server.url}?sslmode=disable`, min: 1, max: 2, connectionTimeoutMillis: 1000 });
+      const outage = await startApp({
+        connectionString: `${server.url}?sslmode=disable`,
+        min: 1,
+        max: 2,
+        connectionTimeoutMillis: 1000,
+      });
       const ready = await call('GET', '/health/ready', undefined, outage.base);
       expect(ready.status).toBe(200);
       expect(ready.json.status).toBe('healthy');
@@ -232,12 +274,19 @@ describe('codecheck-api example', () => {
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      const address = await eventually(() => /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(output)?.[1], 20_000, `the server to listen:\n${output}`);
+      const address = await eventually(
+        () => /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(output)?.[1],
+        20_000,
+        `the server to listen:\n${output}`,
+      );
       expect((await call('GET', '/jurisdictions?type=state', undefined, address)).status).toBe(200);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(output).toContain('database shutdown complete');
-      const left = await adminQuery<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
+      const left = await adminQuery<{ n: number }>(
+        'SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1',
+        [applicationName],
+      );
       expect(left[0]!.n).toBe(0);
     } finally {
       child.kill('SIGKILL');

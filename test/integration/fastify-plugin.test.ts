@@ -16,7 +16,15 @@ afterEach(async () => {
 });
 
 function databaseOptions(applicationName: string) {
-  return { connectionString: getTestDatabaseUrl(), sslMode: 'disable' as const, connectionTimeoutMillis: 2000, min: 2, max: 4, applicationName, logLevel: 'silent' as const };
+  return {
+    connectionString: getTestDatabaseUrl(),
+    sslMode: 'disable' as const,
+    connectionTimeoutMillis: 2000,
+    min: 2,
+    max: 4,
+    applicationName,
+    logLevel: 'silent' as const,
+  };
 }
 
 async function start(options: CodecheckDbPluginOptions, app: FastifyInstance = Fastify()): Promise<FastifyInstance> {
@@ -27,7 +35,9 @@ async function start(options: CodecheckDbPluginOptions, app: FastifyInstance = F
 }
 
 async function connectionsNamed(applicationName: string): Promise<number> {
-  const rows = await adminQuery<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
+  const rows = await adminQuery<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [
+    applicationName,
+  ]);
   return rows[0]!.n;
 }
 
@@ -88,7 +98,10 @@ describe('fastify plugin', () => {
     const port = await closedPort();
     const app = Fastify();
     apps.push(app);
-    await app.register(codecheckDb, { databaseOptions: { host: '127.0.0.1', port, sslMode: 'disable', logLevel: 'silent', min: 1 }, readyTimeoutMillis: 300 });
+    await app.register(codecheckDb, {
+      databaseOptions: { host: '127.0.0.1', port, sslMode: 'disable', logLevel: 'silent', min: 1 },
+      readyTimeoutMillis: 300,
+    });
     const startedAt = Date.now();
     await expect(app.ready()).rejects.toBeInstanceOf(DatabaseConnectionError);
     expect(Date.now() - startedAt).toBeLessThan(5000);
@@ -98,7 +111,10 @@ describe('fastify plugin', () => {
     const app = Fastify();
     apps.push(app);
     app.register(codecheckDb, { databaseOptions: { ...databaseOptions('x'), min: 5, max: 1 } });
-    const error = await app.ready().then(() => undefined, (e: unknown) => e);
+    const error = await app.ready().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).problems).toHaveLength(1);
   });
@@ -130,9 +146,12 @@ describe('fastify plugin', () => {
     const app = Fastify();
     apps.push(app);
     await app.register(codecheckDb, { databaseOptions: databaseOptions(uniqueName('plugin_dep')) });
-    const dependent = Object.assign(async (instance: FastifyInstance) => {
-      instance.get('/count', async () => instance.db.executeQuery('SELECT 3 AS n'));
-    }, { [Symbol.for('plugin-meta')]: { name: 'dependent', dependencies: ['@codecheck/db'] } });
+    const dependent = Object.assign(
+      async (instance: FastifyInstance) => {
+        instance.get('/count', async () => instance.db.executeQuery('SELECT 3 AS n'));
+      },
+      { [Symbol.for('plugin-meta')]: { name: 'dependent', dependencies: ['@codecheck/db'] } },
+    );
     await app.register(dependent);
     await app.ready();
     expect(app.hasDecorator('db')).toBe(true);

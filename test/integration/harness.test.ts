@@ -19,12 +19,22 @@ async function eventually<T>(check: () => Promise<T | undefined>, timeoutMillis 
 
 /** Resolves with what `promise` settled to, or 'pending' if it has not settled within `ms`. */
 async function within<T>(ms: number, promise: Promise<T>): Promise<{ value: T } | { error: unknown } | 'pending'> {
-  const settled = promise.then((value) => ({ value }), (error: unknown) => ({ error }));
+  const settled = promise.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
   return Promise.race([settled, sleep(ms, 'pending' as const, { ref: false })]);
 }
 
 function clientFor(target: { host: string; port: number }, server: PostgresServer): pg.Client {
-  const client = new pg.Client({ host: target.host, port: target.port, user: server.user, password: server.password, database: server.database, connectionTimeoutMillis: 5_000 });
+  const client = new pg.Client({
+    host: target.host,
+    port: target.port,
+    user: server.user,
+    password: server.password,
+    database: server.database,
+    connectionTimeoutMillis: 5_000,
+  });
   client.on('error', () => undefined);
   return client;
 }
@@ -57,7 +67,13 @@ describe('startPostgres', () => {
   });
 
   it('rejects a wrong password with invalid_password (28P01)', async () => {
-    const client = new pg.Client({ host: server.host, port: server.port, user: 'postgres', password: 'wrong', database: 'postgres' });
+    const client = new pg.Client({
+      host: server.host,
+      port: server.port,
+      user: 'postgres',
+      password: 'wrong',
+      database: 'postgres',
+    });
     await expect(client.connect()).rejects.toMatchObject({ code: '28P01' });
   });
 
@@ -86,7 +102,9 @@ describe('startPostgres', () => {
   it('applies extra settings and max_connections, and destroy removes its directory idempotently', async () => {
     const other = await startPostgres({ conf: { work_mem: '7MB' }, maxConnections: 20, password: 'other secret' });
     try {
-      const { rows } = await other.query("SELECT current_setting('work_mem') AS work_mem, current_setting('max_connections') AS max");
+      const { rows } = await other.query(
+        "SELECT current_setting('work_mem') AS work_mem, current_setting('max_connections') AS max",
+      );
       expect(rows).toEqual([{ work_mem: '7MB', max: '20' }]);
       expect(decodeURIComponent(new URL(other.url).password)).toBe('other secret');
     } finally {

@@ -97,7 +97,13 @@ describe('healthCheck against a server that does not answer', () => {
 
   it('resolves unhealthy within its timeout when the server accepts TCP but never answers', async () => {
     const { password, username } = new URL(getTestDatabaseUrl());
-    const db = track(openDatabase({ connectionString: `postgres://${username}:${password}@${proxy.host}:${proxy.port}/postgres`, min: 1, max: 1 }));
+    const db = track(
+      openDatabase({
+        connectionString: `postgres://${username}:${password}@${proxy.host}:${proxy.port}/postgres`,
+        min: 1,
+        max: 1,
+      }),
+    );
     await db.ready();
     proxy.blackhole();
     try {

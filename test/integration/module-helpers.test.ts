@@ -1,7 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ConfigError, Database, databaseHealthCheck, executeQuery, executeTransaction, getConnectionPoolStats, getDatabase, PoolClosedError,
-  shutdownDatabase, withDb,
+  ConfigError,
+  Database,
+  databaseHealthCheck,
+  executeQuery,
+  executeTransaction,
+  getConnectionPoolStats,
+  getDatabase,
+  PoolClosedError,
+  shutdownDatabase,
+  withDb,
 } from '../../src/index.js';
 import { getTestDatabaseUrl } from '../support/database-url.js';
 import { adminQuery, uniqueName } from '../support/test-database.js';
@@ -34,11 +42,23 @@ describe('module-level helpers', () => {
   it('build one default Database from DATABASE_URL on first use and share it', async () => {
     const url = new URL(getTestDatabaseUrl());
     url.searchParams.set('sslmode', 'disable');
-    Object.assign(process.env, { DATABASE_URL: url.toString(), DB_LOG_LEVEL: 'silent', DB_POOL_MIN: '1', DB_POOL_MAX: '3', DB_TIMEOUT: '2' });
+    Object.assign(process.env, {
+      DATABASE_URL: url.toString(),
+      DB_LOG_LEVEL: 'silent',
+      DB_POOL_MIN: '1',
+      DB_POOL_MAX: '3',
+      DB_TIMEOUT: '2',
+    });
     const db = getDatabase();
     expect(db).toBeInstanceOf(Database);
     expect(getDatabase()).toBe(db);
-    expect(db.config).toMatchObject({ host: url.hostname, port: Number(url.port), min: 1, max: 3, connectionTimeoutMillis: 2000 });
+    expect(db.config).toMatchObject({
+      host: url.hostname,
+      port: Number(url.port),
+      min: 1,
+      max: 3,
+      connectionTimeoutMillis: 2000,
+    });
   });
 
   it('run executeQuery (read-only by default), withDb and executeTransaction on the default Database', async () => {
@@ -46,12 +66,16 @@ describe('module-level helpers', () => {
     await expect(executeQuery(`INSERT INTO ${table} VALUES (1)`)).rejects.toMatchObject({ sqlState: '25006' });
     await withDb(false, async (client) => client.query(`INSERT INTO ${table} VALUES ($1)`, [1]));
     expect(await withDb(true, async (client) => (await client.query(`SELECT id FROM ${table}`)).rows)).toEqual([{ id: 1 }]);
-    expect(await executeTransaction([{ text: `INSERT INTO ${table} VALUES (2) RETURNING id` }, { text: `SELECT count(*)::int AS n FROM ${table}` }]))
-      .toEqual([[{ id: 2 }], [{ n: 2 }]]);
+    expect(
+      await executeTransaction([
+        { text: `INSERT INTO ${table} VALUES (2) RETURNING id` },
+        { text: `SELECT count(*)::int AS n FROM ${table}` },
+      ]),
+    ).toEqual([[{ id: 2 }], [{ n: 2 }]]);
     expect(await executeQuery(`INSERT INTO ${table} VALUES (3) RETURNING id`, [], { readOnly: false })).toEqual([{ id: 3 }]);
   });
 
-  it('report the default Database\'s stats and health', async () => {
+  it("report the default Database's stats and health", async () => {
     const stats = getConnectionPoolStats();
     expect(stats).toMatchObject({ queriesExecuted: 7, transactionsExecuted: 3, errors: 1, minConnections: 1, maxConnections: 3 });
     expect(stats).toEqual(getDatabase().getStats());

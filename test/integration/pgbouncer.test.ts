@@ -21,7 +21,13 @@ const databases: Database[] = [];
 
 /** A Database that reaches the server only through PgBouncer, in PgBouncer mode. */
 function open(options: DatabaseOptions = {}): Database {
-  const db = new Database({ connectionString: bouncer.url, pgbouncer: true, logLevel: 'silent', connectionTimeoutMillis: 5000, ...options });
+  const db = new Database({
+    connectionString: bouncer.url,
+    pgbouncer: true,
+    logLevel: 'silent',
+    connectionTimeoutMillis: 5000,
+    ...options,
+  });
   databases.push(db);
   return db;
 }
@@ -37,7 +43,15 @@ async function rejection(promise: Promise<unknown>): Promise<Error & { code?: st
 
 /** A raw pg client through PgBouncer with the given startup settings. */
 function rawClient(config: pg.ClientConfig = {}): pg.Client {
-  const client = new pg.Client({ host: bouncer.host, port: bouncer.port, user: APP_USER, password: APP_PASSWORD, database: 'postgres', connectionTimeoutMillis: 5000, ...config });
+  const client = new pg.Client({
+    host: bouncer.host,
+    port: bouncer.port,
+    user: APP_USER,
+    password: APP_PASSWORD,
+    database: 'postgres',
+    connectionTimeoutMillis: 5000,
+    ...config,
+  });
   client.on('error', () => undefined);
   return client;
 }
@@ -48,7 +62,15 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
     await server.query(`CREATE ROLE ${APP_USER} LOGIN PASSWORD '${APP_PASSWORD}'`);
     await server.query('CREATE TABLE items (id serial PRIMARY KEY, label text NOT NULL)');
     await server.query(`GRANT ALL ON items TO ${APP_USER}; GRANT ALL ON SEQUENCE items_id_seq TO ${APP_USER}`);
-    const started = await startPgBouncer({ targetHost: server.host, targetPort: server.port, user: APP_USER, password: APP_PASSWORD, poolMode: 'transaction', defaultPoolSize: SERVER_POOL_SIZE, maxClientConn: 200 });
+    const started = await startPgBouncer({
+      targetHost: server.host,
+      targetPort: server.port,
+      user: APP_USER,
+      password: APP_PASSWORD,
+      poolMode: 'transaction',
+      defaultPoolSize: SERVER_POOL_SIZE,
+      maxClientConn: 200,
+    });
     if (isSkipped(started)) throw new Error(`PgBouncer could not start: ${started.skipped}`);
     bouncer = started;
   });
@@ -60,7 +82,12 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
   });
 
   it('refuses raw pg with statement_timeout as a startup parameter, and accepts ours with the same settings', async () => {
-    for (const config of [{ statement_timeout: 1000 }, { lock_timeout: 1000 }, { idle_in_transaction_session_timeout: 1000 }, { options: '-c default_transaction_read_only=on' }]) {
+    for (const config of [
+      { statement_timeout: 1000 },
+      { lock_timeout: 1000 },
+      { idle_in_transaction_session_timeout: 1000 },
+      { options: '-c default_transaction_read_only=on' },
+    ]) {
       const client = rawClient(config);
       const error = await rejection(client.connect());
       expect(error.message).toBe(`unsupported startup parameter: ${Object.keys(config)[0]}`);
@@ -77,7 +104,12 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
   });
 
   it('applies the configured timeouts to every transaction with SET LOCAL and leaves no session setting behind', async () => {
-    const db = open({ statementTimeoutMillis: 1500, idleInTransactionTimeoutMillis: 2500, lockTimeoutMillis: 700, applicationName: 'bouncer-test' });
+    const db = open({
+      statementTimeoutMillis: 1500,
+      idleInTransactionTimeoutMillis: 2500,
+      lockTimeoutMillis: 700,
+      applicationName: 'bouncer-test',
+    });
     const sql = `SELECT current_setting('statement_timeout') AS statement, current_setting('idle_in_transaction_session_timeout') AS idle,
       current_setting('lock_timeout') AS lock, current_setting('application_name') AS app`;
     const expected = { statement: '1500ms', idle: '2500ms', lock: '700ms', app: 'bouncer-test' };
@@ -90,8 +122,15 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
     try {
       await Promise.all(clients.map((client) => client.connect()));
       await Promise.all(clients.map((client) => client.query('BEGIN')));
-      const seen = await Promise.all(clients.map(async (client) => (await client.query(`SELECT pg_backend_pid() AS pid, current_setting('statement_timeout') AS statement,
-        current_setting('lock_timeout') AS lock, current_setting('default_transaction_read_only') AS read_only`)).rows[0] as Record<string, unknown>));
+      const seen = await Promise.all(
+        clients.map(
+          async (client) =>
+            (
+              await client.query(`SELECT pg_backend_pid() AS pid, current_setting('statement_timeout') AS statement,
+        current_setting('lock_timeout') AS lock, current_setting('default_transaction_read_only') AS read_only`)
+            ).rows[0] as Record<string, unknown>,
+        ),
+      );
       expect(new Set(seen.map((row) => row.pid)).size).toBe(SERVER_POOL_SIZE);
       for (const row of seen) expect(row).toMatchObject({ statement: '0', lock: '0', read_only: 'off' });
     } finally {
@@ -106,7 +145,9 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
     expect(readOnlyWrite.sqlState).toBe('25006');
     const withDbWrite = await rejection(db.withDb(true, (client) => client.query("INSERT INTO items (label) VALUES ('ro')")));
     expect(withDbWrite.sqlState).toBe('25006');
-    const [row] = await db.executeQuery<{ id: number }>('INSERT INTO items (label) VALUES ($1) RETURNING id', ['rw'], { readOnly: false });
+    const [row] = await db.executeQuery<{ id: number }>('INSERT INTO items (label) VALUES ($1) RETURNING id', ['rw'], {
+      readOnly: false,
+    });
     expect(await db.executeQuery('SELECT label FROM items WHERE id = $1', [row!.id])).toEqual([{ label: 'rw' }]);
     expect((await server.query("SELECT count(*)::int AS n FROM items WHERE label = 'ro'")).rows[0]).toEqual({ n: 0 });
     expect(db.getStats()).toMatchObject({ queriesExecuted: 4, transactionsExecuted: 0, errors: 2 });
@@ -120,12 +161,16 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
       return [a.rows[0]!.id, b.rows[0]!.id];
     });
     expect((await server.query('SELECT count(*)::int AS n FROM items WHERE id = ANY($1)', [ids])).rows[0]).toEqual({ n: 2 });
-    const failed = await rejection(db.executeTransaction([{ text: "INSERT INTO items (label) VALUES ('tx-lost')" }, { text: 'SELECT 1/0' }]));
+    const failed = await rejection(
+      db.executeTransaction([{ text: "INSERT INTO items (label) VALUES ('tx-lost')" }, { text: 'SELECT 1/0' }]),
+    );
     expect(failed.sqlState).toBe('22012');
-    await rejection(db.withDb(false, async (client) => {
-      await client.query("INSERT INTO items (label) VALUES ('tx-lost')");
-      throw new Error('fn failed');
-    }));
+    await rejection(
+      db.withDb(false, async (client) => {
+        await client.query("INSERT INTO items (label) VALUES ('tx-lost')");
+        throw new Error('fn failed');
+      }),
+    );
     expect((await server.query("SELECT count(*)::int AS n FROM items WHERE label = 'tx-lost'")).rows[0]).toEqual({ n: 0 });
     expect(db.getStats()).toMatchObject({ queriesExecuted: 5, transactionsExecuted: 1, errors: 2 });
   });
@@ -136,13 +181,16 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
       () => db.executeQuery('SELECT pg_sleep(3)'),
       () => db.executeQuery('SELECT pg_sleep(3)', [], { readOnly: false }),
       () => db.withDb(false, (client) => client.query('SELECT pg_sleep(3)')),
-    ]) expect((await rejection(run())).sqlState).toBe('57014');
+    ])
+      expect((await rejection(run())).sqlState).toBe('57014');
     const holder = new pg.Client({ connectionString: server.url });
     holder.on('error', () => undefined);
     await holder.connect();
     try {
-      await holder.query("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE");
-      expect((await rejection(db.executeQuery("INSERT INTO items (label) VALUES ('locked')", [], { readOnly: false }))).sqlState).toBe('55P03');
+      await holder.query('BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE');
+      expect(
+        (await rejection(db.executeQuery("INSERT INTO items (label) VALUES ('locked')", [], { readOnly: false }))).sqlState,
+      ).toBe('55P03');
     } finally {
       await holder.query('ROLLBACK');
       await holder.end();
@@ -152,11 +200,13 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
 
   it('ends a transaction left idle past idle_in_transaction_session_timeout (SET LOCAL)', async () => {
     const db = open({ idleInTransactionTimeoutMillis: 200 });
-    const error = await rejection(db.withDb(false, async (client) => {
-      await client.query('SELECT 1');
-      await sleep(1000);
-      return client.query('SELECT 2');
-    }));
+    const error = await rejection(
+      db.withDb(false, async (client) => {
+        await client.query('SELECT 1');
+        await sleep(1000);
+        return client.query('SELECT 2');
+      }),
+    );
     expect(error).toBeInstanceOf(DatabaseConnectionError);
     expect(error.message).toContain('25P03');
     expect(await db.executeQuery('SELECT 3 AS three')).toEqual([{ three: 3 }]);
@@ -168,7 +218,10 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
     const error = await rejection(db.executeQuery('SELECT pg_sleep(10)', [], { timeoutMillis: 300 }));
     expect(error).toMatchObject({ code: 'QUERY_CANCELLED' });
     expect(Date.now() - startedAt).toBeLessThan(5000);
-    const running = await server.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1 AND query LIKE 'SELECT pg_sleep(10)%' AND state = 'active'`, [APP_USER]);
+    const running = await server.query(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1 AND query LIKE 'SELECT pg_sleep(10)%' AND state = 'active'`,
+      [APP_USER],
+    );
     expect(running.rows[0]).toEqual({ n: 0 });
   });
 
@@ -179,13 +232,18 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
 
   it('refuses a named prepared statement in withDb unless pgbouncerPreparedStatements is set', async () => {
     const db = open();
-    const refused = await rejection(db.withDb(true, (client) => client.query({ name: 'by_id', text: 'SELECT $1::int AS id', values: [1] })));
+    const refused = await rejection(
+      db.withDb(true, (client) => client.query({ name: 'by_id', text: 'SELECT $1::int AS id', values: [1] })),
+    );
     expect(refused).toBeInstanceOf(DatabaseQueryError);
     expect(refused.message).toContain('The named prepared statement "by_id" was refused');
     expect(refused.message).toContain('DB_PGBOUNCER_PREPARED_STATEMENTS');
     expect(db.getStats()).toMatchObject({ queriesExecuted: 0, errors: 1 });
     const optedIn = open({ pgbouncerPreparedStatements: true });
-    const rows = await optedIn.withDb(true, async (client) => (await client.query({ name: 'by_id', text: 'SELECT $1::int AS id', values: [1] })).rows);
+    const rows = await optedIn.withDb(
+      true,
+      async (client) => (await client.query({ name: 'by_id', text: 'SELECT $1::int AS id', values: [1] })).rows,
+    );
     expect(rows).toEqual([{ id: 1 }]);
   });
 
@@ -194,7 +252,12 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
     const report = await db.healthCheck({ timeoutMillis: 3000 });
     const version = (await server.query<{ version: string }>('SELECT version()')).rows[0]!.version;
     // pg_stat_ssl describes the backend's own connection: PgBouncer's link to the server, plaintext here.
-    expect(report).toMatchObject({ status: 'healthy', databaseVersion: version, isReplica: false, tls: { encrypted: false, protocol: null } });
+    expect(report).toMatchObject({
+      status: 'healthy',
+      databaseVersion: version,
+      isReplica: false,
+      tls: { encrypted: false, protocol: null },
+    });
   });
 
   it('serves four Databases of max 10 under concurrent load with no error and never more than 5 server backends', async () => {
@@ -209,8 +272,11 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
     let samples = 0;
     const sampling = (async () => {
       while (isLoading) {
-        const { rows } = await sampler.query<{ total: number; active: number }>(`SELECT count(*)::int AS total, count(*) FILTER (WHERE state <> 'idle')::int AS active
-          FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename = $1`, [APP_USER]);
+        const { rows } = await sampler.query<{ total: number; active: number }>(
+          `SELECT count(*)::int AS total, count(*) FILTER (WHERE state <> 'idle')::int AS active
+          FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename = $1`,
+          [APP_USER],
+        );
         maxBackends = Math.max(maxBackends, rows[0]!.total);
         maxActive = Math.max(maxActive, rows[0]!.active);
         samples++;
@@ -227,25 +293,38 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
           await client.query('INSERT INTO items (label) VALUES ($1)', ['load']);
           await client.query('SELECT pg_sleep(0.002)');
         });
-        await db.executeTransaction([{ text: "INSERT INTO items (label) VALUES ('load')" }, { text: 'SELECT count(*) FROM items' }]);
+        await db.executeTransaction([
+          { text: "INSERT INTO items (label) VALUES ('load')" },
+          { text: 'SELECT count(*) FROM items' },
+        ]);
       }
     };
     let results: PromiseSettledResult<void>[];
     try {
-      results = await Promise.allSettled(instances.flatMap((db) => Array.from({ length: CALLERS }, (_, caller) => work(db, caller)())));
+      results = await Promise.allSettled(
+        instances.flatMap((db) => Array.from({ length: CALLERS }, (_, caller) => work(db, caller)())),
+      );
     } finally {
       isLoading = false;
       await sampling;
       await sampler.end();
     }
     const pools = await bouncer.admin<{ database: string; sv_active: number; sv_idle: number; sv_used: number }>('SHOW POOLS');
-    console.log(`PgBouncer load: ${instances.length} Databases x max 10 (${instances.length * 10} client connections) over default_pool_size ${SERVER_POOL_SIZE}: `
-      + `max server backends observed ${maxBackends} (max active ${maxActive}) in ${samples} samples of pg_stat_activity`);
+    console.log(
+      `PgBouncer load: ${instances.length} Databases x max 10 (${instances.length * 10} client connections) over default_pool_size ${SERVER_POOL_SIZE}: ` +
+        `max server backends observed ${maxBackends} (max active ${maxActive}) in ${samples} samples of pg_stat_activity`,
+    );
     expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
     for (const db of instances) {
-      expect(db.getStats()).toMatchObject({ errors: 0, queriesExecuted: CALLERS * ROUNDS * 6, transactionsExecuted: CALLERS * ROUNDS * 2 });
+      expect(db.getStats()).toMatchObject({
+        errors: 0,
+        queriesExecuted: CALLERS * ROUNDS * 6,
+        transactionsExecuted: CALLERS * ROUNDS * 2,
+      });
     }
-    expect((await server.query("SELECT count(*)::int AS n FROM items WHERE label = 'load'")).rows[0]).toEqual({ n: instances.length * CALLERS * ROUNDS * 3 });
+    expect((await server.query("SELECT count(*)::int AS n FROM items WHERE label = 'load'")).rows[0]).toEqual({
+      n: instances.length * CALLERS * ROUNDS * 3,
+    });
     expect(samples).toBeGreaterThan(10);
     expect(maxBackends).toBeGreaterThan(0);
     expect(maxBackends).toBeLessThanOrEqual(SERVER_POOL_SIZE);

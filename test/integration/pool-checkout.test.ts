@@ -9,9 +9,10 @@ afterEach(async () => {
   db = undefined;
 });
 
-
 async function backendPids(app: string): Promise<number[]> {
-  const rows = await adminQuery<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid', [app]);
+  const rows = await adminQuery<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid', [
+    app,
+  ]);
   return rows.map((row) => row.pid);
 }
 
@@ -22,7 +23,10 @@ describe('acquire deadline', () => {
     const holder = holdConnection(db);
     await holder.held;
     const startedAt = performance.now();
-    const error = await db.executeQuery('SELECT 1').then(() => undefined, (e: unknown) => e);
+    const error = await db.executeQuery('SELECT 1').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     const waitedMillis = performance.now() - startedAt;
     holder.release();
     await holder.done;
@@ -82,7 +86,9 @@ describe('validation on checkout', () => {
     expect(killed).toHaveLength(2);
     await adminQuery('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [killed]);
     await sleep(200); // past the validation interval
-    const rows = await Promise.all([1, 2, 3, 4].map((n) => db!.executeQuery<{ pid: number }>('SELECT pg_backend_pid() AS pid, $1::int AS n', [n])));
+    const rows = await Promise.all(
+      [1, 2, 3, 4].map((n) => db!.executeQuery<{ pid: number }>('SELECT pg_backend_pid() AS pid, $1::int AS n', [n])),
+    );
     for (const [row] of rows) expect(killed).not.toContain(row!.pid);
     const stats = db.getStats();
     expect(stats.errors).toBe(0);
@@ -96,11 +102,20 @@ describe('validation on checkout', () => {
   it('evicts an idle connection whose backend hangs, within validationTimeoutMillis, and serves the caller on a new one', async (context) => {
     const { hostname } = new URL(getTestDatabaseUrl());
     if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(hostname)) {
-      console.warn(`skipped: SIGSTOP needs the test server's backends on this machine, but TEST_DATABASE_URL points at ${hostname}`);
+      console.warn(
+        `skipped: SIGSTOP needs the test server's backends on this machine, but TEST_DATABASE_URL points at ${hostname}`,
+      );
       context.skip();
     }
     const app = uniqueName('validate_hang');
-    db = openDatabase({ min: 1, max: 1, applicationName: app, validationIntervalMillis: 50, validationTimeoutMillis: 200, connectionTimeoutMillis: 3000 });
+    db = openDatabase({
+      min: 1,
+      max: 1,
+      applicationName: app,
+      validationIntervalMillis: 50,
+      validationTimeoutMillis: 200,
+      connectionTimeoutMillis: 3000,
+    });
     await db.ready();
     const [hung] = await backendPids(app);
     process.kill(hung!, 'SIGSTOP'); // the backend stops answering; its socket stays open

@@ -15,7 +15,15 @@ async function openOne(options: Parameters<typeof openDatabase>[0] = {}): Promis
 
 /** The prepared statements of the session behind a one-connection Database. */
 async function preparedOn(db: Database): Promise<{ name: string; statement: string }[]> {
-  return db.withDb(true, async (client) => (await client.query<{ name: string; statement: string }>('SELECT name, statement FROM pg_prepared_statements ORDER BY name')).rows);
+  return db.withDb(
+    true,
+    async (client) =>
+      (
+        await client.query<{ name: string; statement: string }>(
+          'SELECT name, statement FROM pg_prepared_statements ORDER BY name',
+        )
+      ).rows,
+  );
 }
 
 beforeAll(async () => {

@@ -88,7 +88,15 @@ let db: Database;
 beforeAll(async () => {
   app = Fastify();
   await app.register(codecheckDb, {
-    databaseOptions: { connectionString: getTestDatabaseUrl(), sslMode: 'disable', logLevel: 'silent', min: 1, max: 2, connectionTimeoutMillis: 400, applicationName: uniqueName('prom') },
+    databaseOptions: {
+      connectionString: getTestDatabaseUrl(),
+      sslMode: 'disable',
+      logLevel: 'silent',
+      min: 1,
+      max: 2,
+      connectionTimeoutMillis: 400,
+      applicationName: uniqueName('prom'),
+    },
     metrics: true,
   });
   await app.ready();
@@ -123,7 +131,8 @@ describe('prometheus metrics', () => {
   test('/metrics serves the Prometheus text format with counters ending in _total and durations in _seconds histograms', async () => {
     const { scrape: s, contentType } = await scrape();
     expect(contentType).toBe('text/plain; version=0.0.4; charset=utf-8');
-    for (const name of [...Object.keys(NODE_COUNTERS), ...Object.keys(DATABASE_COUNTERS)]) expect(s.types.get(name)).toBe('counter');
+    for (const name of [...Object.keys(NODE_COUNTERS), ...Object.keys(DATABASE_COUNTERS)])
+      expect(s.types.get(name)).toBe('counter');
     for (const name of Object.keys(NODE_GAUGES)) expect(s.types.get(name)).toBe('gauge');
     expect(s.types.get('codecheck_db_acquire_duration_seconds')).toBe('histogram');
     expect(s.types.get('codecheck_db_query_duration_seconds')).toBe('histogram');
@@ -138,7 +147,8 @@ describe('prometheus metrics', () => {
     expect(stats.nodes).toHaveLength(1);
     for (const node of stats.nodes) {
       const labels = { pool: node.name, role: node.role };
-      for (const [name, key] of Object.entries({ ...NODE_GAUGES, ...NODE_COUNTERS })) expect([name, one(s, name, labels)]).toEqual([name, node[key]]);
+      for (const [name, key] of Object.entries({ ...NODE_GAUGES, ...NODE_COUNTERS }))
+        expect([name, one(s, name, labels)]).toEqual([name, node[key]]);
       expect(one(s, 'codecheck_db_node_status', { ...labels, status: node.status })).toBe(1);
       expect(find(s, 'codecheck_db_node_status', labels).reduce((sum, x) => sum + x.value, 0)).toBe(1);
       expect(one(s, 'codecheck_db_circuit_state', { ...labels, state: node.circuit })).toBe(1);
@@ -157,9 +167,14 @@ describe('prometheus metrics', () => {
 
   test('the acquire and query histograms are the stats buckets in seconds, with _sum and _count', async () => {
     const { scrape: s, stats } = await scrape();
-    for (const [name, duration] of [['codecheck_db_acquire_duration_seconds', stats.acquireTime], ['codecheck_db_query_duration_seconds', stats.queryTime]] as const) {
+    for (const [name, duration] of [
+      ['codecheck_db_acquire_duration_seconds', stats.acquireTime],
+      ['codecheck_db_query_duration_seconds', stats.queryTime],
+    ] as const) {
       const buckets = find(s, `${name}_bucket`);
-      expect(buckets.map((b) => b.labels.le)).toEqual(duration.buckets.map((b) => (b.leMillis === Infinity ? '+Inf' : String(b.leMillis / 1000))));
+      expect(buckets.map((b) => b.labels.le)).toEqual(
+        duration.buckets.map((b) => (b.leMillis === Infinity ? '+Inf' : String(b.leMillis / 1000))),
+      );
       expect(buckets.map((b) => b.value)).toEqual(duration.buckets.map((b) => b.count));
       expect(buckets.at(-1)!.value).toBe(duration.count);
       expect(one(s, `${name}_count`)).toBe(duration.count);
@@ -192,14 +207,24 @@ describe('prometheus metrics', () => {
 
   test('refuses a name already taken by another metric, registering nothing', () => {
     const register = new Registry();
-    register.registerMetric({ name: 'codecheck_db_errors_total', help: 'x', type: 'counter', get: () => ({ name: 'codecheck_db_errors_total', help: 'x', type: 'counter', values: [], aggregator: 'sum' }), reset() {} } as never);
+    register.registerMetric({
+      name: 'codecheck_db_errors_total',
+      help: 'x',
+      type: 'counter',
+      get: () => ({ name: 'codecheck_db_errors_total', help: 'x', type: 'counter', values: [], aggregator: 'sum' }),
+      reset() {},
+    } as never);
     expect(() => registerDatabaseMetrics(db, { register })).toThrow(/already been registered/);
     expect(register.getMetricsAsArray()).toHaveLength(1);
   });
 
   test('the core never imports prom-client or fastify (only src/integrations/ does)', () => {
     const files = readdirSync(join(ROOT, 'src'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
-    const importers = files.filter((file) => /from ['"](prom-client|fastify)['"]|import\(['"](prom-client|fastify)['"]\)/.test(readFileSync(join(ROOT, 'src', file), 'utf8')));
+    const importers = files.filter((file) =>
+      /from ['"](prom-client|fastify)['"]|import\(['"](prom-client|fastify)['"]\)/.test(
+        readFileSync(join(ROOT, 'src', file), 'utf8'),
+      ),
+    );
     expect(importers.sort()).toEqual(['integrations/fastify.ts', 'integrations/prometheus.ts']);
     expect(readFileSync(join(ROOT, 'src', 'index.ts'), 'utf8')).not.toMatch(/fastify|prometheus/);
   });

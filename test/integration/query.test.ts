@@ -23,14 +23,21 @@ afterAll(async () => {
 
 describe('executeQuery', () => {
   it('returns the rows as plain objects keyed by column name', async () => {
-    const rows = await db.executeQuery<{ n: number; word: string }>("SELECT 1 AS n, 'one' AS word UNION ALL SELECT 2, 'two' ORDER BY n");
-    expect(rows).toEqual([{ n: 1, word: 'one' }, { n: 2, word: 'two' }]);
+    const rows = await db.executeQuery<{ n: number; word: string }>(
+      "SELECT 1 AS n, 'one' AS word UNION ALL SELECT 2, 'two' ORDER BY n",
+    );
+    expect(rows).toEqual([
+      { n: 1, word: 'one' },
+      { n: 2, word: 'two' },
+    ]);
     expect(Object.getPrototypeOf(rows[0])).toBe(Object.prototype);
   });
 
   it('binds parameters as values, never as SQL', async () => {
     const hostile = "x'); DROP TABLE pg_class; --";
-    expect(await db.executeQuery('SELECT $1::text AS value, $2::int + 1 AS next', [hostile, 41])).toEqual([{ value: hostile, next: 42 }]);
+    expect(await db.executeQuery('SELECT $1::text AS value, $2::int + 1 AS next', [hostile, 41])).toEqual([
+      { value: hostile, next: 42 },
+    ]);
   });
 
   it('is read-only by default: a write fails with SQLSTATE 25006 and writes nothing', async () => {
@@ -42,7 +49,9 @@ describe('executeQuery', () => {
 
   it('writes with { readOnly: false }, and the next default call on the same session is read-only again', async () => {
     const pid = await backendPid();
-    expect(await db.executeQuery(`INSERT INTO ${table} VALUES ($1, $2) RETURNING id`, [10, 'ten'], { readOnly: false })).toEqual([{ id: 10 }]);
+    expect(await db.executeQuery(`INSERT INTO ${table} VALUES ($1, $2) RETURNING id`, [10, 'ten'], { readOnly: false })).toEqual([
+      { id: 10 },
+    ]);
     expect(await adminQuery(`SELECT id FROM ${table} WHERE id = 10`)).toEqual([{ id: 10 }]);
     await expect(db.executeQuery(`INSERT INTO ${table} VALUES (11, 'eleven')`)).rejects.toMatchObject({ sqlState: '25006' });
     expect(await backendPid()).toBe(pid);
@@ -62,7 +71,10 @@ describe('executeQuery', () => {
   it('reports a constraint violation with sqlState, constraint and table, keeping bound values out of the message', async () => {
     await adminQuery(`INSERT INTO ${table} VALUES (20, 'original')`);
     const marker = 'bound-value-7f3a';
-    const error = await db.executeQuery(`INSERT INTO ${table} VALUES ($1, $2)`, [20, marker], { readOnly: false }).then(() => undefined, (e: unknown) => e);
+    const error = await db.executeQuery(`INSERT INTO ${table} VALUES ($1, $2)`, [20, marker], { readOnly: false }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(DatabaseQueryError);
     expect(error).toMatchObject({ code: 'QUERY_FAILED', sqlState: '23505', constraint: `${table}_pkey`, table });
     const queryError = error as DatabaseQueryError;

@@ -32,7 +32,8 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMillis 
   }
 }
 
-const onReplica = async (db: Database, options = {}) => (await db.executeQuery<{ r: boolean }>('SELECT pg_is_in_recovery() AS r', [], options))[0]!.r;
+const onReplica = async (db: Database, options = {}) =>
+  (await db.executeQuery<{ r: boolean }>('SELECT pg_is_in_recovery() AS r', [], options))[0]!.r;
 
 beforeAll(async () => {
   primary = await startPostgres({ replication: true });
@@ -53,13 +54,20 @@ describe('read replicas', () => {
     await db.ready({ timeoutMillis: 10_000 });
     await until(() => db.getStats().nodes[1]!.isInRecovery === true);
     expect(await onReplica(db)).toBe(true);
-    expect(await db.withDb(true, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r)).toBe(true);
-    expect(await db.withDb(false, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r)).toBe(false);
+    expect(
+      await db.withDb(true, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r),
+    ).toBe(true);
+    expect(
+      await db.withDb(false, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r),
+    ).toBe(false);
     expect(await onReplica(db, { readOnly: false })).toBe(false);
     expect(await onReplica(db, { target: 'primary' })).toBe(false);
     expect(await onReplica(db, { target: 'replica' })).toBe(true);
     const nodes = db.getStats().nodes;
-    expect(nodes.map((n) => [n.name, n.role, n.status])).toEqual([['primary', 'primary', 'up'], ['standby', 'replica', 'up']]);
+    expect(nodes.map((n) => [n.name, n.role, n.status])).toEqual([
+      ['primary', 'primary', 'up'],
+      ['standby', 'replica', 'up'],
+    ]);
     await expect(db.executeQuery('SELECT 1', [], { readOnly: false, target: 'replica' })).rejects.toThrow(TypeError);
   });
 
@@ -100,7 +108,9 @@ describe('read replicas', () => {
     await until(() => counts.replica > replicaBefore + 20);
     running = false;
     await Promise.all(readers);
-    console.log(`[replicas] failover: attempted=${counts.attempted} failed=${counts.failed} failedAfterBan=${counts.failedAfterBan} servedByReplica=${counts.replica} servedByPrimary=${counts.primary}`);
+    console.log(
+      `[replicas] failover: attempted=${counts.attempted} failed=${counts.failed} failedAfterBan=${counts.failedAfterBan} servedByReplica=${counts.replica} servedByPrimary=${counts.primary}`,
+    );
     expect(counts.failedAfterBan).toBe(0);
     // Before the ban only the reads in flight on the dead replica may fail (4 readers, retried once each).
     expect(failedWhileDown).toBeLessThanOrEqual(4);
@@ -148,17 +158,25 @@ describe('read replicas', () => {
     expect(stale).toEqual([]);
     const fresh = await db.executeQuery('SELECT id FROM items WHERE id = 2', [], { afterWrite: token });
     expect(fresh).toEqual([{ id: 2 }]);
-    await expect(db.executeQuery('SELECT 1', [], { afterWrite: token, target: 'replica' })).rejects.toBeInstanceOf(DatabaseConnectionError);
+    await expect(db.executeQuery('SELECT 1', [], { afterWrite: token, target: 'replica' })).rejects.toBeInstanceOf(
+      DatabaseConnectionError,
+    );
     await expect(db.executeQuery('SELECT 1', [], { afterWrite: 'not-a-token' })).rejects.toThrow(TypeError);
     await standby.query('SELECT pg_wal_replay_resume()');
-    await until(async () => (await db.executeQuery('SELECT id FROM items WHERE id = 2', [], { afterWrite: token, target: 'replica' })).length === 1);
+    await until(
+      async () =>
+        (await db.executeQuery('SELECT id FROM items WHERE id = 2', [], { afterWrite: token, target: 'replica' })).length === 1,
+    );
   });
 
   test('a replica URL that points at a primary is reported and gets no reads', async () => {
     const db = new Database({
       connectionString: `${primary.url}?sslmode=disable`,
       replicas: [{ connectionString: `${primary.url}?sslmode=disable`, name: 'not-a-replica' }],
-      min: 1, max: 2, replicaCheckIntervalMillis: 100, logLevel: 'silent',
+      min: 1,
+      max: 2,
+      replicaCheckIntervalMillis: 100,
+      logLevel: 'silent',
     });
     databases.push(db);
     await until(() => db.getStats().nodes[1]!.isInRecovery === false);

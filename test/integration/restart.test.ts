@@ -86,7 +86,11 @@ describe('a server restart', () => {
     await sleep(200);
     await server.restart('immediate');
     restarted = true;
-    await eventually(() => (successesAfterRestart.every((n) => n >= 3) ? true : undefined), 15_000, 'every worker succeeding again');
+    await eventually(
+      () => (successesAfterRestart.every((n) => n >= 3) ? true : undefined),
+      15_000,
+      'every worker succeeding again',
+    );
     isRunning = false;
     await Promise.all(workers);
     expect(foreign).toEqual([]);

@@ -25,7 +25,9 @@ function exposures(parts: { logs: string[]; values: unknown[] }): string[] {
     ...parts.values.flatMap((value) => [
       JSON.stringify(value) ?? '',
       inspect(value, { depth: 20, showHidden: false }),
-      value instanceof Error ? `${value.message}\n${value.stack ?? ''}\n${String(value.cause instanceof Error ? value.cause.message : '')}` : '',
+      value instanceof Error
+        ? `${value.message}\n${value.stack ?? ''}\n${String(value.cause instanceof Error ? value.cause.message : '')}`
+        : '',
     ]),
   ];
 }
@@ -67,7 +69,13 @@ describe('the password never appears', () => {
     await db.withDb(false, async (client) => {
       await client.query('SELECT pg_sleep(0.1)'); // held past the leak threshold: a warning with a stack
     });
-    seen.push(await db.withDb(false, async () => { throw new Error('callback failed'); }).catch((error: unknown) => error));
+    seen.push(
+      await db
+        .withDb(false, async () => {
+          throw new Error('callback failed');
+        })
+        .catch((error: unknown) => error),
+    );
     seen.push(await db.executeTransaction([{ text: 'SELECT 1' }, { text: 'SELECT broken(' }]).catch((error: unknown) => error));
     seen.push(db.getStats(), await db.healthCheck({ timeoutMillis: 2000 }));
     await db.shutdown();
@@ -82,7 +90,10 @@ describe('the password never appears', () => {
     const { logger, lines } = captureLogs('trace');
     const db = open({ connectionString: urlWith(WRONG_PASSWORD) }, logger);
     const seen: unknown[] = [db.config];
-    const readyError = await db.ready({ timeoutMillis: 1000 }).then(() => undefined, (error: unknown) => error);
+    const readyError = await db.ready({ timeoutMillis: 1000 }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
     expect(readyError).toBeInstanceOf(DatabaseConnectionError);
     expect((readyError as Error).message).toMatch(/password authentication failed/);
     seen.push(readyError);
@@ -99,7 +110,10 @@ describe('the password never appears', () => {
     const { logger, lines } = captureLogs('trace');
     const db = open({ connectionString: urlWith(PASSWORD, await closedPort()) }, logger);
     const seen: unknown[] = [db.config];
-    const readyError = await db.ready({ timeoutMillis: 500 }).then(() => undefined, (error: unknown) => error);
+    const readyError = await db.ready({ timeoutMillis: 500 }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
     expect(readyError).toBeInstanceOf(DatabaseConnectionError);
     seen.push(readyError);
     seen.push(await db.executeQuery('SELECT 1').catch((error: unknown) => error));

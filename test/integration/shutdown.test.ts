@@ -29,7 +29,10 @@ function holdConnection(database: Database): { held: Promise<void>; release(): v
 }
 
 async function activeWith(marker: string): Promise<number> {
-  const rows = await adminQuery<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE $1 AND pid <> pg_backend_pid()', [`%${marker}%`]);
+  const rows = await adminQuery<{ n: number }>(
+    'SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE $1 AND pid <> pg_backend_pid()',
+    [`%${marker}%`],
+  );
   return rows[0]!.n;
 }
 
@@ -90,7 +93,10 @@ describe('shutdown', () => {
     db = openDatabase({ min: 1, max: 2 });
     await db.ready();
     const marker = uniqueName('straggler');
-    const straggler = db.executeQuery(`SELECT pg_sleep(30) AS "${marker}"`).then(() => undefined, (error: unknown) => error);
+    const straggler = db.executeQuery(`SELECT pg_sleep(30) AS "${marker}"`).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
     await eventually(async () => ((await activeWith(marker)) === 1 ? true : undefined), 5000, 'the straggler is running');
     const startedAt = performance.now();
     await db.shutdown({ timeoutMillis: 300 });
@@ -98,7 +104,11 @@ describe('shutdown', () => {
     expect(tookMillis).toBeGreaterThanOrEqual(280);
     expect(tookMillis).toBeLessThan(300 + 3000);
     expect(await within(1000, straggler)).toMatchObject({ value: expect.any(DbError) });
-    await eventually(async () => ((await activeWith(marker)) === 0 ? true : undefined), 5000, 'pg_sleep gone from pg_stat_activity');
+    await eventually(
+      async () => ((await activeWith(marker)) === 0 ? true : undefined),
+      5000,
+      'pg_sleep gone from pg_stat_activity',
+    );
     expect(db.getStats()).toMatchObject({ poolSize: 0, activeConnections: 0 });
   });
 

@@ -46,7 +46,10 @@ describe('statement watchdog', () => {
     const startedAt = Date.now();
     // readOnly: false, so the call is not retried on a second connection (which the black hole would
     // turn into a PoolTimeoutError at the acquire deadline).
-    const outcome = await db.executeQuery('SELECT 1', [], { readOnly: false }).then(() => 'resolved', (error: unknown) => error);
+    const outcome = await db.executeQuery('SELECT 1', [], { readOnly: false }).then(
+      () => 'resolved',
+      (error: unknown) => error,
+    );
     const waitedMillis = Date.now() - startedAt;
     proxy.heal();
     expect(outcome).toBeInstanceOf(DatabaseConnectionError);

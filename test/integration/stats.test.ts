@@ -29,7 +29,13 @@ function counts(stats: PoolStats = db.getStats()): Counts {
   return { queriesExecuted, transactionsExecuted, errors, poolExhaustedCount, acquireTimeouts };
 }
 
-const fails = (promise: Promise<unknown>) => promise.then(() => { throw new Error('expected a rejection'); }, () => undefined);
+const fails = (promise: Promise<unknown>) =>
+  promise.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    () => undefined,
+  );
 
 it('counts exactly the caller statements, committed transactions, rejected calls and exhausted acquires of a known sequence', async () => {
   const expected: Counts = { queriesExecuted: 0, transactionsExecuted: 0, errors: 0, poolExhaustedCount: 0, acquireTimeouts: 0 };
@@ -55,30 +61,46 @@ it('counts exactly the caller statements, committed transactions, rejected calls
   });
   step({ queriesExecuted: 2, transactionsExecuted: 1 }); // BEGIN and COMMIT are not counted
 
-  await fails(db.withDb(false, async (client) => {
-    await client.query(`INSERT INTO ${table} VALUES (2)`);
-    throw new Error('rolled back');
-  }));
+  await fails(
+    db.withDb(false, async (client) => {
+      await client.query(`INSERT INTO ${table} VALUES (2)`);
+      throw new Error('rolled back');
+    }),
+  );
   step({ queriesExecuted: 1, errors: 1 }); // nor is ROLLBACK
 
   await db.withDb(true, async (client) => client.query('SELECT 4'));
   step({ queriesExecuted: 1, transactionsExecuted: 1 }); // a read-only transaction commits too
 
-  await db.executeTransaction([{ text: `INSERT INTO ${table} VALUES (3)` }, { text: `INSERT INTO ${table} VALUES (4)` }, { text: 'SELECT 5' }]);
+  await db.executeTransaction([
+    { text: `INSERT INTO ${table} VALUES (3)` },
+    { text: `INSERT INTO ${table} VALUES (4)` },
+    { text: 'SELECT 5' },
+  ]);
   step({ queriesExecuted: 3, transactionsExecuted: 1 });
 
-  await fails(db.executeTransaction([{ text: `INSERT INTO ${table} VALUES (5)` }, { text: `INSERT INTO ${table} VALUES (5)` }, { text: 'SELECT 6' }]));
+  await fails(
+    db.executeTransaction([
+      { text: `INSERT INTO ${table} VALUES (5)` },
+      { text: `INSERT INTO ${table} VALUES (5)` },
+      { text: 'SELECT 6' },
+    ]),
+  );
   step({ queriesExecuted: 2, errors: 1 }); // the third operation was never sent
 
-  await fails(db.withDb(false, async (client) => {
-    await client.query(`INSERT INTO ${table} VALUES (6)`);
-    await client.query(`INSERT INTO ${table} VALUES (6)`).catch(() => undefined);
-  }));
+  await fails(
+    db.withDb(false, async (client) => {
+      await client.query(`INSERT INTO ${table} VALUES (6)`);
+      await client.query(`INSERT INTO ${table} VALUES (6)`).catch(() => undefined);
+    }),
+  );
   step({ queriesExecuted: 2, errors: 1 }); // COMMIT answered with ROLLBACK: not a committed transaction
 
-  await fails(db.withDb(false, async () => {
-    throw new Error('before any statement');
-  }));
+  await fails(
+    db.withDb(false, async () => {
+      throw new Error('before any statement');
+    }),
+  );
   step({ errors: 1 });
 
   await fails(db.executeQuery('SELECT $1', 'not an array' as unknown as unknown[]));
@@ -107,8 +129,16 @@ it('counts exactly the caller statements, committed transactions, rejected calls
 
   const stats = db.getStats();
   expect(stats).toMatchObject({
-    poolSize: 1, availableConnections: 1, activeConnections: 0, waitingRequests: 0, minConnections: 1, maxConnections: 1,
-    totalConnections: 1, connectionsClosed: 0, validationFailures: 0, connectionErrors: 0,
+    poolSize: 1,
+    availableConnections: 1,
+    activeConnections: 0,
+    waitingRequests: 0,
+    minConnections: 1,
+    maxConnections: 1,
+    totalConnections: 1,
+    connectionsClosed: 0,
+    validationFailures: 0,
+    connectionErrors: 0,
   });
   // Every caller statement is timed once; every successful acquire too (ready's probe + 13 calls).
   expect(stats.queryTime.count).toBe(stats.queriesExecuted);
@@ -126,11 +156,25 @@ it('returns a frozen snapshot that later work does not change', async () => {
   }).toThrow(TypeError);
 });
 
-it('reports the seed\'s keys, camelCased, and ordered acquire and query time percentiles', () => {
+it("reports the seed's keys, camelCased, and ordered acquire and query time percentiles", () => {
   const stats = db.getStats();
-  for (const key of ['poolSize', 'availableConnections', 'activeConnections', 'waitingRequests', 'totalConnections', 'queriesExecuted',
-    'transactionsExecuted', 'errors', 'poolExhaustedCount', 'minConnections', 'maxConnections', 'validationFailures', 'connectionErrors',
-    'connectionsClosed', 'acquireTimeouts'] as const) {
+  for (const key of [
+    'poolSize',
+    'availableConnections',
+    'activeConnections',
+    'waitingRequests',
+    'totalConnections',
+    'queriesExecuted',
+    'transactionsExecuted',
+    'errors',
+    'poolExhaustedCount',
+    'minConnections',
+    'maxConnections',
+    'validationFailures',
+    'connectionErrors',
+    'connectionsClosed',
+    'acquireTimeouts',
+  ] as const) {
     expect(typeof stats[key], key).toBe('number');
   }
   for (const time of [stats.acquireTime, stats.queryTime]) {
@@ -141,5 +185,10 @@ it('reports the seed\'s keys, camelCased, and ordered acquire and query time per
     expect(time.p99Millis).toBeLessThanOrEqual(time.maxMillis);
   }
   expect(stats.nodes).toHaveLength(1);
-  expect(stats.nodes[0]).toMatchObject({ name: 'primary', role: 'primary', poolSize: stats.poolSize, totalConnections: stats.totalConnections });
+  expect(stats.nodes[0]).toMatchObject({
+    name: 'primary',
+    role: 'primary',
+    poolSize: stats.poolSize,
+    totalConnections: stats.totalConnections,
+  });
 });

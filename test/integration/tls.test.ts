@@ -6,7 +6,15 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { Database } from '../../src/database.js';
-import { SSL_MODES, connectNegotiated, createClientClass, describeTls, type SslEvents, type SslMode, type SslSettings } from '../../src/ssl/ssl-settings.js';
+import {
+  SSL_MODES,
+  connectNegotiated,
+  createClientClass,
+  describeTls,
+  type SslEvents,
+  type SslMode,
+  type SslSettings,
+} from '../../src/ssl/ssl-settings.js';
 import { startPostgres, type PostgresServer } from '../support/postgres-server.js';
 import { createTlsCertificates, type TlsCertificates } from '../support/tls-certs.js';
 import { cancelRequestPacket } from '../../src/client-internals.js';
@@ -51,19 +59,36 @@ beforeAll(async () => {
   const specs: Array<[keyof typeof servers, Parameters<typeof startPostgres>[0]]> = [
     ['ssl=on', { conf: tlsConf(certs.serverCert, certs.serverKey) }],
     ['ssl=off', { conf: { ssl: 'off' } }],
-    ['hostssl only', { conf: tlsConf(certs.serverCert, certs.serverKey), hba: ['local all all trust', HARNESS_HBA, 'hostssl all all 127.0.0.1/32 scram-sha-256'] }],
-    ['hostnossl only', { conf: tlsConf(certs.serverCert, certs.serverKey), hba: ['local all all trust', HARNESS_HBA, 'hostnossl all all 127.0.0.1/32 scram-sha-256'] }],
-    ['cert auth', {
-      conf: tlsConf(certs.serverCert, certs.serverKey, { ssl_ca_file: certs.caCert }),
-      hba: ['local all all trust', HARNESS_HBA, `hostssl all ${APP_USER} 127.0.0.1/32 cert`],
-    }],
+    [
+      'hostssl only',
+      {
+        conf: tlsConf(certs.serverCert, certs.serverKey),
+        hba: ['local all all trust', HARNESS_HBA, 'hostssl all all 127.0.0.1/32 scram-sha-256'],
+      },
+    ],
+    [
+      'hostnossl only',
+      {
+        conf: tlsConf(certs.serverCert, certs.serverKey),
+        hba: ['local all all trust', HARNESS_HBA, 'hostnossl all all 127.0.0.1/32 scram-sha-256'],
+      },
+    ],
+    [
+      'cert auth',
+      {
+        conf: tlsConf(certs.serverCert, certs.serverKey, { ssl_ca_file: certs.caCert }),
+        hba: ['local all all trust', HARNESS_HBA, `hostssl all ${APP_USER} 127.0.0.1/32 cert`],
+      },
+    ],
     ['wrong host', { conf: tlsConf(certs.wrongHostCert, certs.wrongHostKey) }],
   ];
-  await Promise.all(specs.map(async ([name, options]) => {
-    const server = await startPostgres(options);
-    servers[name] = server;
-    await server.query(`CREATE ROLE ${APP_USER} LOGIN PASSWORD '${APP_PASSWORD}'`);
-  }));
+  await Promise.all(
+    specs.map(async ([name, options]) => {
+      const server = await startPostgres(options);
+      servers[name] = server;
+      await server.query(`CREATE ROLE ${APP_USER} LOGIN PASSWORD '${APP_PASSWORD}'`);
+    }),
+  );
 }, 180_000);
 
 afterAll(async () => {
@@ -75,7 +100,12 @@ afterAll(async () => {
 });
 
 /** Settings as the config resolver makes them, from the URL or from the DB_* variables. */
-function configFor(source: 'url' | 'env', server: PostgresServer, ssl: { mode?: string; rootCert?: string; cert?: string; key?: string }, host = '127.0.0.1') {
+function configFor(
+  source: 'url' | 'env',
+  server: PostgresServer,
+  ssl: { mode?: string; rootCert?: string; cert?: string; key?: string },
+  host = '127.0.0.1',
+) {
   if (source === 'url') {
     const query = new URLSearchParams();
     if (ssl.mode) query.set('sslmode', ssl.mode);
@@ -85,19 +115,35 @@ function configFor(source: 'url' | 'env', server: PostgresServer, ssl: { mode?: 
     return loadConfig({ DATABASE_URL: `postgres://${APP_USER}:${APP_PASSWORD}@${host}:${server.port}/postgres?${query}` });
   }
   return loadConfig({
-    DB_HOST: host, DB_PORT: String(server.port), DB_USER: APP_USER, DB_PASSWORD: APP_PASSWORD, DB_NAME: 'postgres',
-    DB_SSLMODE: ssl.mode, DB_SSLROOTCERT: ssl.rootCert, DB_SSLCERT: ssl.cert, DB_SSLKEY: ssl.key,
+    DB_HOST: host,
+    DB_PORT: String(server.port),
+    DB_USER: APP_USER,
+    DB_PASSWORD: APP_PASSWORD,
+    DB_NAME: 'postgres',
+    DB_SSLMODE: ssl.mode,
+    DB_SSLROOTCERT: ssl.rootCert,
+    DB_SSLCERT: ssl.cert,
+    DB_SSLKEY: ssl.key,
   });
 }
 
 /** Connects once with our client class and asks the server whether the session is encrypted. */
 async function attempt(settings: SslSettings, server: PostgresServer, host = '127.0.0.1', events?: SslEvents): Promise<Attempt> {
   const Client = createClientClass(settings, events);
-  const client = new Client({ host, port: server.port, user: APP_USER, password: APP_PASSWORD, database: 'postgres', connectionTimeoutMillis: 10_000 });
+  const client = new Client({
+    host,
+    port: server.port,
+    user: APP_USER,
+    password: APP_PASSWORD,
+    database: 'postgres',
+    connectionTimeoutMillis: 10_000,
+  });
   client.on('error', () => undefined);
   try {
     await client.connect();
-    const { rows } = await client.query<{ ssl: boolean; user: string }>('SELECT ssl, current_user AS user FROM pg_stat_ssl WHERE pid = pg_backend_pid()');
+    const { rows } = await client.query<{ ssl: boolean; user: string }>(
+      'SELECT ssl, current_user AS user FROM pg_stat_ssl WHERE pid = pg_backend_pid()',
+    );
     const row = rows[0]!;
     // The client's own view must agree with the server's.
     expect(describeTls(client)?.isEncrypted).toBe(row.ssl);
@@ -113,7 +159,12 @@ function rootFor(mode: SslMode): string | undefined {
   return mode === 'verify-ca' || mode === 'verify-full' ? certs.caCert : undefined;
 }
 
-function printTable(title: string, rows: string[], columns: readonly string[], cell: (row: string, column: string) => string): void {
+function printTable(
+  title: string,
+  rows: string[],
+  columns: readonly string[],
+  cell: (row: string, column: string) => string,
+): void {
   const lines = [`| ${title} | ${columns.join(' | ')} |`, `|---|${columns.map(() => '---').join('|')}|`];
   for (const row of rows) lines.push(`| ${row} | ${columns.map((column) => cell(row, column)).join(' | ')} |`);
   console.log(lines.join('\n'));
@@ -149,20 +200,96 @@ describe('sslmode × server matrix', () => {
 });
 
 describe('certificate checks', () => {
-  const cases: Array<{ name: string; server: keyof typeof servers; host: string; mode: SslMode; root?: 'ca' | 'untrusted'; expected: Outcome }> = [
+  const cases: Array<{
+    name: string;
+    server: keyof typeof servers;
+    host: string;
+    mode: SslMode;
+    root?: 'ca' | 'untrusted';
+    expected: Outcome;
+  }> = [
     { name: 'wrong CA', server: 'ssl=on', host: '127.0.0.1', mode: 'verify-full', root: 'untrusted', expected: 'refused' },
     { name: 'wrong CA', server: 'ssl=on', host: '127.0.0.1', mode: 'verify-ca', root: 'untrusted', expected: 'refused' },
-    { name: 'wrong CA (root file makes require verify-ca)', server: 'ssl=on', host: '127.0.0.1', mode: 'require', root: 'untrusted', expected: 'refused' },
-    { name: 'wrong CA (prefer falls back after the failed handshake)', server: 'ssl=on', host: '127.0.0.1', mode: 'prefer', root: 'untrusted', expected: 'plain' },
-    { name: 'wrong CA (allow never tries TLS here)', server: 'ssl=on', host: '127.0.0.1', mode: 'allow', root: 'untrusted', expected: 'plain' },
+    {
+      name: 'wrong CA (root file makes require verify-ca)',
+      server: 'ssl=on',
+      host: '127.0.0.1',
+      mode: 'require',
+      root: 'untrusted',
+      expected: 'refused',
+    },
+    {
+      name: 'wrong CA (prefer falls back after the failed handshake)',
+      server: 'ssl=on',
+      host: '127.0.0.1',
+      mode: 'prefer',
+      root: 'untrusted',
+      expected: 'plain',
+    },
+    {
+      name: 'wrong CA (allow never tries TLS here)',
+      server: 'ssl=on',
+      host: '127.0.0.1',
+      mode: 'allow',
+      root: 'untrusted',
+      expected: 'plain',
+    },
     { name: 'unknown CA, no root file', server: 'ssl=on', host: '127.0.0.1', mode: 'require', expected: 'encrypted' },
-    { name: 'cert for wrong.example, via localhost', server: 'wrong host', host: 'localhost', mode: 'verify-full', root: 'ca', expected: 'refused' },
-    { name: 'cert for wrong.example, via localhost', server: 'wrong host', host: 'localhost', mode: 'verify-ca', root: 'ca', expected: 'encrypted' },
-    { name: 'cert for wrong.example, via localhost', server: 'wrong host', host: 'localhost', mode: 'require', root: 'ca', expected: 'encrypted' },
-    { name: 'cert for wrong.example, via localhost', server: 'wrong host', host: 'localhost', mode: 'require', expected: 'encrypted' },
-    { name: 'cert for wrong.example (no IP SAN), via 127.0.0.1', server: 'wrong host', host: '127.0.0.1', mode: 'verify-full', root: 'ca', expected: 'refused' },
-    { name: 'cert for localhost + IP SAN 127.0.0.1, via 127.0.0.1', server: 'ssl=on', host: '127.0.0.1', mode: 'verify-full', root: 'ca', expected: 'encrypted' },
-    { name: 'cert for localhost + IP SAN 127.0.0.1, via localhost', server: 'ssl=on', host: 'localhost', mode: 'verify-full', root: 'ca', expected: 'encrypted' },
+    {
+      name: 'cert for wrong.example, via localhost',
+      server: 'wrong host',
+      host: 'localhost',
+      mode: 'verify-full',
+      root: 'ca',
+      expected: 'refused',
+    },
+    {
+      name: 'cert for wrong.example, via localhost',
+      server: 'wrong host',
+      host: 'localhost',
+      mode: 'verify-ca',
+      root: 'ca',
+      expected: 'encrypted',
+    },
+    {
+      name: 'cert for wrong.example, via localhost',
+      server: 'wrong host',
+      host: 'localhost',
+      mode: 'require',
+      root: 'ca',
+      expected: 'encrypted',
+    },
+    {
+      name: 'cert for wrong.example, via localhost',
+      server: 'wrong host',
+      host: 'localhost',
+      mode: 'require',
+      expected: 'encrypted',
+    },
+    {
+      name: 'cert for wrong.example (no IP SAN), via 127.0.0.1',
+      server: 'wrong host',
+      host: '127.0.0.1',
+      mode: 'verify-full',
+      root: 'ca',
+      expected: 'refused',
+    },
+    {
+      name: 'cert for localhost + IP SAN 127.0.0.1, via 127.0.0.1',
+      server: 'ssl=on',
+      host: '127.0.0.1',
+      mode: 'verify-full',
+      root: 'ca',
+      expected: 'encrypted',
+    },
+    {
+      name: 'cert for localhost + IP SAN 127.0.0.1, via localhost',
+      server: 'ssl=on',
+      host: 'localhost',
+      mode: 'verify-full',
+      root: 'ca',
+      expected: 'encrypted',
+    },
   ];
 
   it('rejects a wrong CA and a wrong host name exactly where libpq does', async () => {
@@ -172,17 +299,30 @@ describe('certificate checks', () => {
       for (const source of ['url', 'env'] as const) {
         const config = configFor(source, servers[item.server], { mode: item.mode, rootCert }, item.host);
         const got = await attempt(config.ssl, servers[item.server], item.host);
-        results.push({ label: `${item.name}: ${item.mode}${item.root ? ` + ${item.root} root` : ''} [${source}]`, got, expected: item.expected });
+        results.push({
+          label: `${item.name}: ${item.mode}${item.root ? ` + ${item.root} root` : ''} [${source}]`,
+          got,
+          expected: item.expected,
+        });
       }
     }
-    console.log(results.map((r) => `${r.label} → ${r.got.outcome}${r.got.error ? ` (${r.got.error.split('\n')[0]})` : ''}`).join('\n'));
+    console.log(
+      results.map((r) => `${r.label} → ${r.got.outcome}${r.got.error ? ` (${r.got.error.split('\n')[0]})` : ''}`).join('\n'),
+    );
     for (const { label, got, expected } of results) expect(got.outcome, `${label}: ${got.error ?? ''}`).toBe(expected);
   });
 
   it('names the failed check in the error', async () => {
-    const wrongHost = await attempt(configFor('env', servers['wrong host'], { mode: 'verify-full', rootCert: certs.caCert }, 'localhost').ssl, servers['wrong host'], 'localhost');
+    const wrongHost = await attempt(
+      configFor('env', servers['wrong host'], { mode: 'verify-full', rootCert: certs.caCert }, 'localhost').ssl,
+      servers['wrong host'],
+      'localhost',
+    );
     expect(wrongHost.error).toMatch(/sslmode=verify-full.*(altnames|wrong\.example)/);
-    const wrongCa = await attempt(configFor('env', servers['ssl=on'], { mode: 'verify-ca', rootCert: certs.untrustedCaCert }).ssl, servers['ssl=on']);
+    const wrongCa = await attempt(
+      configFor('env', servers['ssl=on'], { mode: 'verify-ca', rootCert: certs.untrustedCaCert }).ssl,
+      servers['ssl=on'],
+    );
     expect(wrongCa.error).toMatch(/sslmode=verify-ca.*certificate/i);
   });
 
@@ -216,9 +356,14 @@ describe('fallback and upgrade', () => {
 
   it('prefer retries without TLS when pg_hba refuses the TLS session (hostnossl only)', async () => {
     const fallbacks: string[] = [];
-    const got = await attempt(configFor('env', servers['hostnossl only'], { mode: 'prefer' }).ssl, servers['hostnossl only'], '127.0.0.1', {
-      onPlaintextFallback: (event) => fallbacks.push(event.reason),
-    });
+    const got = await attempt(
+      configFor('env', servers['hostnossl only'], { mode: 'prefer' }).ssl,
+      servers['hostnossl only'],
+      '127.0.0.1',
+      {
+        onPlaintextFallback: (event) => fallbacks.push(event.reason),
+      },
+    );
     expect(got).toMatchObject({ outcome: 'plain', hasFallenBack: true });
     expect(fallbacks[0]).toMatch(/refused the TLS connection: no pg_hba\.conf entry .*SSL encryption \(SQLSTATE 28000\)/);
   });
@@ -228,14 +373,26 @@ describe('fallback and upgrade', () => {
     expect(got).toMatchObject({ outcome: 'encrypted', hasFallenBack: true, user: APP_USER });
   });
 
-  it('retries a wrong password with the other encryption, as libpq does, and reports the server\'s error', async () => {
+  it("retries a wrong password with the other encryption, as libpq does, and reports the server's error", async () => {
     const server = servers['ssl=on'];
-    const failures = () => server.logTail(10_000).split('\n').filter((line) => line.includes(`password authentication failed for user "${APP_USER}"`)).length;
+    const failures = () =>
+      server
+        .logTail(10_000)
+        .split('\n')
+        .filter((line) => line.includes(`password authentication failed for user "${APP_USER}"`)).length;
     for (const mode of ['prefer', 'allow', 'require'] as const) {
       const before = failures();
-      const config = loadConfig({ DATABASE_URL: `postgres://${APP_USER}:wrong@127.0.0.1:${server.port}/postgres?sslmode=${mode}` });
+      const config = loadConfig({
+        DATABASE_URL: `postgres://${APP_USER}:wrong@127.0.0.1:${server.port}/postgres?sslmode=${mode}`,
+      });
       const Client = createClientClass(config.ssl);
-      const client = new Client({ host: '127.0.0.1', port: server.port, user: APP_USER, password: 'wrong', database: 'postgres' });
+      const client = new Client({
+        host: '127.0.0.1',
+        port: server.port,
+        user: APP_USER,
+        password: 'wrong',
+        database: 'postgres',
+      });
       client.on('error', () => undefined);
       await expect(client.connect()).rejects.toMatchObject({ code: '28P01' });
       await client.end().catch(() => undefined);
@@ -250,17 +407,27 @@ describe('client certificate authentication', () => {
 
   it('logs in with the cert method using the client certificate', async () => {
     for (const mode of ['verify-full', 'require', 'prefer', 'allow'] as const) {
-      const config = configFor('env', servers['cert auth'], { mode, rootCert: mode === 'verify-full' ? certs.caCert : undefined, ...clientFiles() });
+      const config = configFor('env', servers['cert auth'], {
+        mode,
+        rootCert: mode === 'verify-full' ? certs.caCert : undefined,
+        ...clientFiles(),
+      });
       const got = await attempt(config.ssl, servers['cert auth']);
       expect(got, `${mode}: ${got.error ?? ''}`).toMatchObject({ outcome: 'encrypted', user: APP_USER });
     }
   });
 
   it('is refused without a client certificate, and with disable', async () => {
-    const noCert = await attempt(configFor('env', servers['cert auth'], { mode: 'verify-full', rootCert: certs.caCert }).ssl, servers['cert auth']);
+    const noCert = await attempt(
+      configFor('env', servers['cert auth'], { mode: 'verify-full', rootCert: certs.caCert }).ssl,
+      servers['cert auth'],
+    );
     expect(noCert.outcome).toBe('refused');
     expect(noCert.error).toMatch(/certificate/i);
-    const disabled = await attempt(configFor('env', servers['cert auth'], { mode: 'disable', ...clientFiles() }).ssl, servers['cert auth']);
+    const disabled = await attempt(
+      configFor('env', servers['cert auth'], { mode: 'disable', ...clientFiles() }).ssl,
+      servers['cert auth'],
+    );
     expect(disabled.outcome).toBe('refused');
   });
 });
@@ -268,7 +435,17 @@ describe('client certificate authentication', () => {
 describe('through the library', () => {
   it('Database.healthCheck reports TLS and its protocol on an encrypted pool', async () => {
     const server = servers['hostssl only'];
-    const db = new Database({ host: '127.0.0.1', port: server.port, user: APP_USER, password: APP_PASSWORD, database: 'postgres', sslMode: 'verify-full', sslRootCert: certs.caCert, min: 0, max: 2 });
+    const db = new Database({
+      host: '127.0.0.1',
+      port: server.port,
+      user: APP_USER,
+      password: APP_PASSWORD,
+      database: 'postgres',
+      sslMode: 'verify-full',
+      sslRootCert: certs.caCert,
+      min: 0,
+      max: 2,
+    });
     try {
       const report = await db.healthCheck({ timeoutMillis: 10_000 });
       expect(report.status).toBe('healthy');
@@ -280,7 +457,11 @@ describe('through the library', () => {
 
   it('Database.healthCheck reports no TLS after a prefer fallback, from a connection string', async () => {
     const server = servers['ssl=off'];
-    const db = new Database({ connectionString: `postgres://${APP_USER}:${APP_PASSWORD}@127.0.0.1:${server.port}/postgres?sslmode=prefer`, min: 0, max: 2 });
+    const db = new Database({
+      connectionString: `postgres://${APP_USER}:${APP_PASSWORD}@127.0.0.1:${server.port}/postgres?sslmode=prefer`,
+      min: 0,
+      max: 2,
+    });
     try {
       const report = await db.healthCheck({ timeoutMillis: 10_000 });
       expect(report.status).toBe('healthy');
@@ -290,7 +471,7 @@ describe('through the library', () => {
     }
   });
 
-  it('a pg.Pool built on the class ignores pg\'s own ssl and sslmode settings', async () => {
+  it("a pg.Pool built on the class ignores pg's own ssl and sslmode settings", async () => {
     const server = servers['ssl=off'];
     const settings = loadConfig({ DB_SSLMODE: 'prefer' }).ssl;
     const pool = new pg.Pool({
@@ -312,10 +493,18 @@ describe('through the library', () => {
     for (const mode of ['disable', 'allow', 'prefer', 'require'] as const) {
       const pool = new pg.Pool({
         Client: createClientClass(loadConfig({ DB_SSLMODE: mode }).ssl),
-        host: '127.0.0.1', port: server.port, user: APP_USER, password: APP_PASSWORD, database: 'postgres', max: 1,
+        host: '127.0.0.1',
+        port: server.port,
+        user: APP_USER,
+        password: APP_PASSWORD,
+        database: 'postgres',
+        max: 1,
       });
       try {
-        const result = await pool.query<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()').then((r) => r.rows[0]!.ssl, (e: Error) => e.message);
+        const result = await pool.query<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()').then(
+          (r) => r.rows[0]!.ssl,
+          (e: Error) => e.message,
+        );
         expect(result, mode).toEqual(mode === 'disable' ? expect.stringMatching(/no pg_hba\.conf entry/) : true);
       } finally {
         await pool.end();
@@ -327,12 +516,21 @@ describe('through the library', () => {
     const server = servers['hostssl only'];
     const settings = configFor('env', server, { mode: 'require' }).ssl;
     const Client = createClientClass(settings);
-    const client = new Client({ host: '127.0.0.1', port: server.port, user: APP_USER, password: APP_PASSWORD, database: 'postgres' });
+    const client = new Client({
+      host: '127.0.0.1',
+      port: server.port,
+      user: APP_USER,
+      password: APP_PASSWORD,
+      database: 'postgres',
+    });
     client.on('error', () => undefined);
     await client.connect();
     try {
       // Settled at once: the cancellation may arrive before the cancel stream reports its close.
-      const running = client.query('SELECT pg_sleep(30)').then(() => 'finished', (error: unknown) => error);
+      const running = client.query('SELECT pg_sleep(30)').then(
+        () => 'finished',
+        (error: unknown) => error,
+      );
       await new Promise((resolve) => setTimeout(resolve, 200));
       const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
       const stream = connectNegotiated(settings, { host: '127.0.0.1', port: server.port });

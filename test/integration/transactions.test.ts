@@ -1,5 +1,11 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DatabaseConnectionError, DatabaseQueryError, DatabaseTransactionError, DbError, type Database } from '../../src/index.js';
+import {
+  DatabaseConnectionError,
+  DatabaseQueryError,
+  DatabaseTransactionError,
+  DbError,
+  type Database,
+} from '../../src/index.js';
 import { adminQuery, eventually, openDatabase, sleep, uniqueName } from '../support/test-database.js';
 
 const table = uniqueName('tx_items');
@@ -22,7 +28,10 @@ async function session(): Promise<Session> {
 }
 
 async function idleInTransactionCount(): Promise<number> {
-  const rows = await adminQuery<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'", [app]);
+  const rows = await adminQuery<{ n: number }>(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
+    [app],
+  );
   return rows[0]!.n;
 }
 
@@ -58,7 +67,7 @@ describe('withDb', () => {
     expect(db.getStats().transactionsExecuted).toBe(1);
   });
 
-  it('rolls back when the callback throws and rejects with the callback\'s own error', async () => {
+  it("rolls back when the callback throws and rejects with the callback's own error", async () => {
     const thrown = new Error('business rule failed');
     const outcome = db.withDb(false, async (client) => {
       await client.query(`INSERT INTO ${table} VALUES ($1, $2)`, [1, 'one']);
@@ -71,10 +80,12 @@ describe('withDb', () => {
 
   it('leaves no open transaction on the released connection after the callback throws', async () => {
     const before = await session();
-    await expect(db.withDb(false, async (client) => {
-      await client.query(`INSERT INTO ${table} VALUES (1, 'x')`);
-      throw new Error('boom');
-    })).rejects.toThrow('boom');
+    await expect(
+      db.withDb(false, async (client) => {
+        await client.query(`INSERT INTO ${table} VALUES (1, 'x')`);
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
     const after = await session();
     expect(after).toEqual({ pid: before.pid, isOutsideTransaction: true, hasNoTransactionId: true });
     expect(await idleInTransactionCount()).toBe(0);
@@ -108,10 +119,17 @@ describe('withDb', () => {
     expect(after.isOutsideTransaction).toBe(true);
     expect(db.getStats().connectionsClosed).toBe(closedBefore + 1);
     expect(await ids()).toEqual([]);
-    await eventually(async () => {
-      const rows = await adminQuery("SELECT pid FROM pg_stat_activity WHERE query LIKE '%' || $1 || '-forgotten%' AND pid <> pg_backend_pid()", [app]);
-      return rows.length === 0 ? true : undefined;
-    }, 5000, 'the forgotten statement ended');
+    await eventually(
+      async () => {
+        const rows = await adminQuery(
+          "SELECT pid FROM pg_stat_activity WHERE query LIKE '%' || $1 || '-forgotten%' AND pid <> pg_backend_pid()",
+          [app],
+        );
+        return rows.length === 0 ? true : undefined;
+      },
+      5000,
+      'the forgotten statement ended',
+    );
   });
 
   it('rejects with TRANSACTION_ROLLED_BACK when the callback swallowed a failed statement, committing nothing', async () => {
@@ -120,7 +138,10 @@ describe('withDb', () => {
       await client.query(`INSERT INTO ${table} VALUES (1, 'duplicate')`).catch(() => undefined);
       return 'swallowed';
     });
-    const error = await outcome.then(() => undefined, (e: unknown) => e);
+    const error = await outcome.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(DatabaseTransactionError);
     expect(error).toMatchObject({ code: 'TRANSACTION_ROLLED_BACK' });
     expect(await ids()).toEqual([]);
@@ -138,18 +159,31 @@ describe('withDb', () => {
 
   it('lets withDb(true) read and returns what the callback returns', async () => {
     await adminQuery(`INSERT INTO ${table} VALUES (7, 'seven')`);
-    const rows = await db.withDb(true, async (client) => (await client.query<{ note: string }>(`SELECT note FROM ${table} WHERE id = $1`, [7])).rows);
+    const rows = await db.withDb(
+      true,
+      async (client) => (await client.query<{ note: string }>(`SELECT note FROM ${table} WHERE id = $1`, [7])).rows,
+    );
     expect(rows).toEqual([{ note: 'seven' }]);
   });
 
   it('runs withDb({ readOnly: false }) READ WRITE even on a session whose default is read-only', async () => {
-    const rows = await db.withDb({ readOnly: false }, async (client) => (await client.query("SELECT current_setting('transaction_read_only') AS ro")).rows);
+    const rows = await db.withDb(
+      { readOnly: false },
+      async (client) => (await client.query("SELECT current_setting('transaction_read_only') AS ro")).rows,
+    );
     expect(rows).toEqual([{ ro: 'off' }]);
   });
 
   it('begins the transaction at the isolation level asked for', async () => {
-    for (const [given, shown] of [['serializable', 'serializable'], ['REPEATABLE READ', 'repeatable read'], ['read committed', 'read committed']] as const) {
-      const rows = await db.withDb({ isolationLevel: given }, async (client) => (await client.query('SHOW transaction_isolation')).rows);
+    for (const [given, shown] of [
+      ['serializable', 'serializable'],
+      ['REPEATABLE READ', 'repeatable read'],
+      ['read committed', 'read committed'],
+    ] as const) {
+      const rows = await db.withDb(
+        { isolationLevel: given },
+        async (client) => (await client.query('SHOW transaction_isolation')).rows,
+      );
       expect(rows).toEqual([{ transaction_isolation: shown }]);
     }
   });
@@ -178,7 +212,10 @@ describe('idle in transaction timeout', () => {
       await sleep(600);
       await client.query(`INSERT INTO ${table} VALUES (2, 'y')`);
     });
-    const error = await outcome.then(() => undefined, (e: unknown) => e);
+    const error = await outcome.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(DatabaseConnectionError);
     expect((error as Error).message).toMatch(/idle-in-transaction timeout/);
     expect(await ids()).toEqual([]);
@@ -197,7 +234,10 @@ describe('idle in transaction timeout', () => {
       await client.query(`INSERT INTO ${table} VALUES (1, 'x')`);
       await sleep(600);
     });
-    const error = await outcome.then(() => undefined, (e: unknown) => e);
+    const error = await outcome.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(DatabaseTransactionError);
     expect((error as Error).message).toMatch(/idle-in-transaction timeout/);
     expect(await ids()).toEqual([]);
@@ -207,7 +247,7 @@ describe('idle in transaction timeout', () => {
 });
 
 describe('executeTransaction', () => {
-  it('runs every operation in one transaction and returns each operation\'s rows', async () => {
+  it("runs every operation in one transaction and returns each operation's rows", async () => {
     const results = await db.executeTransaction([
       { text: `INSERT INTO ${table} VALUES ($1, $2) RETURNING id`, params: [1, 'a'] },
       { text: `INSERT INTO ${table} VALUES ($1, $2) RETURNING id`, params: [2, 'b'] },
@@ -218,7 +258,7 @@ describe('executeTransaction', () => {
     expect(await ids()).toEqual([1, 2]);
   });
 
-  it('commits nothing when one operation fails, and rejects with that operation\'s error', async () => {
+  it("commits nothing when one operation fails, and rejects with that operation's error", async () => {
     const outcome = db.executeTransaction([
       { text: `INSERT INTO ${table} VALUES (1, 'a')` },
       { text: `INSERT INTO ${table} VALUES (1, 'again')` },
@@ -230,6 +270,8 @@ describe('executeTransaction', () => {
   });
 
   it('runs read-only when asked: a write fails with SQLSTATE 25006', async () => {
-    await expect(db.executeTransaction([{ text: `INSERT INTO ${table} VALUES (1, 'a')` }], { readOnly: true })).rejects.toMatchObject({ sqlState: '25006' });
+    await expect(
+      db.executeTransaction([{ text: `INSERT INTO ${table} VALUES (1, 'a')` }], { readOnly: true }),
+    ).rejects.toMatchObject({ sqlState: '25006' });
   });
 });

@@ -87,7 +87,6 @@ export function pgBouncerUnavailableReason(): string | undefined {
   return typeof user === 'string' ? user : undefined;
 }
 
-
 /** Quotes a userlist.txt field (double quotes doubled). */
 const quoteUserlist = (value: string): string => `"${value.replace(/"/g, '""')}"`;
 
@@ -168,7 +167,10 @@ export async function startPgBouncer(options: StartPgBouncerOptions): Promise<Pg
     child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     live.add(child);
-    exited.then(() => live.delete(child), () => undefined);
+    exited.then(
+      () => live.delete(child),
+      () => undefined,
+    );
     const deadline = Date.now() + START_TIMEOUT_MS;
     let isUp = false;
     while (!isUp && child.exitCode === null && child.signalCode === null && Date.now() < deadline) {
@@ -210,7 +212,14 @@ class Bouncer implements PgBouncer {
   }
 
   async admin<R extends pg.QueryResultRow = Record<string, unknown>>(command: string): Promise<R[]> {
-    const client = new pg.Client({ host: this.host, port: this.port, user: this.user, password: this.password, database: 'pgbouncer', connectionTimeoutMillis: 5000 });
+    const client = new pg.Client({
+      host: this.host,
+      port: this.port,
+      user: this.user,
+      password: this.password,
+      database: 'pgbouncer',
+      connectionTimeoutMillis: 5000,
+    });
     client.on('error', () => undefined);
     try {
       await client.connect();

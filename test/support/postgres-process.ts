@@ -47,8 +47,14 @@ function getOsUser(): OsUser | null {
   if (process.getuid?.() !== 0) return (osUser = null);
   if (spawnSync('id', ['postgres']).status !== 0) {
     const hasGroup = spawnSync('getent', ['group', 'postgres']).status === 0;
-    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin',
-      ...(hasGroup ? ['--gid', 'postgres'] : ['--user-group']), 'postgres']);
+    execFileSync('useradd', [
+      '--system',
+      '--no-create-home',
+      '--shell',
+      '/usr/sbin/nologin',
+      ...(hasGroup ? ['--gid', 'postgres'] : ['--user-group']),
+      'postgres',
+    ]);
   }
   const id = (flag: string): number => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
   return (osUser = { uid: id('-u'), gid: id('-g') });
@@ -67,7 +73,8 @@ export function runAsPostgres(command: string, args: string[], cwd: string): Pro
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.on('error', reject);
     child.on('close', (code) =>
-      code === 0 ? resolve(output) : reject(new Error(`${command} ${args.join(' ')} exited ${code}:\n${output}`)));
+      code === 0 ? resolve(output) : reject(new Error(`${command} ${args.join(' ')} exited ${code}:\n${output}`)),
+    );
   });
 }
 
@@ -118,8 +125,11 @@ function isAlive(pid: number): boolean {
 /** Stops a server in immediate mode and removes its directory, synchronously (for exit hooks). */
 function killSync(server: Owned): void {
   if (isPostmasterAlive(server.dataDir)) {
-    spawnSync(server.pgCtl, ['stop', '-w', '-t', '10', '-m', 'immediate', '-D', server.dataDir],
-      { cwd: server.rootDir, stdio: 'ignore', ...(getOsUser() ?? {}) });
+    spawnSync(server.pgCtl, ['stop', '-w', '-t', '10', '-m', 'immediate', '-D', server.dataDir], {
+      cwd: server.rootDir,
+      stdio: 'ignore',
+      ...(getOsUser() ?? {}),
+    });
   }
   rmSync(server.rootDir, { recursive: true, force: true });
 }

@@ -8,7 +8,14 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import {
-  getBinaries, giveToPostgres, isPostmasterAlive, makeServerRoot, readOr, runAsPostgres, trackServer, type Binaries,
+  getBinaries,
+  giveToPostgres,
+  isPostmasterAlive,
+  makeServerRoot,
+  readOr,
+  runAsPostgres,
+  trackServer,
+  type Binaries,
 } from './postgres-process.js';
 
 export { killAllOnExit, reapOrphanedServers } from './postgres-process.js';
@@ -111,7 +118,9 @@ class Server implements PostgresServer {
   /** Writes our settings to harness.conf, which postgresql.conf includes last (so they win). */
   async writeSettings(): Promise<void> {
     const all = { ...this.settings, port: String(this.port), unix_socket_directories: this.rootDir };
-    const text = Object.entries(all).map(([key, value]) => `${key} = ${quoteConf(value)}\n`).join('');
+    const text = Object.entries(all)
+      .map(([key, value]) => `${key} = ${quoteConf(value)}\n`)
+      .join('');
     await giveToPostgres(join(this.dataDir, 'harness.conf'), text);
   }
 
@@ -122,7 +131,9 @@ class Server implements PostgresServer {
       await runAsPostgres(this.#bins.pg_ctl, ['start', '-w', '-t', '60', '-D', this.dataDir, '-l', this.logFile], this.rootDir);
       await this.#waitForConnection();
     } catch (error) {
-      throw new Error(`PostgreSQL did not start: ${(error as Error).message}\n--- log tail ---\n${this.logTail()}`, { cause: error });
+      throw new Error(`PostgreSQL did not start: ${(error as Error).message}\n--- log tail ---\n${this.logTail()}`, {
+        cause: error,
+      });
     }
   }
 
@@ -199,16 +210,35 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   if (options.replication) {
     Object.assign(settings, { wal_level: 'replica', max_wal_senders: '10', hot_standby: 'on', wal_keep_size: '128MB' });
   }
-  const hba = options.hba ?? ['local all all trust', 'host all all 127.0.0.1/32 scram-sha-256',
-    'host all all ::1/128 scram-sha-256', ...(options.replication ? REPLICATION_HBA : [])];
+  const hba = options.hba ?? [
+    'local all all trust',
+    'host all all 127.0.0.1/32 scram-sha-256',
+    'host all all ::1/128 scram-sha-256',
+    ...(options.replication ? REPLICATION_HBA : []),
+  ];
   const password = options.password ?? 'postgres-test-secret';
   const bins = await getBinaries();
   const server = new Server('primary', await makeServerRoot(), 0, password, { ...settings, ...options.conf }, bins);
   const pwFile = join(server.rootDir, 'pwfile');
   try {
     await giveToPostgres(pwFile, `${password}\n`);
-    await runAsPostgres(bins.initdb, ['-D', server.dataDir, '-U', 'postgres', `--pwfile=${pwFile}`, '-E', 'UTF8', '--no-locale',
-      '--no-sync', '--auth-local=trust', '--auth-host=scram-sha-256'], server.rootDir);
+    await runAsPostgres(
+      bins.initdb,
+      [
+        '-D',
+        server.dataDir,
+        '-U',
+        'postgres',
+        `--pwfile=${pwFile}`,
+        '-E',
+        'UTF8',
+        '--no-locale',
+        '--no-sync',
+        '--auth-local=trust',
+        '--auth-host=scram-sha-256',
+      ],
+      server.rootDir,
+    );
     await unlink(pwFile);
     await writeFile(join(server.dataDir, 'pg_hba.conf'), `${hba.join('\n')}\n`);
     await appendFile(join(server.dataDir, 'postgresql.conf'), "\ninclude 'harness.conf'\n");
@@ -243,8 +273,12 @@ async function startOnFreePort(server: Server): Promise<void> {
  * by the restart. The standby's `start()` is polled with a connection, like the primary's.
  * @throws Error when the standby does not start (the primary is started again and the copy removed).
  */
-export async function startStandby(primary: PostgresServer, options: { conf?: Record<string, string> } = {}): Promise<PostgresServer> {
-  if (!(primary instanceof Server) || primary.role !== 'primary') throw new Error('startStandby needs a primary from startPostgres');
+export async function startStandby(
+  primary: PostgresServer,
+  options: { conf?: Record<string, string> } = {},
+): Promise<PostgresServer> {
+  if (!(primary instanceof Server) || primary.role !== 'primary')
+    throw new Error('startStandby needs a primary from startPostgres');
   const hbaFile = join(primary.dataDir, 'pg_hba.conf');
   const hba = await readFile(hbaFile, 'utf8');
   if (!/^\s*host\w*\s+replication\s/m.test(hba)) await appendFile(hbaFile, `${REPLICATION_HBA.join('\n')}\n`);

@@ -33,7 +33,11 @@ export function openDatabase(options: DatabaseOptions = {}): Database {
 }
 
 /** A pino logger at trace level writing into `lines` (one parsed JSON object per log line). */
-export function captureLogs(level: pino.LevelWithSilent = 'trace'): { logger: Logger; lines: string[]; records(): Record<string, unknown>[] } {
+export function captureLogs(level: pino.LevelWithSilent = 'trace'): {
+  logger: Logger;
+  lines: string[];
+  records(): Record<string, unknown>[];
+} {
   const lines: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -41,11 +45,19 @@ export function captureLogs(level: pino.LevelWithSilent = 'trace'): { logger: Lo
       done();
     },
   });
-  return { logger: pino({ level }, stream), lines, records: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>) };
+  return {
+    logger: pino({ level }, stream),
+    lines,
+    records: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>),
+  };
 }
 
 /** Polls `check` until it returns something other than undefined; throws after `timeoutMillis`. */
-export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMillis = 10_000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMillis = 10_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMillis;
   for (;;) {
     const value = await check();
@@ -57,12 +69,18 @@ export async function eventually<T>(check: () => Promise<T | undefined> | T | un
 
 /** Settles `promise` and reports how: `{ value }`, `{ error }`, or 'pending' after `ms`. */
 export async function within<T>(ms: number, promise: Promise<T>): Promise<{ value: T } | { error: unknown } | 'pending'> {
-  const settled = promise.then((value) => ({ value }), (error: unknown) => ({ error }));
+  const settled = promise.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
   return Promise.race([settled, sleep(ms, 'pending' as const, { ref: false })]);
 }
 
 /** Runs one statement on a short-lived superuser connection to the shared server (outside any pool). */
-export async function adminQuery<R extends pg.QueryResultRow = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<R[]> {
+export async function adminQuery<R extends pg.QueryResultRow = Record<string, unknown>>(
+  sql: string,
+  params?: unknown[],
+): Promise<R[]> {
   const client = new pg.Client({ connectionString: getTestDatabaseUrl(), connectionTimeoutMillis: 5000 });
   client.on('error', () => undefined);
   try {
@@ -112,11 +130,17 @@ export async function ensureBuiltDist(): Promise<string> {
       continue;
     }
     try {
-      if (isStale()) execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'pipe' });
+      if (isStale())
+        execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
+          cwd: ROOT,
+          stdio: 'pipe',
+        });
     } catch (error) {
       // tsc emits despite type errors; a type error elsewhere must not hide what this test checks.
       if (!existsSync(entry)) throw error;
-      console.warn(`tsc reported errors while building dist/ (the build was emitted):\n${String((error as { stdout?: unknown }).stdout ?? error)}`);
+      console.warn(
+        `tsc reported errors while building dist/ (the build was emitted):\n${String((error as { stdout?: unknown }).stdout ?? error)}`,
+      );
     } finally {
       hasBuilt = true;
       rmdirSync(lock);

@@ -41,8 +41,14 @@ function serverKeyOwner(): { uid: number; gid: number } | null {
     return { uid: id('-u'), gid: id('-g') };
   } catch {
     const groupExists = spawnSync('getent', ['group', 'postgres']).status === 0;
-    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin',
-      ...(groupExists ? ['--gid', 'postgres'] : ['--user-group']), 'postgres']);
+    execFileSync('useradd', [
+      '--system',
+      '--no-create-home',
+      '--shell',
+      '/usr/sbin/nologin',
+      ...(groupExists ? ['--gid', 'postgres'] : ['--user-group']),
+      'postgres',
+    ]);
     return { uid: id('-u'), gid: id('-g') };
   }
 }
@@ -71,21 +77,62 @@ const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-n
 async function makeCa(dir: string, name: string, commonName: string): Promise<{ cert: string; key: string }> {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
-  await run('openssl', ['req', '-x509', '-new', ...EC_KEY, '-keyout', key, '-out', cert, '-days', '3', '-subj', `/CN=${commonName}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-new',
+    ...EC_KEY,
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '3',
+    '-subj',
+    `/CN=${commonName}`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
   await chmod(key, 0o600);
   return { cert, key };
 }
 
-async function makeLeaf(dir: string, name: string, ca: { cert: string; key: string }, commonName: string, extensions: string[]): Promise<{ cert: string; key: string }> {
+async function makeLeaf(
+  dir: string,
+  name: string,
+  ca: { cert: string; key: string },
+  commonName: string,
+  extensions: string[],
+): Promise<{ cert: string; key: string }> {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
   const csr = join(dir, `${name}.csr`);
   const ext = join(dir, `${name}.ext`);
-  await writeFile(ext, `${['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', ...extensions].join('\n')}\n`);
+  await writeFile(
+    ext,
+    `${['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', ...extensions].join('\n')}\n`,
+  );
   await run('openssl', ['req', '-new', ...EC_KEY, '-keyout', key, '-out', csr, '-subj', `/CN=${commonName}`]);
-  await run('openssl', ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', `0x${randomBytes(8).toString('hex')}`,
-    '-days', '3', '-out', cert, '-extfile', ext]);
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    ca.cert,
+    '-CAkey',
+    ca.key,
+    '-set_serial',
+    `0x${randomBytes(8).toString('hex')}`,
+    '-days',
+    '3',
+    '-out',
+    cert,
+    '-extfile',
+    ext,
+  ]);
   await chmod(key, 0o600);
   await Promise.all([rm(csr), rm(ext)]);
   return { cert, key };
@@ -106,8 +153,14 @@ export async function createTlsCertificates(options: { clientUser?: string } = {
     await chmod(dir, 0o755);
     const ca = await makeCa(dir, 'ca', 'codecheck test CA');
     const untrusted = await makeCa(dir, 'untrusted-ca', 'codecheck untrusted CA');
-    const server = await makeLeaf(dir, 'server', ca, 'localhost', ['extendedKeyUsage=serverAuth', 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1']);
-    const wrongHost = await makeLeaf(dir, 'wrong-host', ca, 'wrong.example', ['extendedKeyUsage=serverAuth', 'subjectAltName=DNS:wrong.example']);
+    const server = await makeLeaf(dir, 'server', ca, 'localhost', [
+      'extendedKeyUsage=serverAuth',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1',
+    ]);
+    const wrongHost = await makeLeaf(dir, 'wrong-host', ca, 'wrong.example', [
+      'extendedKeyUsage=serverAuth',
+      'subjectAltName=DNS:wrong.example',
+    ]);
     const client = await makeLeaf(dir, 'client', ca, options.clientUser ?? 'postgres', ['extendedKeyUsage=clientAuth']);
     await Promise.all([ca.cert, untrusted.cert, server.cert, wrongHost.cert, client.cert].map((file) => chmod(file, 0o644)));
     // Nothing needs the CA keys after signing.

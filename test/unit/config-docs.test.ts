@@ -19,7 +19,10 @@ function documentedSettings(): DocRow[] {
   const rows: DocRow[] = [];
   for (const line of lines.slice(header + 2)) {
     if (!line.startsWith('|')) break;
-    const cells = line.split('|').slice(1, -1).map((cell) => cell.trim());
+    const cells = line
+      .split('|')
+      .slice(1, -1)
+      .map((cell) => cell.trim());
     rows.push({ variable: unquote(cells[0]!), option: unquote(cells[1]!), defaultText: cells[2]!, acceptedText: cells[3]! });
   }
   return rows;
@@ -100,7 +103,9 @@ describe('docs/configuration.md units', () => {
 describe('.env.example', () => {
   const text = readFileSync(join(ROOT, '.env.example'), 'utf8');
   /** `VAR=value` lines, commented out or not. */
-  const assignments = new Map([...text.matchAll(/^#?\s*([A-Z][A-Z0-9_]*)=(.*)$/gm)].map((match) => [match[1]!, match[2]!.trim()] as const));
+  const assignments = new Map(
+    [...text.matchAll(/^#?\s*([A-Z][A-Z0-9_]*)=(.*)$/gm)].map((match) => [match[1]!, match[2]!.trim()] as const),
+  );
 
   it('mentions DATABASE_URL', () => {
     expect(assignments.has('DATABASE_URL')).toBe(true);

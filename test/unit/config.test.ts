@@ -17,8 +17,25 @@ beforeAll(() => {
   certDir = mkdtempSync(join(tmpdir(), 'codecheck-config-test-'));
   certFile = join(certDir, 'client.crt');
   keyFile = join(certDir, 'client.key');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=config-test',
-    '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=config-test',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+    ],
+    { stdio: 'ignore' },
+  );
 });
 afterAll(() => rmSync(certDir, { recursive: true, force: true }));
 
@@ -44,16 +61,27 @@ function resolvedValue(config: ResolvedConfig, option: string): unknown {
 /** A valid, non-default value for a setting's variable, and what it resolves to. */
 function sampleFor(spec: SettingSpec): { text: string; expected: unknown } {
   switch (spec.option) {
-    case 'sslMode': return { text: 'require', expected: 'require' };
-    case 'sslRootCert': return { text: certFile, expected: certFile };
-    case 'sslCert': return { text: certFile, expected: certFile };
-    case 'sslKey': return { text: keyFile, expected: keyFile };
-    case 'replicas': return { text: 'postgres://r1.example:5433/app, postgres://r2.example/app', expected: ['r1.example:5433', 'r2.example:5432'] };
+    case 'sslMode':
+      return { text: 'require', expected: 'require' };
+    case 'sslRootCert':
+      return { text: certFile, expected: certFile };
+    case 'sslCert':
+      return { text: certFile, expected: certFile };
+    case 'sslKey':
+      return { text: keyFile, expected: keyFile };
+    case 'replicas':
+      return {
+        text: 'postgres://r1.example:5433/app, postgres://r2.example/app',
+        expected: ['r1.example:5433', 'r2.example:5432'],
+      };
   }
   switch (spec.kind) {
-    case 'string': return { text: `${spec.option}-value`, expected: `${spec.option}-value` };
-    case 'boolean': return { text: String(!spec.default), expected: !spec.default };
-    case 'level': return { text: spec.default === 'debug' ? 'error' : 'debug', expected: spec.default === 'debug' ? 'error' : 'debug' };
+    case 'string':
+      return { text: `${spec.option}-value`, expected: `${spec.option}-value` };
+    case 'boolean':
+      return { text: String(!spec.default), expected: !spec.default };
+    case 'level':
+      return { text: spec.default === 'debug' ? 'error' : 'debug', expected: spec.default === 'debug' ? 'error' : 'debug' };
     case 'seconds': {
       const seconds = (spec.default as number) / 1000 + 1;
       return { text: String(seconds), expected: seconds * 1000 };
@@ -62,7 +90,8 @@ function sampleFor(spec: SettingSpec): { text: string; expected: unknown } {
       const value = (spec.default as number) + 1 <= spec.max! ? (spec.default as number) + 1 : (spec.default as number) - 1;
       return { text: String(value), expected: value };
     }
-    case 'list': throw new Error(`no sample value for the list setting ${spec.option}`);
+    case 'list':
+      throw new Error(`no sample value for the list setting ${spec.option}`);
   }
 }
 
@@ -82,7 +111,15 @@ describe('loadConfig defaults', () => {
 
   it('defaults to localhost:5432, user postgres, database postgres, sslmode prefer, pool 2..10 and a 30 s timeout', () => {
     const config = loadConfig({});
-    expect(config).toMatchObject({ host: 'localhost', port: 5432, user: 'postgres', database: 'postgres', min: 2, max: 10, connectionTimeoutMillis: 30_000 });
+    expect(config).toMatchObject({
+      host: 'localhost',
+      port: 5432,
+      user: 'postgres',
+      database: 'postgres',
+      min: 2,
+      max: 10,
+      connectionTimeoutMillis: 30_000,
+    });
     expect(config.password).toBeUndefined();
     expect(config.ssl.mode).toBe('prefer');
   });
@@ -92,7 +129,8 @@ describe('loadConfig environment variables', () => {
   it.each(withEnv.map((spec) => [spec.env, spec] as const))('reads %s', (env, spec) => {
     const { text, expected } = sampleFor(spec);
     // A client certificate needs its key and vice versa; the pair belongs together.
-    const extra: Record<string, string> = spec.option === 'sslCert' ? { DB_SSLKEY: keyFile } : spec.option === 'sslKey' ? { DB_SSLCERT: certFile } : {};
+    const extra: Record<string, string> =
+      spec.option === 'sslCert' ? { DB_SSLKEY: keyFile } : spec.option === 'sslKey' ? { DB_SSLCERT: certFile } : {};
     const config = loadConfig({ [env]: text, ...extra });
     expect(resolvedValue(config, spec.option)).toEqual(expected);
   });
@@ -115,9 +153,20 @@ describe('loadConfig environment variables', () => {
   });
 
   it('keeps DB_REPLICA_URLS passwords hidden and fills missing replica fields from the primary', () => {
-    const config = loadConfig({ DB_USER: 'app', DB_PASSWORD: SECRET, DB_NAME: 'appdb', DB_REPLICA_URLS: `postgres://reader:${SECRET}x@r1.example:5433/other,postgres://r2.example` });
+    const config = loadConfig({
+      DB_USER: 'app',
+      DB_PASSWORD: SECRET,
+      DB_NAME: 'appdb',
+      DB_REPLICA_URLS: `postgres://reader:${SECRET}x@r1.example:5433/other,postgres://r2.example`,
+    });
     expect(config.replicas).toHaveLength(2);
-    expect(config.replicas[0]).toMatchObject({ host: 'r1.example', port: 5433, user: 'reader', database: 'other', name: 'r1.example:5433' });
+    expect(config.replicas[0]).toMatchObject({
+      host: 'r1.example',
+      port: 5433,
+      user: 'reader',
+      database: 'other',
+      name: 'r1.example:5433',
+    });
     expect(config.replicas[0]!.password).toBe(`${SECRET}x`);
     expect(config.replicas[1]).toMatchObject({ host: 'r2.example', port: 5432, user: 'app', database: 'appdb' });
     expect(config.replicas[1]!.password).toBe(SECRET);
@@ -128,21 +177,44 @@ describe('loadConfig environment variables', () => {
 
 describe('loadConfig DATABASE_URL', () => {
   it('reads host, port, user, password, database, sslmode and application_name from the URL', () => {
-    const config = loadConfig({ DATABASE_URL: `postgresql://alice:${encodeURIComponent(`${SECRET}/@`)}@db.example:6543/shop?sslmode=disable&application_name=shop-api` });
-    expect(config).toMatchObject({ host: 'db.example', port: 6543, user: 'alice', database: 'shop', applicationName: 'shop-api' });
+    const config = loadConfig({
+      DATABASE_URL: `postgresql://alice:${encodeURIComponent(`${SECRET}/@`)}@db.example:6543/shop?sslmode=disable&application_name=shop-api`,
+    });
+    expect(config).toMatchObject({
+      host: 'db.example',
+      port: 6543,
+      user: 'alice',
+      database: 'shop',
+      applicationName: 'shop-api',
+    });
     expect(config.password).toBe(`${SECRET}/@`);
     expect(config.ssl.mode).toBe('disable');
   });
 
   it('wins over DB_* variables and warns once per ignored variable, naming it', () => {
-    const config = loadConfig({ DATABASE_URL: 'postgres://alice@url-host:6543/urldb', DB_HOST: 'env-host', DB_PORT: '7000', DB_NAME: 'envdb', DB_POOL_MAX: '7' });
+    const config = loadConfig({
+      DATABASE_URL: 'postgres://alice@url-host:6543/urldb',
+      DB_HOST: 'env-host',
+      DB_PORT: '7000',
+      DB_NAME: 'envdb',
+      DB_POOL_MAX: '7',
+    });
     expect(config).toMatchObject({ host: 'url-host', port: 6543, database: 'urldb', user: 'alice', max: 7 });
     expect(config.warnings).toHaveLength(3);
-    for (const name of ['DB_HOST', 'DB_PORT', 'DB_NAME']) expect(config.warnings.filter((w) => w.includes(name)), name).toHaveLength(1);
+    for (const name of ['DB_HOST', 'DB_PORT', 'DB_NAME'])
+      expect(
+        config.warnings.filter((w) => w.includes(name)),
+        name,
+      ).toHaveLength(1);
   });
 
   it('uses DB_* variables for the fields the URL leaves out, without a warning', () => {
-    const config = loadConfig({ DATABASE_URL: 'postgres://url-host/urldb', DB_USER: 'bob', DB_PASSWORD: SECRET, DB_PORT: '7000' });
+    const config = loadConfig({
+      DATABASE_URL: 'postgres://url-host/urldb',
+      DB_USER: 'bob',
+      DB_PASSWORD: SECRET,
+      DB_PORT: '7000',
+    });
     expect(config).toMatchObject({ host: 'url-host', database: 'urldb', user: 'bob', port: 7000 });
     expect(config.password).toBe(SECRET);
     expect(config.warnings).toEqual([]);
@@ -181,7 +253,10 @@ describe('loadConfig explicit options', () => {
   });
 
   it('accept 0 and false where the table allows them', () => {
-    const config = loadConfig({ DB_POOL_MIN: '3', DB_PGBOUNCER: 'true' }, { min: 0, pgbouncer: false, statementTimeoutMillis: 0 });
+    const config = loadConfig(
+      { DB_POOL_MIN: '3', DB_PGBOUNCER: 'true' },
+      { min: 0, pgbouncer: false, statementTimeoutMillis: 0 },
+    );
     expect(config).toMatchObject({ min: 0, pgbouncer: false, statementTimeoutMillis: 0 });
   });
 
@@ -195,16 +270,21 @@ describe('loadConfig explicit options', () => {
 });
 
 describe('loadConfig bad values', () => {
-  it.each(numeric.map((spec) => [spec.env, spec] as const))('rejects a non-numeric %s, naming it and the accepted range', (env, spec) => {
-    const error = configError(() => loadConfig({ [env]: 'twelve' }));
-    expect(error.code).toBe('CONFIG_INVALID');
-    expect(error.problems).toHaveLength(1);
-    expect(error.problems[0]).toContain(env);
-    expect(error.problems[0]).toContain('"twelve"');
-    const unit = spec.kind === 'seconds' ? ' seconds' : '';
-    expect(error.problems[0]).toContain(`expected ${spec.kind === 'seconds' ? spec.min! / 1000 : spec.min}–${spec.kind === 'seconds' ? spec.max! / 1000 : spec.max}`);
-    expect(error.problems[0]).toContain(unit);
-  });
+  it.each(numeric.map((spec) => [spec.env, spec] as const))(
+    'rejects a non-numeric %s, naming it and the accepted range',
+    (env, spec) => {
+      const error = configError(() => loadConfig({ [env]: 'twelve' }));
+      expect(error.code).toBe('CONFIG_INVALID');
+      expect(error.problems).toHaveLength(1);
+      expect(error.problems[0]).toContain(env);
+      expect(error.problems[0]).toContain('"twelve"');
+      const unit = spec.kind === 'seconds' ? ' seconds' : '';
+      expect(error.problems[0]).toContain(
+        `expected ${spec.kind === 'seconds' ? spec.min! / 1000 : spec.min}–${spec.kind === 'seconds' ? spec.max! / 1000 : spec.max}`,
+      );
+      expect(error.problems[0]).toContain(unit);
+    },
+  );
 
   it.each(numeric.map((spec) => [spec.env, spec] as const))('rejects a negative %s', (env) => {
     const error = configError(() => loadConfig({ [env]: '-1' }));
@@ -220,12 +300,15 @@ describe('loadConfig bad values', () => {
     expect(error.problems[0]).toContain('out of range');
   });
 
-  it.each(numeric.filter((spec) => spec.min! > 0).map((spec) => [spec.env, spec] as const))('rejects %s below its minimum', (env, spec) => {
-    const tooSmall = spec.kind === 'seconds' ? 0 : spec.min! - 1;
-    const error = configError(() => loadConfig({ [env]: String(tooSmall) }));
-    expect(error.problems[0]).toContain(env);
-    expect(error.problems[0]).toContain('out of range');
-  });
+  it.each(numeric.filter((spec) => spec.min! > 0).map((spec) => [spec.env, spec] as const))(
+    'rejects %s below its minimum',
+    (env, spec) => {
+      const tooSmall = spec.kind === 'seconds' ? 0 : spec.min! - 1;
+      const error = configError(() => loadConfig({ [env]: String(tooSmall) }));
+      expect(error.problems[0]).toContain(env);
+      expect(error.problems[0]).toContain('out of range');
+    },
+  );
 
   it('rejects a fractional integer such as DB_POOL_MAX=2.5', () => {
     expect(configError(() => loadConfig({ DB_POOL_MAX: '2.5' })).problems[0]).toContain('DB_POOL_MAX');
@@ -242,11 +325,14 @@ describe('loadConfig bad values', () => {
     const error = configError(() => loadConfig({ DB_SSLMODE: 'sometimes' }));
     expect(error.problems).toHaveLength(1);
     expect(error.problems[0]).toContain('DB_SSLMODE');
-    for (const mode of ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']) expect(error.problems[0]).toContain(mode);
+    for (const mode of ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'])
+      expect(error.problems[0]).toContain(mode);
   });
 
   it('rejects an unknown sslmode in the URL, naming DATABASE_URL', () => {
-    expect(configError(() => loadConfig({ DATABASE_URL: 'postgres://h/db?sslmode=always' })).problems[0]).toContain('DATABASE_URL');
+    expect(configError(() => loadConfig({ DATABASE_URL: 'postgres://h/db?sslmode=always' })).problems[0]).toContain(
+      'DATABASE_URL',
+    );
   });
 
   it('rejects DB_PGBOUNCER and DB_LOG_LEVEL values outside their vocabularies', () => {
@@ -275,21 +361,37 @@ describe('loadConfig bad values', () => {
   });
 
   it('reports every problem at once in one ConfigError', () => {
-    const error = configError(() => loadConfig({
-      DATABASE_URL: `mysql://root:${SECRET}@h/db`,
-      DB_PORT: 'abc',
-      DB_POOL_MIN: '-1',
-      DB_POOL_MAX: '99999999',
-      DB_SSLMODE: 'bogus',
-      DB_TIMEOUT: 'soon',
-      DB_STATEMENT_TIMEOUT: '1e3',
-      DB_PGBOUNCER: 'maybe',
-      DB_LOG_LEVEL: 'loud',
-      DB_PASSWORD: SECRET,
-    }));
-    const named = ['DATABASE_URL', 'DB_PORT', 'DB_POOL_MIN', 'DB_POOL_MAX', 'DB_SSLMODE', 'DB_TIMEOUT', 'DB_STATEMENT_TIMEOUT', 'DB_PGBOUNCER', 'DB_LOG_LEVEL'];
+    const error = configError(() =>
+      loadConfig({
+        DATABASE_URL: `mysql://root:${SECRET}@h/db`,
+        DB_PORT: 'abc',
+        DB_POOL_MIN: '-1',
+        DB_POOL_MAX: '99999999',
+        DB_SSLMODE: 'bogus',
+        DB_TIMEOUT: 'soon',
+        DB_STATEMENT_TIMEOUT: '1e3',
+        DB_PGBOUNCER: 'maybe',
+        DB_LOG_LEVEL: 'loud',
+        DB_PASSWORD: SECRET,
+      }),
+    );
+    const named = [
+      'DATABASE_URL',
+      'DB_PORT',
+      'DB_POOL_MIN',
+      'DB_POOL_MAX',
+      'DB_SSLMODE',
+      'DB_TIMEOUT',
+      'DB_STATEMENT_TIMEOUT',
+      'DB_PGBOUNCER',
+      'DB_LOG_LEVEL',
+    ];
     expect(error.problems).toHaveLength(named.length);
-    for (const name of named) expect(error.problems.filter((p) => p.startsWith(name)), name).toHaveLength(1);
+    for (const name of named)
+      expect(
+        error.problems.filter((p) => p.startsWith(name)),
+        name,
+      ).toHaveLength(1);
     expect(error.message).toContain(`${named.length} problems`);
     for (const problem of error.problems) expect(error.message).toContain(problem);
   });

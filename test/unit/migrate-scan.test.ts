@@ -4,7 +4,12 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
-  formatFindings, RULE_IDS, runMigrateScan, scanPaths, scanSource, type Finding,
+  formatFindings,
+  RULE_IDS,
+  runMigrateScan,
+  scanPaths,
+  scanSource,
+  type Finding,
 } from '../../src/cli/migrate-scan/scan.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/migrate-scan/', import.meta.url));
@@ -16,7 +21,14 @@ const where = (findings: readonly Finding[]): string[] => findings.map((f) => `$
 async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
-  const code = await runMigrateScan(argv, { stdout: (s) => { stdout += s; }, stderr: (s) => { stderr += s; } });
+  const code = await runMigrateScan(argv, {
+    stdout: (s) => {
+      stdout += s;
+    },
+    stderr: (s) => {
+      stderr += s;
+    },
+  });
   return { code, stdout, stderr };
 }
 
@@ -24,7 +36,9 @@ describe('migrate-scan rules on the fixtures', () => {
   it('reports a pg Client created, connected and ended inside a function as client-per-request', async () => {
     const findings = await scanPaths([fixture('client-per-request.js')]);
     expect(where(findings)).toEqual(['client-per-request 5:18', 'client-per-request 13:18']);
-    expect(findings[0]?.after).toContain("await db.executeQuery('SELECT id, name, type FROM jurisdictions WHERE id = $1', [req.params.id])");
+    expect(findings[0]?.after).toContain(
+      "await db.executeQuery('SELECT id, name, type FROM jurisdictions WHERE id = $1', [req.params.id])",
+    );
     expect(findings[1]?.after).toContain('await db.withDb(false, async (client) => {');
   });
 
@@ -41,8 +55,10 @@ describe('migrate-scan rules on the fixtures', () => {
     const findings = await scanPaths([fixture('transaction-on-pool.mjs')]);
     expect(where(findings)).toEqual(['transaction-on-pool 5:9']);
     expect(findings[0]?.message).toMatch(/^BEGIN, COMMIT and ROLLBACK sent through pool\.query/);
-    expect(findings[0]?.after).toContain('await db.executeTransaction([\n' +
-      "  { text: 'DELETE FROM adoptions WHERE jurisdiction_id = $1', params: [jurisdictionId] },\n");
+    expect(findings[0]?.after).toContain(
+      'await db.executeTransaction([\n' +
+        "  { text: 'DELETE FROM adoptions WHERE jurisdiction_id = $1', params: [jurisdictionId] },\n",
+    );
   });
 
   it('reports values spliced into SQL text as sql-interpolation and binds them in the suggestion', async () => {
@@ -87,56 +103,71 @@ describe('migrate-scan rules on the fixtures', () => {
 
 describe('migrate-scan bindings', () => {
   it('follows pg bindings: a Pool named db, this.pool typed Pool, require and dynamic import', () => {
-    const findings = scanSource('bindings.ts', [
-      "import pg from 'pg';",
-      "import { Pool } from 'pg';",
-      'const db = new pg.Pool();',
-      "db.on('error', () => undefined);",
-      "export async function move() { await db.query('BEGIN'); await db.query('COMMIT'); }",
-      'export class Repo {',
-      '  private readonly pool: Pool;',
-      "  constructor(pool: Pool) { this.pool = pool; }",
-      "  async ping() { const c = await this.pool.connect(); await c.query('SELECT 1'); }",
-      '}',
-    ].join('\n'));
+    const findings = scanSource(
+      'bindings.ts',
+      [
+        "import pg from 'pg';",
+        "import { Pool } from 'pg';",
+        'const db = new pg.Pool();',
+        "db.on('error', () => undefined);",
+        "export async function move() { await db.query('BEGIN'); await db.query('COMMIT'); }",
+        'export class Repo {',
+        '  private readonly pool: Pool;',
+        '  constructor(pool: Pool) { this.pool = pool; }',
+        "  async ping() { const c = await this.pool.connect(); await c.query('SELECT 1'); }",
+        '}',
+      ].join('\n'),
+    );
     expect(where(findings)).toEqual(['pool-to-database 3:12', 'transaction-on-pool 5:38', 'unreleased-client 9:34']);
-    const loaded = scanSource('loaded.mjs', [
-      "const { Pool: PgPool } = await import('pg');",
-      "const Pool = require('pg-pool');",
-      "export const a = new PgPool().on('error', console.error);",
-      "export const b = new Pool().on('error', console.error);",
-    ].join('\n'));
+    const loaded = scanSource(
+      'loaded.mjs',
+      [
+        "const { Pool: PgPool } = await import('pg');",
+        "const Pool = require('pg-pool');",
+        "export const a = new PgPool().on('error', console.error);",
+        "export const b = new Pool().on('error', console.error);",
+      ].join('\n'),
+    );
     expect(where(loaded)).toEqual(['pool-to-database 3:18', 'pool-to-database 4:18']);
   });
 
   it('ignores Pool and Client classes that do not come from pg', () => {
-    const findings = scanSource('other.js', [
-      "import { Pool } from 'generic-pool';",
-      'const workers = new Pool();',
-      "workers.query('BEGIN');",
-      'export function f(Client) { const c = new Client(); c.connect(); c.end(); }',
-    ].join('\n'));
+    const findings = scanSource(
+      'other.js',
+      [
+        "import { Pool } from 'generic-pool';",
+        'const workers = new Pool();',
+        "workers.query('BEGIN');",
+        'export function f(Client) { const c = new Client(); c.connect(); c.end(); }',
+      ].join('\n'),
+    );
     expect(findings).toEqual([]);
   });
 
   it('does not report a client released in a promise finally callback, or returned to the caller', () => {
-    const findings = scanSource('callbacks.js', [
-      "export function a(pool) { return pool.connect().then((c) => c.query('SELECT 1').finally(() => c.release())); }",
-      "export async function b(pool) { const c = await pool.connect(); return c.query('SELECT 1').finally(() => c.release()); }",
-      'export async function c(pool) { const client = await pool.connect(); return client; }',
-    ].join('\n'));
+    const findings = scanSource(
+      'callbacks.js',
+      [
+        "export function a(pool) { return pool.connect().then((c) => c.query('SELECT 1').finally(() => c.release())); }",
+        "export async function b(pool) { const c = await pool.connect(); return c.query('SELECT 1').finally(() => c.release()); }",
+        'export async function c(pool) { const client = await pool.connect(); return client; }',
+      ].join('\n'),
+    );
     expect(findings).toEqual([]);
   });
 
   it('suggests pg.escapeIdentifier for a spliced table name, which cannot be a parameter', () => {
-    const [finding] = scanSource('table.js', "export const f = (pool, table) => pool.query(`SELECT * FROM ${table}`);");
+    const [finding] = scanSource('table.js', 'export const f = (pool, table) => pool.query(`SELECT * FROM ${table}`);');
     expect(finding?.rule).toBe('sql-interpolation');
     expect(finding?.message).toContain('pg.escapeIdentifier()');
     expect(finding?.after.split('\n')[0]).toBe('pool.query(`SELECT * FROM ${pg.escapeIdentifier(table)}`)');
   });
 
   it('quotes values with pg.escapeLiteral in utility statements, which take no parameters', () => {
-    const [finding] = scanSource('notify.js', "export const f = (client, p) => client.query(`NOTIFY jurisdiction_changes, '${p}'`);");
+    const [finding] = scanSource(
+      'notify.js',
+      "export const f = (client, p) => client.query(`NOTIFY jurisdiction_changes, '${p}'`);",
+    );
     expect(finding?.message).toContain('NOTIFY takes no parameters');
     expect(finding?.after).toBe('client.query(`NOTIFY jurisdiction_changes, ${pg.escapeLiteral(p)}`)');
   });
@@ -240,10 +271,17 @@ describe('migrate-scan files and output', () => {
     try {
       const isolated = await import('../../src/cli/migrate-scan/scan.js');
       let stderr = '';
-      const code = await isolated.runMigrateScan([fixtures], { stdout: () => undefined, stderr: (s) => { stderr += s; } });
+      const code = await isolated.runMigrateScan([fixtures], {
+        stdout: () => undefined,
+        stderr: (s) => {
+          stderr += s;
+        },
+      });
       expect(code).toBe(2);
-      expect(stderr).toBe('migrate-scan: cannot load the `typescript` package, which parses the sources (an optional peer ' +
-        'dependency of @codecheck/db): install it with `npm install --save-dev typescript`\n');
+      expect(stderr).toBe(
+        'migrate-scan: cannot load the `typescript` package, which parses the sources (an optional peer ' +
+          'dependency of @codecheck/db): install it with `npm install --save-dev typescript`\n',
+      );
     } finally {
       vi.doUnmock('node:module');
       vi.resetModules();

@@ -4,12 +4,20 @@ import { sessionParameters, transactionSettings } from '../../src/session.js';
 
 describe('PgBouncer mode session settings', () => {
   it('sends only application_name as a startup parameter behind PgBouncer', () => {
-    const config = loadConfig({}, { pgbouncer: true, applicationName: 'svc', statementTimeoutMillis: 5000, lockTimeoutMillis: 100 });
+    const config = loadConfig(
+      {},
+      { pgbouncer: true, applicationName: 'svc', statementTimeoutMillis: 5000, lockTimeoutMillis: 100 },
+    );
     expect(sessionParameters(config)).toEqual({ application_name: 'svc' });
   });
 
   it('turns every non-zero timeout into a SET LOCAL behind PgBouncer, in a fixed order', () => {
-    const config = loadConfig({ DB_PGBOUNCER: 'true', DB_STATEMENT_TIMEOUT: '1500', DB_IDLE_TIMEOUT: '2500', DB_LOCK_TIMEOUT: '700' });
+    const config = loadConfig({
+      DB_PGBOUNCER: 'true',
+      DB_STATEMENT_TIMEOUT: '1500',
+      DB_IDLE_TIMEOUT: '2500',
+      DB_LOCK_TIMEOUT: '700',
+    });
     expect(transactionSettings(config)).toEqual([
       'SET LOCAL statement_timeout = 1500',
       'SET LOCAL idle_in_transaction_session_timeout = 2500',

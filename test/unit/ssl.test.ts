@@ -13,7 +13,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type DatabaseOptions } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 import { methodsFor } from '../../src/ssl/encryption-policy.js';
-import { SSL_MODES, connectNegotiated, createClientClass, describeTls, resolveSsl, type SslInputs, type SslSettings } from '../../src/ssl/ssl-settings.js';
+import {
+  SSL_MODES,
+  connectNegotiated,
+  createClientClass,
+  describeTls,
+  resolveSsl,
+  type SslInputs,
+  type SslSettings,
+} from '../../src/ssl/ssl-settings.js';
 import { createTlsCertificates, type TlsCertificates } from '../support/tls-certs.js';
 
 let certs: TlsCertificates;
@@ -39,7 +47,9 @@ function resolve(inputs: Record<string, string | undefined>): { settings: SslSet
 }
 
 describe('sslmode table', () => {
-  const rows: Array<[mode: string | undefined, root: 'none' | 'file' | 'system', expectedMode: string, verification: string, methods: string[]]> = [
+  const rows: Array<
+    [mode: string | undefined, root: 'none' | 'file' | 'system', expectedMode: string, verification: string, methods: string[]]
+  > = [
     [undefined, 'none', 'prefer', 'none', ['tls', 'plaintext']],
     ['disable', 'none', 'disable', 'none', ['plaintext']],
     ['disable', 'file', 'disable', 'none', ['plaintext']],
@@ -55,23 +65,31 @@ describe('sslmode table', () => {
     [undefined, 'system', 'verify-full', 'full', ['tls']],
   ];
 
-  it.each(rows)('sslmode %s with root %s resolves to %s, verifying %s, trying %j', (mode, root, expectedMode, verification, methods) => {
-    const rootCert = root === 'file' ? certs.caCert : root === 'system' ? 'system' : undefined;
-    const { settings, problems } = resolve({ mode, rootCert });
-    expect(problems).toEqual([]);
-    expect(settings).toMatchObject({ mode: expectedMode, serverVerification: verification });
-    expect(methodsFor(settings.mode)).toEqual(methods);
-  });
+  it.each(rows)(
+    'sslmode %s with root %s resolves to %s, verifying %s, trying %j',
+    (mode, root, expectedMode, verification, methods) => {
+      const rootCert = root === 'file' ? certs.caCert : root === 'system' ? 'system' : undefined;
+      const { settings, problems } = resolve({ mode, rootCert });
+      expect(problems).toEqual([]);
+      expect(settings).toMatchObject({ mode: expectedMode, serverVerification: verification });
+      expect(methodsFor(settings.mode)).toEqual(methods);
+    },
+  );
 
-  it.each(['disable', 'allow', 'prefer', 'require', 'verify-ca'])('refuses sslmode %s with sslrootcert=system, naming both variables', (mode) => {
-    const { problems } = resolve({ mode, rootCert: 'system' });
-    expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatch(/^DB_SSLROOTCERT is "system".*verify-full.*DB_SSLMODE is/);
-  });
+  it.each(['disable', 'allow', 'prefer', 'require', 'verify-ca'])(
+    'refuses sslmode %s with sslrootcert=system, naming both variables',
+    (mode) => {
+      const { problems } = resolve({ mode, rootCert: 'system' });
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatch(/^DB_SSLROOTCERT is "system".*verify-full.*DB_SSLMODE is/);
+    },
+  );
 
   it.each(['verify-ca', 'verify-full'])('refuses %s without a root certificate', (mode) => {
     const { problems } = resolve({ mode });
-    expect(problems).toEqual([expect.stringMatching(new RegExp(`^DB_SSLMODE is "${mode}", which needs a root certificate.*DB_SSLROOTCERT`))]);
+    expect(problems).toEqual([
+      expect.stringMatching(new RegExp(`^DB_SSLMODE is "${mode}", which needs a root certificate.*DB_SSLROOTCERT`)),
+    ]);
   });
 
   it.each([
@@ -79,7 +97,11 @@ describe('sslmode table', () => {
     ['a trailing space', 'require ', /did you mean "require"\?/],
     ['no-verify', 'no-verify', /node-postgres' own value/],
     ['empty', '', /^DB_SSLMODE is "", which is not an sslmode/],
-    ['true', 'true', /^DB_SSLMODE is "true", which is not an sslmode; expected one of disable, allow, prefer, require, verify-ca, verify-full\.$/],
+    [
+      'true',
+      'true',
+      /^DB_SSLMODE is "true", which is not an sslmode; expected one of disable, allow, prefer, require, verify-ca, verify-full\.$/,
+    ],
     ['a NUL byte', 're\0quire', /"re\\u0000quire"/],
     ['a 1 MB string', 'x'.repeat(1_000_000), /^DB_SSLMODE is "x{40}\.\.\.", which/],
     ['unicode', 'véryfull😀', /"véryfull😀"/],
@@ -91,13 +113,24 @@ describe('sslmode table', () => {
   });
 
   it('keeps certificate contents out of JSON; paths stay visible', () => {
-    const { settings, problems } = resolve({ mode: 'verify-full', rootCert: certs.caCert, cert: certs.clientCert, key: certs.clientKey });
+    const { settings, problems } = resolve({
+      mode: 'verify-full',
+      rootCert: certs.caCert,
+      cert: certs.clientCert,
+      key: certs.clientKey,
+    });
     expect(problems).toEqual([]);
     expect(settings.key).toContain('PRIVATE KEY');
     expect(settings.ca).toContain('BEGIN CERTIFICATE');
     const json = JSON.stringify(settings);
     expect(json).not.toContain('BEGIN');
-    expect(JSON.parse(json)).toEqual({ mode: 'verify-full', serverVerification: 'full', rootCertPath: certs.caCert, certPath: certs.clientCert, keyPath: certs.clientKey });
+    expect(JSON.parse(json)).toEqual({
+      mode: 'verify-full',
+      serverVerification: 'full',
+      rootCertPath: certs.caCert,
+      certPath: certs.clientCert,
+      keyPath: certs.clientKey,
+    });
     expect(Object.isFrozen(settings)).toBe(true);
   });
 });
@@ -126,7 +159,9 @@ describe('the same settings from DATABASE_URL, DB_* and options', () => {
   );
 
   it('names the URL parameter when the URL carries the bad value', () => {
-    expect(() => loadConfig({ DATABASE_URL: 'postgres://u:p@h/d?sslmode=verify-full' })).toThrow(/DATABASE_URL sslmode is "verify-full", which needs a root certificate/);
+    expect(() => loadConfig({ DATABASE_URL: 'postgres://u:p@h/d?sslmode=verify-full' })).toThrow(
+      /DATABASE_URL sslmode is "verify-full", which needs a root certificate/,
+    );
   });
 });
 
@@ -139,15 +174,31 @@ describe('certificate files', () => {
   }
 
   it.each([
-    ['a missing file', () => join(scratch, 'missing.crt'), /^DB_SSLROOTCERT names the file ".*missing\.crt", which cannot be opened \(it does not exist\)\.$/],
+    [
+      'a missing file',
+      () => join(scratch, 'missing.crt'),
+      /^DB_SSLROOTCERT names the file ".*missing\.crt", which cannot be opened \(it does not exist\)\.$/,
+    ],
     ['a directory', () => scratch, /which is not a regular file/],
     ['a device', () => '/dev/zero', /"\/dev\/zero", which is not a regular file/],
     ['an empty path', () => '', /^DB_SSLROOTCERT is empty/],
     ['a path with NUL', () => 'ca\0.crt', /contains a NUL character/],
-    ['a path that is too long', () => `/tmp/${'a'.repeat(100_000)}`, /^DB_SSLROOTCERT names the file "\/tmp\/a{115}\.\.\.", which cannot be opened \(the path is too long\)\.$/],
+    [
+      'a path that is too long',
+      () => `/tmp/${'a'.repeat(100_000)}`,
+      /^DB_SSLROOTCERT names the file "\/tmp\/a{115}\.\.\.", which cannot be opened \(the path is too long\)\.$/,
+    ],
     ['a file without certificates', () => file('not-a-cert.pem', 'hello SECRET-CONTENT\n'), /contains no PEM certificate/],
-    ['a broken certificate', () => file('broken.pem', '-----BEGIN CERTIFICATE-----\nSECRET-CONTENT\n-----END CERTIFICATE-----\n'), /certificate number 1 cannot be parsed/],
-    ['pasted PEM', () => '-----BEGIN CERTIFICATE-----\nMIIB-SECRET-CONTENT', /^DB_SSLROOTCERT looks like PEM content, not a file path/],
+    [
+      'a broken certificate',
+      () => file('broken.pem', '-----BEGIN CERTIFICATE-----\nSECRET-CONTENT\n-----END CERTIFICATE-----\n'),
+      /certificate number 1 cannot be parsed/,
+    ],
+    [
+      'pasted PEM',
+      () => '-----BEGIN CERTIFICATE-----\nMIIB-SECRET-CONTENT',
+      /^DB_SSLROOTCERT looks like PEM content, not a file path/,
+    ],
   ])('reports %s as a root certificate, never quoting content', (_label, path, pattern) => {
     const { problems } = resolve({ mode: 'verify-full', rootCert: path() });
     expect(problems).toEqual([expect.stringMatching(pattern)]);
@@ -162,21 +213,41 @@ describe('certificate files', () => {
   });
 
   it('requires the certificate and key together, and matching', () => {
-    expect(resolve({ cert: certs.clientCert }).problems).toEqual([expect.stringMatching(/^DB_SSLCERT names a client certificate but no private key is set/)]);
-    expect(resolve({ key: certs.clientKey }).problems).toEqual([expect.stringMatching(/^DB_SSLKEY names a private key but no client certificate is set/)]);
-    const otherKey = file('other.key', execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1'], { encoding: 'utf8' }));
-    expect(resolve({ cert: certs.clientCert, key: otherKey }).problems).toEqual([expect.stringMatching(/^DB_SSLCERT and DB_SSLKEY do not belong together/)]);
+    expect(resolve({ cert: certs.clientCert }).problems).toEqual([
+      expect.stringMatching(/^DB_SSLCERT names a client certificate but no private key is set/),
+    ]);
+    expect(resolve({ key: certs.clientKey }).problems).toEqual([
+      expect.stringMatching(/^DB_SSLKEY names a private key but no client certificate is set/),
+    ]);
+    const otherKey = file(
+      'other.key',
+      execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1'], { encoding: 'utf8' }),
+    );
+    expect(resolve({ cert: certs.clientCert, key: otherKey }).problems).toEqual([
+      expect.stringMatching(/^DB_SSLCERT and DB_SSLKEY do not belong together/),
+    ]);
   });
 
   it('refuses a key file others can read, as libpq does', () => {
-    const key = file('open.key', execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1'], { encoding: 'utf8' }), 0o644);
+    const key = file(
+      'open.key',
+      execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1'], { encoding: 'utf8' }),
+      0o644,
+    );
     const { problems } = resolve({ cert: certs.clientCert, key });
-    expect(problems).toEqual([expect.stringMatching(/^DB_SSLKEY names the private key file ".*open\.key", which has group or world access \(mode 0644\)/)]);
+    expect(problems).toEqual([
+      expect.stringMatching(/^DB_SSLKEY names the private key file ".*open\.key", which has group or world access \(mode 0644\)/),
+    ]);
   });
 
   it('refuses a passphrase-protected key and a file that holds no key', () => {
-    const encrypted = file('encrypted.key', execFileSync('openssl', ['pkey', '-in', certs.clientKey, '-aes256', '-passout', 'pass:secret'], { encoding: 'utf8' }));
-    expect(resolve({ cert: certs.clientCert, key: encrypted }).problems).toEqual([expect.stringMatching(/protected by a passphrase/)]);
+    const encrypted = file(
+      'encrypted.key',
+      execFileSync('openssl', ['pkey', '-in', certs.clientKey, '-aes256', '-passout', 'pass:secret'], { encoding: 'utf8' }),
+    );
+    expect(resolve({ cert: certs.clientCert, key: encrypted }).problems).toEqual([
+      expect.stringMatching(/protected by a passphrase/),
+    ]);
     const notKey = file('not.key', 'SECRET-CONTENT');
     const { problems } = resolve({ cert: certs.clientCert, key: notKey });
     expect(problems).toEqual([expect.stringMatching(/contains no PEM private key/)]);
@@ -184,7 +255,12 @@ describe('certificate files', () => {
   });
 
   it('reports every problem at once', () => {
-    const { problems } = resolve({ mode: 'verify-ca', rootCert: '/nonexistent/ca.crt', cert: '/nonexistent/client.crt', key: '/nonexistent/client.key' });
+    const { problems } = resolve({
+      mode: 'verify-ca',
+      rootCert: '/nonexistent/ca.crt',
+      cert: '/nonexistent/client.crt',
+      key: '/nonexistent/client.key',
+    });
     expect(problems.map((p) => p.split(' ')[0])).toEqual(['DB_SSLROOTCERT', 'DB_SSLCERT', 'DB_SSLKEY']);
   });
 });
@@ -242,7 +318,10 @@ function authRequest(code: number): Buffer {
 
 const READY = Buffer.concat([authRequest(0), message('Z', Buffer.from('I'))]);
 
-async function fakeServer(script: (socket: net.Socket, reader: Reader, index: number) => Promise<void>, path?: string): Promise<FakeServer> {
+async function fakeServer(
+  script: (socket: net.Socket, reader: Reader, index: number) => Promise<void>,
+  path?: string,
+): Promise<FakeServer> {
   let connections = 0;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -257,10 +336,11 @@ async function fakeServer(script: (socket: net.Socket, reader: Reader, index: nu
     get connections() {
       return connections;
     },
-    close: () => new Promise((done) => {
-      for (const socket of sockets) socket.destroy();
-      server.close(() => done());
-    }),
+    close: () =>
+      new Promise((done) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => done());
+      }),
   };
 }
 
@@ -270,9 +350,22 @@ function settingsFor(mode: string): SslSettings {
   return settings;
 }
 
-async function connectTo(mode: string, server: FakeServer, extra: pg.ClientConfig = {}, fallbacks: string[] = []): Promise<pg.Client> {
+async function connectTo(
+  mode: string,
+  server: FakeServer,
+  extra: pg.ClientConfig = {},
+  fallbacks: string[] = [],
+): Promise<pg.Client> {
   const Client = createClientClass(settingsFor(mode), { onPlaintextFallback: (event) => fallbacks.push(event.reason) });
-  const client = new Client({ host: '127.0.0.1', port: server.port, user: 'u', password: 'p', database: 'd', connectionTimeoutMillis: 5000, ...extra });
+  const client = new Client({
+    host: '127.0.0.1',
+    port: server.port,
+    user: 'u',
+    password: 'p',
+    database: 'd',
+    connectionTimeoutMillis: 5000,
+    ...extra,
+  });
   client.on('error', () => undefined);
   await client.connect();
   return client;
@@ -317,12 +410,20 @@ describe('negotiation against scripted servers', () => {
     try {
       const fallbacks: string[] = [];
       const client = await connectTo('prefer', server, {}, fallbacks);
-      expect(describeTls(client)).toEqual({ isEncrypted: false, protocol: null, cipher: null, serverVerification: null, hasFallenBack: true });
+      expect(describeTls(client)).toEqual({
+        isEncrypted: false,
+        protocol: null,
+        cipher: null,
+        serverVerification: null,
+        hasFallenBack: true,
+      });
       expect(fallbacks).toEqual(['the server does not accept TLS connections (ssl=off)']);
       expect(server.connections).toBe(1);
       expect(firstPackets).toEqual([SSL_REQUEST_CODE, PROTOCOL_3]);
       client.end().catch(() => undefined);
-      await expect(connectTo('require', server)).rejects.toThrow(/does not accept TLS connections, but sslmode=require requires TLS/);
+      await expect(connectTo('require', server)).rejects.toThrow(
+        /does not accept TLS connections, but sslmode=require requires TLS/,
+      );
     } finally {
       await server.close();
     }
@@ -358,7 +459,9 @@ describe('negotiation against scripted servers', () => {
     });
     try {
       const error = await connectTo('allow', server).catch((e: Error) => e);
-      expect((error as Error).message).toMatch(/does not accept TLS connections, but sslmode=allow requires TLS \(after the server refused the unencrypted connection: no pg_hba\.conf entry .*no encryption \(SQLSTATE 28000\)\)/);
+      expect((error as Error).message).toMatch(
+        /does not accept TLS connections, but sslmode=allow requires TLS \(after the server refused the unencrypted connection: no pg_hba\.conf entry .*no encryption \(SQLSTATE 28000\)\)/,
+      );
       expect(firstPackets).toEqual([PROTOCOL_3, SSL_REQUEST_CODE]);
     } finally {
       await server.close();
@@ -366,7 +469,10 @@ describe('negotiation against scripted servers', () => {
   });
 
   it('does not retry on 57P03 (cannot connect now) or on an error that arrives before pg answered', async () => {
-    for (const reply of [errorResponse('57P03', 'the database system is starting up'), Buffer.concat([authRequest(3), errorResponse('28000', 'refused')])]) {
+    for (const reply of [
+      errorResponse('57P03', 'the database system is starting up'),
+      Buffer.concat([authRequest(3), errorResponse('28000', 'refused')]),
+    ]) {
       const server = await fakeServer(async (socket, reader) => {
         await reader.packet();
         socket.write(reply);
@@ -384,10 +490,13 @@ describe('negotiation against scripted servers', () => {
   it('never negotiates TLS over a Unix-domain socket, as libpq', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'codecheck-sock-'));
     const firstPackets: number[] = [];
-    const server = await fakeServer(async (socket, reader) => {
-      firstPackets.push((await reader.packet()).readInt32BE(4));
-      socket.write(READY);
-    }, join(dir, '.s.PGSQL.5432'));
+    const server = await fakeServer(
+      async (socket, reader) => {
+        firstPackets.push((await reader.packet()).readInt32BE(4));
+        socket.write(READY);
+      },
+      join(dir, '.s.PGSQL.5432'),
+    );
     try {
       const Client = createClientClass(settingsFor('require'));
       const client = new Client({ host: dir, port: 5432, user: 'u', database: 'd' });
@@ -400,7 +509,7 @@ describe('negotiation against scripted servers', () => {
     }
   });
 
-  it('ignores pg\'s own ssl, sslmode and PGSSLMODE', async () => {
+  it("ignores pg's own ssl, sslmode and PGSSLMODE", async () => {
     const firstPackets: number[] = [];
     const server = await fakeServer(async (socket, reader) => {
       firstPackets.push((await reader.packet()).readInt32BE(4));
@@ -409,7 +518,10 @@ describe('negotiation against scripted servers', () => {
     const previous = process.env.PGSSLMODE;
     process.env.PGSSLMODE = 'require';
     try {
-      const client = await connectTo('disable', server, { ssl: { rejectUnauthorized: true }, connectionString: `postgres://u:p@127.0.0.1:${server.port}/d?sslmode=verify-full&sslrootcert=/nonexistent&application_name=x` });
+      const client = await connectTo('disable', server, {
+        ssl: { rejectUnauthorized: true },
+        connectionString: `postgres://u:p@127.0.0.1:${server.port}/d?sslmode=verify-full&sslrootcert=/nonexistent&application_name=x`,
+      });
       expect(firstPackets).toEqual([PROTOCOL_3]);
       await client.end().catch(() => undefined);
     } finally {
@@ -438,8 +550,29 @@ describe('negotiation against scripted servers', () => {
 
 describe('config resolver with random and hostile values', () => {
   const hostile = fc.oneof(
-    fc.constantFrom('', ' ', '\0', 'system', 'SYSTEM', '/dev/zero', '/dev/null', '/proc/self/environ', '/', '.', '..', '-----BEGIN PRIVATE KEY-----\nAAAA',
-      'require\r', 'verify-full ', 'no-verify', 'true', '%00', '${HOME}', '~/.postgresql/root.crt', '\u202e', '😀'.repeat(50)),
+    fc.constantFrom(
+      '',
+      ' ',
+      '\0',
+      'system',
+      'SYSTEM',
+      '/dev/zero',
+      '/dev/null',
+      '/proc/self/environ',
+      '/',
+      '.',
+      '..',
+      '-----BEGIN PRIVATE KEY-----\nAAAA',
+      'require\r',
+      'verify-full ',
+      'no-verify',
+      'true',
+      '%00',
+      '${HOME}',
+      '~/.postgresql/root.crt',
+      '\u202e',
+      '😀'.repeat(50),
+    ),
     fc.string({ maxLength: 60 }),
     fc.string({ unit: 'binary', maxLength: 60 }),
     fc.constantFrom(...SSL_MODES),
@@ -453,21 +586,44 @@ describe('config resolver with random and hostile values', () => {
       fc.property(
         password,
         fc.record({
-          DB_SSLMODE: maybe(hostile), DB_SSLROOTCERT: maybe(hostile), DB_SSLCERT: maybe(hostile), DB_SSLKEY: maybe(hostile),
-          DB_HOST: maybe(hostile), DB_PORT: maybe(hostile), DB_USER: maybe(hostile), DB_NAME: maybe(hostile),
+          DB_SSLMODE: maybe(hostile),
+          DB_SSLROOTCERT: maybe(hostile),
+          DB_SSLCERT: maybe(hostile),
+          DB_SSLKEY: maybe(hostile),
+          DB_HOST: maybe(hostile),
+          DB_PORT: maybe(hostile),
+          DB_USER: maybe(hostile),
+          DB_NAME: maybe(hostile),
         }),
-        fc.option(fc.record({ sslmode: maybe(hostile), sslrootcert: maybe(hostile), sslcert: maybe(hostile), sslkey: maybe(hostile), host: maybe(hostile) }), { nil: undefined }),
+        fc.option(
+          fc.record({
+            sslmode: maybe(hostile),
+            sslrootcert: maybe(hostile),
+            sslcert: maybe(hostile),
+            sslkey: maybe(hostile),
+            host: maybe(hostile),
+          }),
+          { nil: undefined },
+        ),
         fc.boolean(),
-        fc.option(fc.record({
-          sslMode: maybe(fc.oneof(hostile, fc.anything())), sslRootCert: maybe(fc.oneof(hostile, fc.anything())),
-          sslCert: maybe(hostile), sslKey: maybe(hostile), hasPassword: fc.boolean(),
-        }), { nil: undefined }),
+        fc.option(
+          fc.record({
+            sslMode: maybe(fc.oneof(hostile, fc.anything())),
+            sslRootCert: maybe(fc.oneof(hostile, fc.anything())),
+            sslCert: maybe(hostile),
+            sslKey: maybe(hostile),
+            hasPassword: fc.boolean(),
+          }),
+          { nil: undefined },
+        ),
         (secret, vars, query, isUrlHostile, given) => {
           const env: Record<string, string | undefined> = { ...vars, DB_PASSWORD: secret };
           const { hasPassword, ...rest } = given ?? { hasPassword: false };
           const options = { ...rest, ...(hasPassword ? { password: secret } : {}) } as DatabaseOptions;
           if (query) {
-            const params = Object.entries(query).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${isUrlHostile ? v : encodeURIComponent(v!)}`);
+            const params = Object.entries(query)
+              .filter(([, v]) => v !== undefined)
+              .map(([k, v]) => `${k}=${isUrlHostile ? v : encodeURIComponent(v!)}`);
             // A hostile URL also carries the password unencoded, as users often paste it.
             env.DATABASE_URL = `postgres://user:${isUrlHostile ? secret : encodeURIComponent(secret)}@db.example:5432/app?${params.join('&')}`;
           }
@@ -491,14 +647,17 @@ describe('config resolver with random and hostile values', () => {
 
   it('resolveSsl pushes sentences that name the variable, and never throws', () => {
     fc.assert(
-      fc.property(fc.record({ mode: maybe(hostile), rootCert: maybe(hostile), cert: maybe(hostile), key: maybe(hostile) }), (inputs) => {
-        const { settings, problems } = resolve(inputs);
-        expect(SSL_MODES).toContain(settings.mode);
-        for (const problem of problems) {
-          expect(problem).toMatch(/^DB_SSL(MODE|ROOTCERT|CERT|KEY)\b/);
-          expect(problem.length).toBeLessThan(600);
-        }
-      }),
+      fc.property(
+        fc.record({ mode: maybe(hostile), rootCert: maybe(hostile), cert: maybe(hostile), key: maybe(hostile) }),
+        (inputs) => {
+          const { settings, problems } = resolve(inputs);
+          expect(SSL_MODES).toContain(settings.mode);
+          for (const problem of problems) {
+            expect(problem).toMatch(/^DB_SSL(MODE|ROOTCERT|CERT|KEY)\b/);
+            expect(problem.length).toBeLessThan(600);
+          }
+        },
+      ),
       { numRuns: 400, endOnFailure: true },
     );
   });

@@ -112,8 +112,11 @@ export class SourceAnalysis {
     const t = this.ts;
     let current = node;
     while (
-      t.isParenthesizedExpression(current) || t.isAsExpression(current) || t.isSatisfiesExpression(current) ||
-      t.isNonNullExpression(current) || t.isTypeAssertionExpression(current)
+      t.isParenthesizedExpression(current) ||
+      t.isAsExpression(current) ||
+      t.isSatisfiesExpression(current) ||
+      t.isNonNullExpression(current) ||
+      t.isTypeAssertionExpression(current)
     ) {
       current = current.expression;
     }
@@ -141,7 +144,8 @@ export class SourceAnalysis {
     if (depth > 8) return undefined;
     if (t.isAwaitExpression(target)) return this.pgExportOf(target.expression, depth + 1);
     if (t.isCallExpression(target)) {
-      const isLoader = target.expression.kind === t.SyntaxKind.ImportKeyword ||
+      const isLoader =
+        target.expression.kind === t.SyntaxKind.ImportKeyword ||
         (t.isIdentifier(target.expression) && target.expression.text === 'require');
       const specifier = this.literalText(target.arguments[0]);
       if (!isLoader || specifier === undefined || !PG_MODULES.has(specifier)) return undefined;
@@ -217,8 +221,7 @@ export class SourceAnalysis {
     const kind = this.kindOf(node);
     if (kind !== 'unknown') return kind === 'pool';
     const target = this.unwrap(node);
-    const name = this.ts.isIdentifier(target) ? target.text
-      : this.ts.isPropertyAccessExpression(target) ? target.name.text : '';
+    const name = this.ts.isIdentifier(target) ? target.text : this.ts.isPropertyAccessExpression(target) ? target.name.text : '';
     return /pool$/i.test(name);
   }
 
@@ -233,8 +236,8 @@ export class SourceAnalysis {
       }
     }
     for (const reference of this.references(symbol)) {
-      const holder = t.isPropertyAccessExpression(reference.parent) && reference.parent.name === reference
-        ? reference.parent : reference;
+      const holder =
+        t.isPropertyAccessExpression(reference.parent) && reference.parent.name === reference ? reference.parent : reference;
       const parent = holder.parent;
       if (t.isBinaryExpression(parent) && parent.left === holder && parent.operatorToken.kind === t.SyntaxKind.EqualsToken) {
         sources.push(parent.right);
@@ -252,8 +255,14 @@ export class SourceAnalysis {
   /** Whether a node is a function with a body: declaration, expression, arrow, method, accessor. */
   isFunction(node: ts.Node): node is ts.FunctionLikeDeclaration {
     const t = this.ts;
-    return t.isFunctionDeclaration(node) || t.isFunctionExpression(node) || t.isArrowFunction(node) ||
-      t.isMethodDeclaration(node) || t.isConstructorDeclaration(node) || t.isAccessor(node);
+    return (
+      t.isFunctionDeclaration(node) ||
+      t.isFunctionExpression(node) ||
+      t.isArrowFunction(node) ||
+      t.isMethodDeclaration(node) ||
+      t.isConstructorDeclaration(node) ||
+      t.isAccessor(node)
+    );
   }
 
   /** The nearest enclosing function, or undefined at module level. */
@@ -270,8 +279,14 @@ export class SourceAnalysis {
     let current = node;
     while (current.parent !== undefined) {
       const parent = current.parent;
-      if (t.isBlock(parent) || t.isSourceFile(parent) || t.isModuleBlock(parent) || t.isCaseOrDefaultClause(parent) ||
-        t.isClassLike(parent) || (this.isFunction(parent) && parent.body === current)) {
+      if (
+        t.isBlock(parent) ||
+        t.isSourceFile(parent) ||
+        t.isModuleBlock(parent) ||
+        t.isCaseOrDefaultClause(parent) ||
+        t.isClassLike(parent) ||
+        (this.isFunction(parent) && parent.body === current)
+      ) {
         return current;
       }
       current = parent;
@@ -290,7 +305,9 @@ export class SourceAnalysis {
     const start = node.getStart(this.sourceFile);
     const lineStart = this.sourceFile.getLineStarts()[this.sourceFile.getLineAndCharacterOfPosition(start).line] ?? 0;
     const indent = /^[ \t]*/.exec(this.sourceFile.text.slice(lineStart, start))?.[0].length ?? 0;
-    const lines = this.sourceFile.text.slice(start, node.end).split(/\r?\n/)
+    const lines = this.sourceFile.text
+      .slice(start, node.end)
+      .split(/\r?\n/)
       .map((line, index) => (index === 0 ? line : line.replace(new RegExp(`^[ \\t]{0,${indent}}`), '')).trimEnd());
     return lines.length > MAX_SNIPPET_LINES ? [...lines.slice(0, MAX_SNIPPET_LINES - 1), '…'].join('\n') : lines.join('\n');
   }

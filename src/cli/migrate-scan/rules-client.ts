@@ -25,21 +25,25 @@ export function clientPerRequest(analysis: SourceAnalysis): RuleFinding[] {
     const queries = queriesThrough(analysis, symbol, scope);
     const isReadOnly = isReadOnlyWork(analysis, symbol, scope);
     const [only] = queries;
-    const after = queries.length === 1 && only !== undefined
-      ? [`await db.executeQuery(${argumentsText(only)}${isReadOnly ? '' : ', { readOnly: false }'}); // resolves to the rows`]
-      : [
-          `await db.withDb(${isReadOnly}, async (client) => {`,
-          '  // the same client.query(text, params) calls; no connect() or end()',
-          '});',
-        ];
-    return [{
-      rule: 'client-per-request',
-      node,
-      message: 'pg Client created, connected and ended on every call: each call opens a new connection ' +
-        '(TCP, TLS, authentication) and nothing bounds how many are open at once',
-      before: analysis.statementLines([node, ...connects, ...queries, ...ends]),
-      after: ['const db = new Database(); // once, at module level: one pool for every call', ...after].join('\n'),
-    }];
+    const after =
+      queries.length === 1 && only !== undefined
+        ? [`await db.executeQuery(${argumentsText(only)}${isReadOnly ? '' : ', { readOnly: false }'}); // resolves to the rows`]
+        : [
+            `await db.withDb(${isReadOnly}, async (client) => {`,
+            '  // the same client.query(text, params) calls; no connect() or end()',
+            '});',
+          ];
+    return [
+      {
+        rule: 'client-per-request',
+        node,
+        message:
+          'pg Client created, connected and ended on every call: each call opens a new connection ' +
+          '(TCP, TLS, authentication) and nothing bounds how many are open at once',
+        before: analysis.statementLines([node, ...connects, ...queries, ...ends]),
+        after: ['const db = new Database(); // once, at module level: one pool for every call', ...after].join('\n'),
+      },
+    ];
   });
 }
 
@@ -69,21 +73,24 @@ export function unreleasedClient(analysis: SourceAnalysis): RuleFinding[] {
     if (releases.some((release) => isInFinally(analysis, release, scope)) || isReleasedOnBothPaths(analysis, releases)) return [];
     const client = stored === undefined ? 'client' : oneLine(stored.getText(analysis.sourceFile));
     const isReadOnly = symbol !== undefined && isReadOnlyWork(analysis, symbol, scope);
-    return [{
-      rule: 'unreleased-client',
-      node: call,
-      message: releases.length === 0
-        ? `${client} from ${method.receiver.getText(analysis.sourceFile)}.connect() is never released: ` +
-          'each call keeps a connection until the pool is exhausted and later queries wait forever'
-        : `${client} from ${method.receiver.getText(analysis.sourceFile)}.connect() is released only when nothing throws: ` +
-          'release() is not in a finally, so an error leaks the connection',
-      before: analysis.statementLines([call, ...releases]),
-      after: [
-        `await db.withDb(${isReadOnly}, async (client) => {`,
-        '  // the same client.query(text, params) calls; no release()',
-        '}); // withDb releases the connection on every path, and discards it if it broke',
-      ].join('\n'),
-    }];
+    return [
+      {
+        rule: 'unreleased-client',
+        node: call,
+        message:
+          releases.length === 0
+            ? `${client} from ${method.receiver.getText(analysis.sourceFile)}.connect() is never released: ` +
+              'each call keeps a connection until the pool is exhausted and later queries wait forever'
+            : `${client} from ${method.receiver.getText(analysis.sourceFile)}.connect() is released only when nothing throws: ` +
+              'release() is not in a finally, so an error leaks the connection',
+        before: analysis.statementLines([call, ...releases]),
+        after: [
+          `await db.withDb(${isReadOnly}, async (client) => {`,
+          '  // the same client.query(text, params) calls; no release()',
+          '}); // withDb releases the connection on every path, and discards it if it broke',
+        ].join('\n'),
+      },
+    ];
   });
 }
 
@@ -91,11 +98,16 @@ export function unreleasedClient(analysis: SourceAnalysis): RuleFinding[] {
 function escapes(analysis: SourceAnalysis, holder: ts.Node): boolean {
   const t = analysis.ts;
   const parent = holder.parent;
-  return t.isReturnStatement(parent) || t.isYieldExpression(parent) || t.isArrowFunction(parent) ||
+  return (
+    t.isReturnStatement(parent) ||
+    t.isYieldExpression(parent) ||
+    t.isArrowFunction(parent) ||
     (t.isBinaryExpression(parent) && parent.right === holder && parent.operatorToken.kind === t.SyntaxKind.EqualsToken) ||
     (t.isVariableDeclaration(parent) && parent.initializer === holder) ||
     (t.isPropertyAssignment(parent) && parent.initializer === holder) ||
-    t.isShorthandPropertyAssignment(parent) || t.isArrayLiteralExpression(parent);
+    t.isShorthandPropertyAssignment(parent) ||
+    t.isArrayLiteralExpression(parent)
+  );
 }
 
 /** Whether a release runs in a `finally` block of a `try` inside the acquiring function. */

@@ -25,34 +25,48 @@ export function poolToDatabase(analysis: SourceAnalysis): RuleFinding[] {
   const t = analysis.ts;
   return poolConstructions(analysis).flatMap((node): RuleFinding[] => {
     const options = node.arguments?.[0] === undefined ? undefined : analysis.unwrap(node.arguments[0]);
-    const hasPgOnlyOption = options !== undefined && t.isObjectLiteralExpression(options) &&
+    const hasPgOnlyOption =
+      options !== undefined &&
+      t.isObjectLiteralExpression(options) &&
       options.properties.some((property) => property.name !== undefined && PG_ONLY_OPTIONS.has(property.name.getText()));
     if (hasPgOnlyOption || isHandedOver(analysis, node)) return [];
     const stored = storedIn(analysis, node);
     const symbol = stored === undefined ? undefined : analysis.symbolOf(stored);
-    if (symbol !== undefined && analysis.references(symbol).some((reference) => isHandedOver(analysis, holderOf(analysis, reference)))) {
+    if (
+      symbol !== undefined &&
+      analysis.references(symbol).some((reference) => isHandedOver(analysis, holderOf(analysis, reference)))
+    ) {
       return [];
     }
-    const isFromEnvironment = options === undefined || (t.isObjectLiteralExpression(options) && options.properties.every((property) =>
-      t.isPropertyAssignment(property) && property.name.getText() === 'connectionString' &&
-      /^process\.env\.DATABASE_URL$/.test(property.initializer.getText())));
+    const isFromEnvironment =
+      options === undefined ||
+      (t.isObjectLiteralExpression(options) &&
+        options.properties.every(
+          (property) =>
+            t.isPropertyAssignment(property) &&
+            property.name.getText() === 'connectionString' &&
+            /^process\.env\.DATABASE_URL$/.test(property.initializer.getText()),
+        ));
     const name = poolName(analysis, node);
     const construction = isFromEnvironment
       ? 'const db = new Database(); // reads DATABASE_URL and DB_* from process.env'
       : `const db = new Database(${oneLine(options?.getText() ?? '')}); // option names: docs/configuration.md`;
-    return [{
-      rule: 'pool-to-database',
-      node,
-      message: 'pg Pool can become new Database(): configuration from the environment, validated checkouts, ' +
-        'connections released on every path, stats and health checks',
-      before: analysis.snippet(analysis.statementOf(node)),
-      after: [
-        "import { Database } from '@codecheck/db';",
-        construction,
-        `// ${name}.query(text, params) -> db.executeQuery(text, params) (read-only by default; writes: { readOnly: false })`,
-        `// ${name}.connect() ... release() -> db.withDb(readOnly, async (client) => ...)`,
-      ].join('\n'),
-    }];
+    return [
+      {
+        rule: 'pool-to-database',
+        node,
+        message:
+          'pg Pool can become new Database(): configuration from the environment, validated checkouts, ' +
+          'connections released on every path, stats and health checks',
+        before: analysis.snippet(analysis.statementOf(node)),
+        after: [
+          "import { Database } from '@codecheck/db';",
+          construction,
+          `// ${name}.query(text, params) -> db.executeQuery(text, params) (read-only by default; writes: { readOnly: false })`,
+          `// ${name}.connect() ... release() -> db.withDb(readOnly, async (client) => ...)`,
+        ].join('\n'),
+      },
+    ];
   });
 }
 
@@ -68,16 +82,19 @@ export function poolWithoutErrorListener(analysis: SourceAnalysis): RuleFinding[
     const references = symbol === undefined ? [] : analysis.references(symbol);
     if (references.some((reference) => isErrorListenerCall(analysis, holderOf(analysis, reference)))) return [];
     const name = poolName(analysis, node);
-    return [{
-      rule: 'pool-without-error-listener',
-      node,
-      message: "pg Pool has no 'error' listener: an idle client's lost connection is emitted on the pool and crashes the process",
-      before: analysis.snippet(analysis.statementOf(node)),
-      after: [
-        `${name}.on('error', (err) => logger.warn({ err }, 'idle PostgreSQL client failed'));`,
-        '// or new Database(), which listens on every pool and client and logs instead of crashing',
-      ].join('\n'),
-    }];
+    return [
+      {
+        rule: 'pool-without-error-listener',
+        node,
+        message:
+          "pg Pool has no 'error' listener: an idle client's lost connection is emitted on the pool and crashes the process",
+        before: analysis.snippet(analysis.statementOf(node)),
+        after: [
+          `${name}.on('error', (err) => logger.warn({ err }, 'idle PostgreSQL client failed'));`,
+          '// or new Database(), which listens on every pool and client and logs instead of crashing',
+        ].join('\n'),
+      },
+    ];
   });
 }
 
@@ -111,7 +128,8 @@ export function transactionOnPool(analysis: SourceAnalysis): RuleFinding[] {
   for (const call of analysis.calls) {
     const method = analysis.methodCall(call);
     const text = sqlTextOf(analysis, call);
-    if (method?.name !== 'query' || text === undefined || !isTransactionControl(text) || !analysis.isPoolLike(method.receiver)) continue;
+    if (method?.name !== 'query' || text === undefined || !isTransactionControl(text) || !analysis.isPoolLike(method.receiver))
+      continue;
     const scope = analysis.enclosingFunction(call) ?? analysis.sourceFile;
     const key = `${scope.pos}:${method.receiver.getText(analysis.sourceFile)}`;
     groups.set(key, [...(groups.get(key) ?? []), call]);
@@ -119,26 +137,36 @@ export function transactionOnPool(analysis: SourceAnalysis): RuleFinding[] {
   return [...groups.values()].map((controls): RuleFinding => {
     const [first] = controls as [ts.CallExpression, ...ts.CallExpression[]];
     const receiver = analysis.methodCall(first)?.receiver.getText(analysis.sourceFile) ?? 'pool';
-    const statements = analysis.calls.filter((call) => analysis.enclosingFunction(call) === analysis.enclosingFunction(first) &&
-      analysis.methodCall(call)?.name === 'query' && analysis.methodCall(call)?.receiver.getText(analysis.sourceFile) === receiver);
+    const statements = analysis.calls.filter(
+      (call) =>
+        analysis.enclosingFunction(call) === analysis.enclosingFunction(first) &&
+        analysis.methodCall(call)?.name === 'query' &&
+        analysis.methodCall(call)?.receiver.getText(analysis.sourceFile) === receiver,
+    );
     const work = statements.filter((call) => !controls.includes(call));
-    const keywords = [...new Set(controls.map((call) => (sqlTextOf(analysis, call) ?? '').trim().split(/\s+/)[0]!.toUpperCase()))];
+    const keywords = [
+      ...new Set(controls.map((call) => (sqlTextOf(analysis, call) ?? '').trim().split(/\s+/)[0]!.toUpperCase())),
+    ];
     const withDb = [
       'await db.withDb(false, async (client) => {',
       '  // the same statements through client.query(text, params); no BEGIN/COMMIT/ROLLBACK',
       '}); // BEGIN, then COMMIT, or ROLLBACK when the function throws',
     ];
-    const after = work.length === 0 ? withDb : [
-      'await db.executeTransaction([',
-      ...work.map((call) => `  ${transactionStep(analysis, call)},`),
-      ']); // one connection, all or nothing',
-      '// or, when a statement needs an earlier result:',
-      ...withDb.map((line) => `// ${line}`),
-    ];
+    const after =
+      work.length === 0
+        ? withDb
+        : [
+            'await db.executeTransaction([',
+            ...work.map((call) => `  ${transactionStep(analysis, call)},`),
+            ']); // one connection, all or nothing',
+            '// or, when a statement needs an earlier result:',
+            ...withDb.map((line) => `// ${line}`),
+          ];
     return {
       rule: 'transaction-on-pool',
       node: first,
-      message: `${listWords(keywords)} sent through ${receiver}.query: each pool.query may run on a different connection, ` +
+      message:
+        `${listWords(keywords)} sent through ${receiver}.query: each pool.query may run on a different connection, ` +
         'so the statements between them are not one transaction',
       before: analysis.statementLines(statements),
       after: after.join('\n'),

@@ -46,13 +46,16 @@ export function sqlInterpolation(analysis: SourceAnalysis): RuleFinding[] {
       if (unsafe === undefined || !('node' in unsafe) || keyword === undefined) continue;
       const how = t.isTemplateExpression(analysis.unwrap(contribution.node)) ? 'interpolates' : 'concatenates';
       const isUtility = isUtilityStatement(keyword);
-      const remedy = isIdentifierAt(parts, index) ? 'quote the name with pg.escapeIdentifier()'
-        : isUtility ? `${keyword.toUpperCase()} takes no parameters: quote it with pg.escapeLiteral() or pg.escapeIdentifier()`
-        : 'bind it as a parameter';
+      const remedy = isIdentifierAt(parts, index)
+        ? 'quote the name with pg.escapeIdentifier()'
+        : isUtility
+          ? `${keyword.toUpperCase()} takes no parameters: quote it with pg.escapeLiteral() or pg.escapeIdentifier()`
+          : 'bind it as a parameter';
       findings.push({
         rule: 'sql-interpolation',
         node: contribution.node,
-        message: `SQL text ${how} ${oneLine(unsafe.node.getText(), 40)}: a value with a quote in it rewrites the statement ` +
+        message:
+          `SQL text ${how} ${oneLine(unsafe.node.getText(), 40)}: a value with a quote in it rewrites the statement ` +
           `(SQL injection); ${remedy}`,
         before: analysis.snippet(contribution.kind === 'argument' ? call : analysis.statementOf(contribution.node)),
         after: suggestion(analysis, call, values, contribution, parts, isUtility),
@@ -63,7 +66,10 @@ export function sqlInterpolation(analysis: SourceAnalysis): RuleFinding[] {
 }
 
 /** The SQL text and values of `q(text, values)` or `q({ text, values })`. */
-function queryArguments(analysis: SourceAnalysis, call: ts.CallExpression): [ts.Expression | undefined, ts.Expression | undefined] {
+function queryArguments(
+  analysis: SourceAnalysis,
+  call: ts.CallExpression,
+): [ts.Expression | undefined, ts.Expression | undefined] {
   const t = analysis.ts;
   const [first, second] = call.arguments;
   const argument = first === undefined ? undefined : analysis.unwrap(first);
@@ -85,16 +91,20 @@ function contributionsOf(analysis: SourceAnalysis, evaluator: SqlEvaluator, text
   if (!t.isIdentifier(target)) return [];
   const symbol = analysis.symbolOf(target);
   const variable = symbol?.declarations?.[0];
-  if (symbol === undefined || variable === undefined || !t.isVariableDeclaration(variable) || !t.isIdentifier(variable.name)) return [];
+  if (symbol === undefined || variable === undefined || !t.isVariableDeclaration(variable) || !t.isIdentifier(variable.name))
+    return [];
   const assignments = analysis.references(symbol).flatMap((reference) => {
     const holder = holderOf(analysis, reference);
     const parent = holder.parent;
-    const isAssignment = t.isBinaryExpression(parent) && parent.left === holder &&
+    const isAssignment =
+      t.isBinaryExpression(parent) &&
+      parent.left === holder &&
       (parent.operatorToken.kind === t.SyntaxKind.EqualsToken || parent.operatorToken.kind === t.SyntaxKind.PlusEqualsToken);
     return isAssignment ? [parent] : [];
   });
   const isAppendedTo = assignments.some((assignment) => assignment.operatorToken.kind === t.SyntaxKind.PlusEqualsToken);
-  const initial = variable.initializer ?? assignments.find((assignment) => assignment.operatorToken.kind === t.SyntaxKind.EqualsToken)?.right;
+  const initial =
+    variable.initializer ?? assignments.find((assignment) => assignment.operatorToken.kind === t.SyntaxKind.EqualsToken)?.right;
   const base = initial === undefined ? '' : leadingText(evaluator.parts(initial));
   const contributions: Contribution[] = [];
   if (variable.initializer !== undefined) {
@@ -102,20 +112,37 @@ function contributionsOf(analysis: SourceAnalysis, evaluator: SqlEvaluator, text
   }
   for (const assignment of assignments) {
     const isAppend = assignment.operatorToken.kind === t.SyntaxKind.PlusEqualsToken;
-    contributions.push({ node: assignment.right, kind: isAppend ? 'append' : 'assignment', sqlStart: isAppend ? base : '', variable, isAppendedTo });
+    contributions.push({
+      node: assignment.right,
+      kind: isAppend ? 'append' : 'assignment',
+      sqlStart: isAppend ? base : '',
+      variable,
+      isAppendedTo,
+    });
   }
   return contributions.filter((contribution) => evaluator.isBuilt(contribution.node));
 }
 
 /** The same code with every unsafe value bound as a parameter (or quoted, where parameters cannot go). */
-function suggestion(analysis: SourceAnalysis, call: ts.CallExpression, values: ts.Expression | undefined,
-  contribution: Contribution, parts: readonly SqlPart[], isUtility: boolean): string {
+function suggestion(
+  analysis: SourceAnalysis,
+  call: ts.CallExpression,
+  values: ts.Expression | undefined,
+  contribution: Contribution,
+  parts: readonly SqlPart[],
+  isUtility: boolean,
+): string {
   const t = analysis.ts;
   const callee = call.expression.getText(analysis.sourceFile);
   const existing = values === undefined ? undefined : analysis.unwrap(values);
   if (contribution.kind === 'argument') {
     const isArray = existing !== undefined && t.isArrayLiteralExpression(existing);
-    const kept = existing === undefined ? [] : isArray ? existing.elements.map((element) => element.getText()) : [`...${existing.getText()}`];
+    const kept =
+      existing === undefined
+        ? []
+        : isArray
+          ? existing.elements.map((element) => element.getText())
+          : [`...${existing.getText()}`];
     const bound = parameterize(parts, { first: isArray ? existing.elements.length + 1 : 1 }, isUtility);
     const all = [...kept, ...bound.values];
     const args = all.length === 0 ? bound.sql : `${bound.sql}, [${all.join(', ')}]`;
@@ -132,8 +159,10 @@ function suggestion(analysis: SourceAnalysis, call: ts.CallExpression, values: t
   const bound = parameterize(parts, contribution.isAppendedTo ? { params } : { first: 1 }, isUtility);
   const flags = t.getCombinedNodeFlags(variable);
   const keyword = flags & t.NodeFlags.Const ? 'const' : flags & t.NodeFlags.Let ? 'let' : 'var';
-  const statement = contribution.kind === 'initializer' ? `${keyword} ${name} = ${bound.sql};`
-    : `${name} ${contribution.kind === 'append' ? '+=' : '='} ${bound.sql};`;
+  const statement =
+    contribution.kind === 'initializer'
+      ? `${keyword} ${name} = ${bound.sql};`
+      : `${name} ${contribution.kind === 'append' ? '+=' : '='} ${bound.sql};`;
   if (contribution.isAppendedTo) {
     const push = bound.values.length === 0 ? [] : [`${params}.push(${bound.values.join(', ')});`];
     return [...push, statement, `// then ${callee}(${name}, ${params})`].join('\n');
@@ -178,7 +207,8 @@ function parameterize(parts: readonly SqlPart[], numbering: Numbering, isUtility
     // In a utility statement a bare value is a name (NOTIFY channel, CREATE ROLE x), except SET's value.
     const isBareName = isUtility && quotes % 2 === 0 && !/\bset\b[^;]*(?:=|\bto)\s*$/i.test(before);
     if (IDENTIFIER_CONTEXT.test(before) || isBareName) {
-      if (before.endsWith('"') && after.startsWith('"')) { // "${name}": escapeIdentifier adds the quotes
+      if (before.endsWith('"') && after.startsWith('"')) {
+        // "${name}": escapeIdentifier adds the quotes
         pieces[pieces.length - 1] = { text: before.slice(0, -1) };
         pending[index + 1] = { text: after.slice(1) };
       }

@@ -42,8 +42,11 @@ export function isReadOnlyWork(analysis: SourceAnalysis, symbol: ts.Symbol, scop
 export function queriesThrough(analysis: SourceAnalysis, symbol: ts.Symbol, scope: ts.Node | undefined): ts.CallExpression[] {
   return analysis.calls.filter((call) => {
     const method = analysis.methodCall(call);
-    return method?.name === 'query' && analysis.symbolOf(method.receiver) === symbol &&
-      (scope === undefined || (call.pos >= scope.pos && call.end <= scope.end));
+    return (
+      method?.name === 'query' &&
+      analysis.symbolOf(method.receiver) === symbol &&
+      (scope === undefined || (call.pos >= scope.pos && call.end <= scope.end))
+    );
   });
 }
 
@@ -76,7 +79,11 @@ export function holderOf(analysis: SourceAnalysis, reference: ts.Identifier): ts
 }
 
 /** The call `holder.name(...)` when `holder` is the receiver of one of `names`, else undefined. */
-export function receiverCall(analysis: SourceAnalysis, holder: ts.Node, names: ReadonlySet<string>): ts.CallExpression | undefined {
+export function receiverCall(
+  analysis: SourceAnalysis,
+  holder: ts.Node,
+  names: ReadonlySet<string>,
+): ts.CallExpression | undefined {
   const t = analysis.ts;
   const access = holder.parent;
   if (!t.isPropertyAccessExpression(access) || access.expression !== holder || !names.has(access.name.text)) return undefined;

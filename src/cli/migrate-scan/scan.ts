@@ -35,7 +35,8 @@ const SOURCE_FILE = /\.(?:[cm]?[jt]s|[jt]sx)$/i;
 const DECLARATION_FILE = /\.d\.[cm]?ts$/i;
 const SKIPPED_DIRECTORIES = new Set(['node_modules', 'dist', '.git']);
 const IGNORE_COMMENT = /(?:\/\/|\/\*)\s*migrate-scan-ignore-next-line\s+([a-z-]+(?:\s*,\s*[a-z-]+)*)/;
-const USAGE = 'usage: codecheck-db migrate-scan [--json] <paths...>\n' +
+const USAGE =
+  'usage: codecheck-db migrate-scan [--json] <paths...>\n' +
   '  Scans .js .mjs .cjs .jsx .ts .mts .cts .tsx files (directories recursively, skipping node_modules, dist, .git)\n' +
   '  for pg code to migrate to @codecheck/db. Exit 0: nothing found; 1: findings; 2: usage error.\n';
 
@@ -59,7 +60,14 @@ export function scanSource(fileName: string, text: string): Finding[] {
   ];
   const lines = text.split(/\r?\n/);
   return found
-    .map(({ rule, node, message, before, after }): Finding => ({ file: fileName, ...analysis.position(node), rule, message, before, after }))
+    .map(({ rule, node, message, before, after }): Finding => ({
+      file: fileName,
+      ...analysis.position(node),
+      rule,
+      message,
+      before,
+      after,
+    }))
     .filter((finding) => !isIgnored(lines[finding.line - 2], finding.rule))
     .sort(compareFindings);
 }
@@ -96,7 +104,8 @@ export function formatFindings(findings: readonly Finding[], options: { json: bo
     }
   }
   const counts = RULE_IDS.map((rule) => [rule, findings.filter((finding) => finding.rule === rule).length] as const)
-    .filter(([, count]) => count > 0).map(([rule, count]) => `${rule}: ${count}`);
+    .filter(([, count]) => count > 0)
+    .map(([rule, count]) => `${rule}: ${count}`);
   const noun = (count: number, word: string): string => `${count} ${word}${count === 1 ? '' : 's'}`;
   out.push(`${noun(findings.length, 'finding')} in ${noun(files.length, 'file')} (${counts.join(', ')})`);
   return `${out.join('\n')}\n`;
@@ -152,7 +161,10 @@ async function sourcesUnder(path: string): Promise<string[]> {
   }
   if (info.isFile()) {
     if (!SOURCE_FILE.test(path)) {
-      throw new MigrateScanError('UNSUPPORTED_FILE', `${path}: not a JavaScript or TypeScript source (.js .mjs .cjs .jsx .ts .mts .cts .tsx)`);
+      throw new MigrateScanError(
+        'UNSUPPORTED_FILE',
+        `${path}: not a JavaScript or TypeScript source (.js .mjs .cjs .jsx .ts .mts .cts .tsx)`,
+      );
     }
     return [path];
   }
@@ -181,8 +193,12 @@ async function readSource(file: string): Promise<string> {
 }
 
 function unreadable(path: string, cause: unknown): MigrateScanError {
-  const reason = (cause as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory'
-    : (cause as NodeJS.ErrnoException).code === 'EACCES' ? 'permission denied' : (cause as Error).message;
+  const reason =
+    (cause as NodeJS.ErrnoException).code === 'ENOENT'
+      ? 'no such file or directory'
+      : (cause as NodeJS.ErrnoException).code === 'EACCES'
+        ? 'permission denied'
+        : (cause as Error).message;
   return new MigrateScanError('PATH_UNREADABLE', `${path}: cannot read (${reason})`, { cause });
 }
 

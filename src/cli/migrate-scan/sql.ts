@@ -11,7 +11,8 @@ export type SqlValue = { kind: 'constant'; text: string } | { kind: 'safe' } | {
 /** One piece of SQL text as written: literal text, or an expression spliced into it. */
 export type SqlPart = { text: string } | { node: ts.Expression; isSafe: boolean };
 
-const SQL_START = /^(?:select|insert|update|delete|with|merge|values|create|alter|drop|truncate|grant|revoke|copy|call|explain|set|show|listen|notify|lock|declare|vacuum|analyze|refresh|comment)\b/i;
+const SQL_START =
+  /^(?:select|insert|update|delete|with|merge|values|create|alter|drop|truncate|grant|revoke|copy|call|explain|set|show|listen|notify|lock|declare|vacuum|analyze|refresh|comment)\b/i;
 const TRANSACTION_CONTROL = /^(?:begin|start\s+transaction|commit|end|rollback|abort|savepoint|release)\b/i;
 const NUMERIC_CALLS = new Set(['Number', 'parseInt', 'parseFloat', 'BigInt']);
 const ESCAPE_CALLS = new Set(['escapeIdentifier', 'escapeLiteral']);
@@ -58,8 +59,9 @@ export class SqlEvaluator {
   isBuilt(node: ts.Node): boolean {
     const t = this.#ts;
     const target = this.#analysis.unwrap(node);
-    return t.isTemplateExpression(target) ||
-      (t.isBinaryExpression(target) && target.operatorToken.kind === t.SyntaxKind.PlusToken);
+    return (
+      t.isTemplateExpression(target) || (t.isBinaryExpression(target) && target.operatorToken.kind === t.SyntaxKind.PlusToken)
+    );
   }
 
   /** The pieces of a template or `+` chain, constants folded into text. */
@@ -118,13 +120,17 @@ export class SqlEvaluator {
   #binary(node: ts.BinaryExpression): SqlValue {
     const t = this.#ts;
     switch (node.operatorToken.kind) {
-      case t.SyntaxKind.MinusToken: case t.SyntaxKind.AsteriskToken: case t.SyntaxKind.SlashToken:
-      case t.SyntaxKind.PercentToken: case t.SyntaxKind.AsteriskAsteriskToken:
+      case t.SyntaxKind.MinusToken:
+      case t.SyntaxKind.AsteriskToken:
+      case t.SyntaxKind.SlashToken:
+      case t.SyntaxKind.PercentToken:
+      case t.SyntaxKind.AsteriskAsteriskToken:
         return { kind: 'safe' }; // always a number (or NaN), whatever the operands hold
       case t.SyntaxKind.AmpersandAmpersandToken:
         // `cond && 'x = $1'` yields 'x = $1' or a falsy value ('' at worst): only the right side matters.
         return this.#isSafe(node.right) ? { kind: 'safe' } : { kind: 'unsafe' };
-      case t.SyntaxKind.BarBarToken: case t.SyntaxKind.QuestionQuestionToken:
+      case t.SyntaxKind.BarBarToken:
+      case t.SyntaxKind.QuestionQuestionToken:
         return this.#isSafe(node.left) && this.#isSafe(node.right) ? { kind: 'safe' } : { kind: 'unsafe' };
       default:
         return { kind: 'unsafe' };
@@ -171,13 +177,17 @@ export class SqlEvaluator {
     if (t.isEnumDeclaration(declaration)) return { kind: 'safe' };
     if (t.isImportSpecifier(declaration) || t.isImportClause(declaration) || t.isNamespaceImport(declaration)) {
       return CONSTANT_NAME.test(declaration.name?.getText() ?? '') || CONSTANT_NAME.test(node.name.text)
-        ? { kind: 'safe' } : { kind: 'unsafe' };
+        ? { kind: 'safe' }
+        : { kind: 'unsafe' };
     }
-    const initializer = t.isVariableDeclaration(declaration) && (t.getCombinedNodeFlags(declaration) & t.NodeFlags.Const)
-      ? declaration.initializer && this.#analysis.unwrap(declaration.initializer) : undefined;
+    const initializer =
+      t.isVariableDeclaration(declaration) && t.getCombinedNodeFlags(declaration) & t.NodeFlags.Const
+        ? declaration.initializer && this.#analysis.unwrap(declaration.initializer)
+        : undefined;
     if (initializer === undefined || !t.isObjectLiteralExpression(initializer)) return { kind: 'unsafe' };
-    const property = initializer.properties.find((candidate) =>
-      t.isPropertyAssignment(candidate) && candidate.name.getText() === node.name.text);
+    const property = initializer.properties.find(
+      (candidate) => t.isPropertyAssignment(candidate) && candidate.name.getText() === node.name.text,
+    );
     return property !== undefined && t.isPropertyAssignment(property) ? this.evaluate(property.initializer) : { kind: 'unsafe' };
   }
 
@@ -203,7 +213,8 @@ export class SqlEvaluator {
     const target = this.#analysis.unwrap(node);
     if (t.isArrayLiteralExpression(target)) {
       return target.elements.every((element) =>
-        t.isSpreadElement(element) ? this.#isSafeArray(element.expression) : this.#isSafe(element));
+        t.isSpreadElement(element) ? this.#isSafeArray(element.expression) : this.#isSafe(element),
+      );
     }
     if (t.isCallExpression(target)) return this.#isSafeArrayCall(target);
     if (!t.isIdentifier(target) || this.#visiting.has(target)) return false;
@@ -240,9 +251,14 @@ export class SqlEvaluator {
     const t = this.#ts;
     const symbol = this.#analysis.symbolOf(node);
     const declaration = symbol?.declarations?.[0];
-    if (symbol === undefined || declaration === undefined || !t.isVariableDeclaration(declaration) ||
-      !(t.getCombinedNodeFlags(declaration) & t.NodeFlags.Const) || declaration.initializer === undefined ||
-      !this.#isSafeArray(declaration.initializer)) {
+    if (
+      symbol === undefined ||
+      declaration === undefined ||
+      !t.isVariableDeclaration(declaration) ||
+      !(t.getCombinedNodeFlags(declaration) & t.NodeFlags.Const) ||
+      declaration.initializer === undefined ||
+      !this.#isSafeArray(declaration.initializer)
+    ) {
       return false;
     }
     return this.#analysis.references(symbol).every((reference) => {
@@ -251,8 +267,12 @@ export class SqlEvaluator {
       if (!t.isPropertyAccessExpression(access) || access.expression !== reference) return false;
       if (ARRAY_READS.has(access.name.text)) return true;
       const call = access.parent;
-      return (access.name.text === 'push' || access.name.text === 'unshift') && t.isCallExpression(call) &&
-        call.expression === access && call.arguments.every((argument) => this.#isSafe(argument));
+      return (
+        (access.name.text === 'push' || access.name.text === 'unshift') &&
+        t.isCallExpression(call) &&
+        call.expression === access &&
+        call.arguments.every((argument) => this.#isSafe(argument))
+      );
     });
   }
 

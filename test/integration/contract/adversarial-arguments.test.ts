@@ -3,7 +3,14 @@
  * the behaviour docs/errors.md and docs/stats.md promise, and asserts it exactly.
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { ConfigError, databaseHealthCheck, DatabaseQueryError, loadConfig, PoolTimeoutError, type Database } from '../../../src/index.js';
+import {
+  ConfigError,
+  databaseHealthCheck,
+  DatabaseQueryError,
+  loadConfig,
+  PoolTimeoutError,
+  type Database,
+} from '../../../src/index.js';
 import { adminQuery, openDatabase, sleep, uniqueName } from '../../support/test-database.js';
 
 const databases: Database[] = [];
@@ -19,7 +26,9 @@ afterAll(async () => {
 describe('bad arguments', () => {
   test('executeQuery with null options rejects with a TypeError and counts one error', async () => {
     const db = open();
-    await expect(db.executeQuery('SELECT 1', [], null as never)).rejects.toThrow(new TypeError('executeQuery options must be an object'));
+    await expect(db.executeQuery('SELECT 1', [], null as never)).rejects.toThrow(
+      new TypeError('executeQuery options must be an object'),
+    );
     expect(db.getStats().errors).toBe(1);
     expect(db.getStats().queriesExecuted).toBe(0);
   });
@@ -44,7 +53,9 @@ describe('bad arguments', () => {
 
   test('the same mismatch inside withDb rejects with QUERY_FAILED 08P01 and the transaction is rolled back on a kept connection', async () => {
     const db = open();
-    const error = await db.withDb(true, async (client) => client.query('SELECT $1::int', [1, 2])).catch((caught: unknown) => caught);
+    const error = await db
+      .withDb(true, async (client) => client.query('SELECT $1::int', [1, 2]))
+      .catch((caught: unknown) => caught);
     expect(error).toMatchObject({ code: 'QUERY_FAILED', sqlState: '08P01' });
     expect(await db.executeQuery('SELECT 1 AS one')).toEqual([{ one: 1 }]);
     await sleep(50);
@@ -53,7 +64,7 @@ describe('bad arguments', () => {
 });
 
 describe('options given as text (docs/configuration.md)', () => {
-  test('an option holding the text a variable accepts is read in the option\'s unit', () => {
+  test("an option holding the text a variable accepts is read in the option's unit", () => {
     const config = loadConfig({}, { max: '20', pgbouncer: 'yes', connectionTimeoutMillis: '1500' } as never);
     expect([config.max, config.pgbouncer, config.connectionTimeoutMillis]).toEqual([20, true, 1500]);
   });
@@ -75,21 +86,27 @@ describe('options given as text (docs/configuration.md)', () => {
 });
 
 describe('several statements in one text', () => {
-  test('executeQuery of several statements without params returns the last statement\'s rows', async () => {
+  test("executeQuery of several statements without params returns the last statement's rows", async () => {
     const db = open();
     expect(await db.executeQuery('SELECT 1 AS a; SELECT 2 AS b, 3 AS c')).toEqual([{ b: 2, c: 3 }]);
     expect(await db.executeQuery('SELECT 1 AS a; SELECT 2 AS b', [], { readOnly: false })).toEqual([{ b: 2 }]);
     expect(db.getStats().queriesExecuted).toBe(2);
   });
 
-  test('executeTransaction returns the last statement\'s rows for an operation holding several statements', async () => {
+  test("executeTransaction returns the last statement's rows for an operation holding several statements", async () => {
     const db = open();
-    expect(await db.executeTransaction([{ text: 'SELECT 1 AS a; SELECT 2 AS b' }, { text: 'SELECT 3 AS c' }])).toEqual([[{ b: 2 }], [{ c: 3 }]]);
+    expect(await db.executeTransaction([{ text: 'SELECT 1 AS a; SELECT 2 AS b' }, { text: 'SELECT 3 AS c' }])).toEqual([
+      [{ b: 2 }],
+      [{ c: 3 }],
+    ]);
   });
 
   test('several statements with params reject with QUERY_FAILED 42601', async () => {
     const db = open();
-    await expect(db.executeQuery('SELECT $1::int; SELECT 2', [1])).rejects.toMatchObject({ code: 'QUERY_FAILED', sqlState: '42601' });
+    await expect(db.executeQuery('SELECT $1::int; SELECT 2', [1])).rejects.toMatchObject({
+      code: 'QUERY_FAILED',
+      sqlState: '42601',
+    });
   });
 });
 
@@ -100,13 +117,16 @@ describe('healthCheck never rejects', () => {
     expect(report.status).toBe('healthy');
   });
 
-  test.each([[Number.NaN], [0], [-5], ['100'], [2 ** 31]])('healthCheck({ timeoutMillis: %s }) resolves unhealthy with the reason', async (timeoutMillis) => {
-    const db = open();
-    const report = await db.healthCheck({ timeoutMillis: timeoutMillis as number });
-    expect(report.status).toBe('unhealthy');
-    expect(report.error).toBe('healthCheck timeoutMillis must be a number of milliseconds from 1 to 2147483647');
-    expect(report.databaseVersion).toBeNull();
-  });
+  test.each([[Number.NaN], [0], [-5], ['100'], [2 ** 31]])(
+    'healthCheck({ timeoutMillis: %s }) resolves unhealthy with the reason',
+    async (timeoutMillis) => {
+      const db = open();
+      const report = await db.healthCheck({ timeoutMillis: timeoutMillis as number });
+      expect(report.status).toBe('unhealthy');
+      expect(report.error).toBe('healthCheck timeoutMillis must be a number of milliseconds from 1 to 2147483647');
+      expect(report.databaseVersion).toBeNull();
+    },
+  );
 
   test('databaseHealthCheck on an invalid environment reports the ConfigError on one line', async () => {
     const saved = process.env.DB_POOL_MAX;
@@ -114,7 +134,9 @@ describe('healthCheck never rejects', () => {
     try {
       const report = await databaseHealthCheck();
       expect(report.status).toBe('unhealthy');
-      expect(report.error).toBe('Invalid database configuration (1 problem): - DB_POOL_MAX is "0", out of range; expected 1–10000.');
+      expect(report.error).toBe(
+        'Invalid database configuration (1 problem): - DB_POOL_MAX is "0", out of range; expected 1–10000.',
+      );
     } finally {
       if (saved === undefined) delete process.env.DB_POOL_MAX;
       else process.env.DB_POOL_MAX = saved;
@@ -131,7 +153,12 @@ describe('PoolTimeoutError snapshot', () => {
     const error = await db.executeQuery('SELECT 1').catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(PoolTimeoutError);
     const { stats } = error as PoolTimeoutError;
-    expect({ total: stats.total, active: stats.active, idle: stats.idle, max: stats.max }).toEqual({ total: 1, active: 1, idle: 0, max: 1 });
+    expect({ total: stats.total, active: stats.active, idle: stats.idle, max: stats.max }).toEqual({
+      total: 1,
+      active: 1,
+      idle: 0,
+      max: 1,
+    });
     expect(db.getStats().activeConnections).toBe(1);
     release();
     await held;
@@ -140,5 +167,7 @@ describe('PoolTimeoutError snapshot', () => {
 
 // Keeps the shared server tidy if a test above failed midway.
 afterAll(async () => {
-  await adminQuery("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'qa_bind_%'").catch(() => undefined);
+  await adminQuery("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'qa_bind_%'").catch(
+    () => undefined,
+  );
 });

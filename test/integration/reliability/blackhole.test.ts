@@ -22,9 +22,16 @@ const databases: Database[] = [];
 
 function open(overrides: ConstructorParameters<typeof Database>[0] = {}): Database {
   const db = new Database({
-    connectionString: urlVia(getTestDatabaseUrl(), proxy), logLevel: 'silent', min: 3, max: 4,
-    connectionTimeoutMillis: CONNECT_MILLIS, validationTimeoutMillis: GRACE_MILLIS, validationIntervalMillis: 60_000,
-    circuitBreakerThreshold: 3, circuitBreakerResetMillis: 300, ...overrides,
+    connectionString: urlVia(getTestDatabaseUrl(), proxy),
+    logLevel: 'silent',
+    min: 3,
+    max: 4,
+    connectionTimeoutMillis: CONNECT_MILLIS,
+    validationTimeoutMillis: GRACE_MILLIS,
+    validationIntervalMillis: 60_000,
+    circuitBreakerThreshold: 3,
+    circuitBreakerResetMillis: 300,
+    ...overrides,
   });
   databases.push(db);
   return db;
@@ -72,7 +79,10 @@ describe('scenario 3: black-holed link', () => {
     // first; at once: CIRCUIT_OPEN once the breaker has opened.
     const codes: Record<string, number> = {};
     for (const a of acquires) codes[(a.error as { code: string }).code] = (codes[(a.error as { code: string }).code] ?? 0) + 1;
-    expect(Object.keys(codes).every((code) => ['POOL_TIMEOUT', 'CONNECTION_FAILED', 'CIRCUIT_OPEN'].includes(code)), JSON.stringify(codes)).toBe(true);
+    expect(
+      Object.keys(codes).every((code) => ['POOL_TIMEOUT', 'CONNECTION_FAILED', 'CIRCUIT_OPEN'].includes(code)),
+      JSON.stringify(codes),
+    ).toBe(true);
     const fastFails = codes.CIRCUIT_OPEN ?? 0;
 
     const health = await timed(db.healthCheck({ timeoutMillis: HEALTH_MILLIS }));
@@ -82,16 +92,33 @@ describe('scenario 3: black-holed link', () => {
 
     proxy.heal();
     const healedAt = performance.now();
-    await eventually(() => db.executeQuery<{ one: number }>('SELECT 1 AS one', [], { timeoutMillis: 2000 }).then((rows) => rows[0]?.one, () => undefined), 10_000, 20);
+    await eventually(
+      () =>
+        db.executeQuery<{ one: number }>('SELECT 1 AS one', [], { timeoutMillis: 2000 }).then(
+          (rows) => rows[0]?.one,
+          () => undefined,
+        ),
+      10_000,
+      20,
+    );
     const recoveryMillis = Math.round(performance.now() - healedAt);
     expect((await db.healthCheck({ timeoutMillis: 2000 })).status).not.toBe('unhealthy');
     expect(recoveryMillis).toBeLessThan(5000);
     expect(guard.crashes).toEqual([]);
     const stats = db.getStats();
     printFigures('blackhole', {
-      statementDeadlineMillis: STATEMENT_MILLIS, statementWorstOverrunMillis: statementOverrun,
-      acquireDeadlineMillis: CONNECT_MILLIS, acquireWorstOverrunMillis: acquireOverrun, acquireErrors: Object.entries(codes).map(([code, n]) => `${code}:${n}`).join(','), circuitRejections: fastFails,
-      healthMillis: health.millis, healthTimeoutMillis: HEALTH_MILLIS, recoveryMillis, connectionErrors: stats.connectionErrors,
+      statementDeadlineMillis: STATEMENT_MILLIS,
+      statementWorstOverrunMillis: statementOverrun,
+      acquireDeadlineMillis: CONNECT_MILLIS,
+      acquireWorstOverrunMillis: acquireOverrun,
+      acquireErrors: Object.entries(codes)
+        .map(([code, n]) => `${code}:${n}`)
+        .join(','),
+      circuitRejections: fastFails,
+      healthMillis: health.millis,
+      healthTimeoutMillis: HEALTH_MILLIS,
+      recoveryMillis,
+      connectionErrors: stats.connectionErrors,
     });
   });
 
@@ -106,8 +133,20 @@ describe('scenario 3: black-holed link', () => {
     // Both idle connections were checked, found dead, evicted: the caller never got one.
     expect(db.getStats().validationFailures).toBe(2);
     proxy.heal();
-    await eventually(() => db.executeQuery('SELECT 1', [], { timeoutMillis: 2000 }).then(() => true, () => undefined), 10_000, 20);
-    printFigures('blackhole-validation', { idleEvicted: db.getStats().validationFailures, acquireMillis: outcome.millis, acquireDeadlineMillis: CONNECT_MILLIS });
+    await eventually(
+      () =>
+        db.executeQuery('SELECT 1', [], { timeoutMillis: 2000 }).then(
+          () => true,
+          () => undefined,
+        ),
+      10_000,
+      20,
+    );
+    printFigures('blackhole-validation', {
+      idleEvicted: db.getStats().validationFailures,
+      acquireMillis: outcome.millis,
+      acquireDeadlineMillis: CONNECT_MILLIS,
+    });
   });
 
   test('shutdown with statements stuck in the black hole ends one cancel timeout after its deadline, however many there are', async () => {
@@ -121,7 +160,12 @@ describe('scenario 3: black-holed link', () => {
     for (const call of await Promise.all(stuck)) expect(call.error).toBeInstanceOf(DatabaseConnectionError);
     const overrun = shutdown.millis - deadlineMillis;
     expect(overrun, JSON.stringify(db.getStats().nodes[0])).toBeLessThanOrEqual(GRACE_MILLIS + SLACK_MILLIS);
-    printFigures('blackhole-shutdown', { stuckStatements: 4, deadlineMillis, shutdownMillis: shutdown.millis, overrunMillis: overrun });
+    printFigures('blackhole-shutdown', {
+      stuckStatements: 4,
+      deadlineMillis,
+      shutdownMillis: shutdown.millis,
+      overrunMillis: overrun,
+    });
   });
 
   // PoolClosedError, not DatabaseConnectionError: shutdown ended the connect, the server did not fail it.
@@ -137,6 +181,11 @@ describe('scenario 3: black-holed link', () => {
     expect(shutdown.millis).toBeLessThanOrEqual(1000);
     expect(outcome.millis).toBeLessThan(5000);
     expect(db.getStats().connectionErrors).toBe(0);
-    printFigures('blackhole-shutdown-connect', { deadlineMillis: 200, connectionTimeoutMillis: 5000, shutdownMillis: shutdown.millis, callerMillis: outcome.millis });
+    printFigures('blackhole-shutdown-connect', {
+      deadlineMillis: 200,
+      connectionTimeoutMillis: 5000,
+      shutdownMillis: shutdown.millis,
+      callerMillis: outcome.millis,
+    });
   });
 });

@@ -11,7 +11,15 @@ import { adminQuery, eventually, guardProcess, printFigures, timed, uniqueName, 
 const appName = uniqueName('rel_cancel');
 const guard = guardProcess();
 // One connection, so "the next caller" provably gets the connection whose statement was cancelled.
-const db = new Database({ connectionString: urlVia(getTestDatabaseUrl()), applicationName: appName, logLevel: 'silent', min: 1, max: 1, connectionTimeoutMillis: 2000, validationTimeoutMillis: 500 });
+const db = new Database({
+  connectionString: urlVia(getTestDatabaseUrl()),
+  applicationName: appName,
+  logLevel: 'silent',
+  min: 1,
+  max: 1,
+  connectionTimeoutMillis: 2000,
+  validationTimeoutMillis: 500,
+});
 
 afterAll(async () => {
   await db.shutdown({ timeoutMillis: 1000 });
@@ -20,10 +28,18 @@ afterAll(async () => {
 
 /** Milliseconds until no backend of ours runs `pg_sleep(30)` any more. */
 async function sleeperGoneAfter(startedAt: number): Promise<number> {
-  await eventually(async () => {
-    const rows = await adminQuery(getTestDatabaseUrl(), "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep(30)%'", [appName]);
-    return rows.length === 0 ? true : undefined;
-  }, 5000, 20);
+  await eventually(
+    async () => {
+      const rows = await adminQuery(
+        getTestDatabaseUrl(),
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep(30)%'",
+        [appName],
+      );
+      return rows.length === 0 ? true : undefined;
+    },
+    5000,
+    20,
+  );
   return Math.round(performance.now() - startedAt);
 }
 
@@ -33,10 +49,18 @@ async function backendPid(): Promise<number> {
 }
 
 async function waitUntilSleeping(): Promise<void> {
-  await eventually(async () => {
-    const rows = await adminQuery(getTestDatabaseUrl(), "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep(30)%'", [appName]);
-    return rows.length > 0 ? true : undefined;
-  }, 5000, 10);
+  await eventually(
+    async () => {
+      const rows = await adminQuery(
+        getTestDatabaseUrl(),
+        "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep(30)%'",
+        [appName],
+      );
+      return rows.length > 0 ? true : undefined;
+    },
+    5000,
+    10,
+  );
 }
 
 describe('scenario 6: cancellation', () => {
@@ -64,10 +88,24 @@ describe('scenario 6: cancellation', () => {
     expect((await txCall).error).toMatchObject({ code: 'QUERY_CANCELLED' });
     const txGoneMillis = await sleeperGoneAfter(txAbortedAt);
     expect(txGoneMillis).toBeLessThan(1000);
-    const after = await db.withDb(false, async (client) => (await client.query<{ pid: number; tx: string }>("SELECT pg_backend_pid() AS pid, current_setting('transaction_read_only') AS tx")).rows[0]);
+    const after = await db.withDb(
+      false,
+      async (client) =>
+        (
+          await client.query<{ pid: number; tx: string }>(
+            "SELECT pg_backend_pid() AS pid, current_setting('transaction_read_only') AS tx",
+          )
+        ).rows[0],
+    );
     expect(after?.pid).toBe(pidBefore);
     expect(db.getStats().connectionsClosed).toBe(0);
-    printFigures('cancel-signal', { callerMillis, serverGoneMillis: goneMillis, withDbServerGoneMillis: txGoneMillis, connectionReused: after?.pid === pidBefore, connectionsClosed: db.getStats().connectionsClosed });
+    printFigures('cancel-signal', {
+      callerMillis,
+      serverGoneMillis: goneMillis,
+      withDbServerGoneMillis: txGoneMillis,
+      connectionReused: after?.pid === pidBefore,
+      connectionsClosed: db.getStats().connectionsClosed,
+    });
   });
 
   test('a pg_sleep(30) past its timeoutMillis is gone from pg_stat_activity within a second and its connection serves the next caller', async () => {
@@ -85,6 +123,12 @@ describe('scenario 6: cancellation', () => {
     expect(stats.connectionsClosed).toBe(closedBefore);
     expect(stats.queriesCancelled).toBe(cancelledBefore + 1);
     expect(guard.crashes).toEqual([]);
-    printFigures('cancel-timeout', { timeoutMillis: 300, callerMillis: outcome.millis, serverGoneAfterDeadlineMillis: goneMillis, connectionReused: true, connectionsClosed: stats.connectionsClosed - closedBefore });
+    printFigures('cancel-timeout', {
+      timeoutMillis: 300,
+      callerMillis: outcome.millis,
+      serverGoneAfterDeadlineMillis: goneMillis,
+      connectionReused: true,
+      connectionsClosed: stats.connectionsClosed - closedBefore,
+    });
   });
 });

@@ -15,7 +15,14 @@ const guard = guardProcess();
 const databases: Database[] = [];
 
 function open(overrides: ConstructorParameters<typeof Database>[0] = {}): Database {
-  const db = new Database({ connectionString: urlVia(getTestDatabaseUrl()), logLevel: 'silent', min: 0, max: MAX, connectionTimeoutMillis: DEADLINE_MILLIS, ...overrides });
+  const db = new Database({
+    connectionString: urlVia(getTestDatabaseUrl()),
+    logLevel: 'silent',
+    min: 0,
+    max: MAX,
+    connectionTimeoutMillis: DEADLINE_MILLIS,
+    ...overrides,
+  });
   databases.push(db);
   return db;
 }
@@ -27,10 +34,14 @@ afterAll(async () => {
 
 /** `count` withDb calls that each hold their connection until `release` resolves. */
 function holders(db: Database, count: number, release: Promise<void>) {
-  return Array.from({ length: count }, () => timed(db.withDb(true, async (client) => {
-    await client.query('SELECT 1');
-    await release;
-  })));
+  return Array.from({ length: count }, () =>
+    timed(
+      db.withDb(true, async (client) => {
+        await client.query('SELECT 1');
+        await release;
+      }),
+    ),
+  );
 }
 
 describe('scenario 4: exhaustion', () => {
@@ -58,12 +69,25 @@ describe('scenario 4: exhaustion', () => {
     expect(snapshot).toMatchObject({ total: MAX, active: MAX, idle: 0, max: MAX });
     const stats = db.getStats();
     expect(stats).toMatchObject({
-      acquireTimeouts: callers - MAX, poolExhaustedCount: callers - MAX, errors: callers - MAX,
-      transactionsExecuted: MAX, queriesExecuted: MAX, totalConnections: MAX, activeConnections: 0, waitingRequests: 0,
+      acquireTimeouts: callers - MAX,
+      poolExhaustedCount: callers - MAX,
+      errors: callers - MAX,
+      transactionsExecuted: MAX,
+      queriesExecuted: MAX,
+      totalConnections: MAX,
+      activeConnections: 0,
+      waitingRequests: 0,
     });
     printFigures('exhaustion-deadline', {
-      max: MAX, callers, served: MAX, timedOut: waited.length, deadlineMillis: DEADLINE_MILLIS,
-      earliestRejectMillis: earliest, latestRejectMillis: latest, acquireTimeouts: stats.acquireTimeouts, poolExhaustedCount: stats.poolExhaustedCount,
+      max: MAX,
+      callers,
+      served: MAX,
+      timedOut: waited.length,
+      deadlineMillis: DEADLINE_MILLIS,
+      earliestRejectMillis: earliest,
+      latestRejectMillis: latest,
+      acquireTimeouts: stats.acquireTimeouts,
+      poolExhaustedCount: stats.poolExhaustedCount,
     });
   });
 
@@ -88,12 +112,22 @@ describe('scenario 4: exhaustion', () => {
     for (const s of served) expect(s.error).toBeUndefined();
     const stats = db.getStats();
     expect(stats).toMatchObject({
-      poolExhaustedCount: callers - MAX - maxWaiting, acquireTimeouts: 0, errors: callers - MAX - maxWaiting,
-      transactionsExecuted: MAX + maxWaiting, queriesExecuted: MAX + maxWaiting, totalConnections: MAX, waitingRequests: 0,
+      poolExhaustedCount: callers - MAX - maxWaiting,
+      acquireTimeouts: 0,
+      errors: callers - MAX - maxWaiting,
+      transactionsExecuted: MAX + maxWaiting,
+      queriesExecuted: MAX + maxWaiting,
+      totalConnections: MAX,
+      waitingRequests: 0,
     });
     expect(guard.crashes).toEqual([]);
     printFigures('exhaustion-queue-cap', {
-      max: MAX, maxWaiting, callers, served: MAX + maxWaiting, rejectedAtOnce: overflow.length, slowestRejectMillis: slowestReject,
+      max: MAX,
+      maxWaiting,
+      callers,
+      served: MAX + maxWaiting,
+      rejectedAtOnce: overflow.length,
+      slowestRejectMillis: slowestReject,
       poolExhaustedCount: stats.poolExhaustedCount,
     });
   });

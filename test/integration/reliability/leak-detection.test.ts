@@ -10,7 +10,14 @@ import { guardProcess, memoryLogger, printFigures, sleep, urlVia } from './suppo
 const THRESHOLD_MILLIS = 150;
 const guard = guardProcess();
 const { logger, lines } = memoryLogger('warn');
-const db = new Database({ connectionString: urlVia(getTestDatabaseUrl()), logger, min: 0, max: 2, connectionTimeoutMillis: 2000, leakDetectionThresholdMillis: THRESHOLD_MILLIS });
+const db = new Database({
+  connectionString: urlVia(getTestDatabaseUrl()),
+  logger,
+  min: 0,
+  max: 2,
+  connectionTimeoutMillis: 2000,
+  leakDetectionThresholdMillis: THRESHOLD_MILLIS,
+});
 
 afterAll(async () => {
   await db.shutdown({ timeoutMillis: 1000 });
@@ -49,7 +56,10 @@ describe('scenario 5: leak detection', () => {
     expect(db.getStats()).toMatchObject({ leaksDetected: 1, activeConnections: 0, errors: 0 });
     expect(guard.crashes).toEqual([]);
     printFigures('leak-detection', {
-      thresholdMillis: THRESHOLD_MILLIS, heldMillis: THRESHOLD_MILLIS * 4, warnings: warnings.length, leaksDetected: db.getStats().leaksDetected,
+      thresholdMillis: THRESHOLD_MILLIS,
+      heldMillis: THRESHOLD_MILLIS * 4,
+      warnings: warnings.length,
+      leaksDetected: db.getStats().leaksDetected,
       stackNamesCaller: String(warning.acquiredAt).includes('holdTheConnectionForAWhile'),
     });
   });

@@ -30,8 +30,14 @@ afterAll(async () => {
 
 function open(): Database {
   return new Database({
-    connectionString: urlVia(server.url), logLevel: 'silent', min: 2, max: WORKERS, connectionTimeoutMillis: 1000,
-    validationTimeoutMillis: 500, circuitBreakerThreshold: 3, circuitBreakerResetMillis: RESET_MILLIS,
+    connectionString: urlVia(server.url),
+    logLevel: 'silent',
+    min: 2,
+    max: WORKERS,
+    connectionTimeoutMillis: 1000,
+    validationTimeoutMillis: 500,
+    circuitBreakerThreshold: 3,
+    circuitBreakerResetMillis: RESET_MILLIS,
   });
 }
 
@@ -58,7 +64,13 @@ function writeLoad(db: Database, prefix: string) {
         });
         writes.push({ key, startedAt, endedAt: performance.now(), outcome: 'committed' });
       } catch (error) {
-        writes.push({ key, startedAt, endedAt: performance.now(), outcome: isOutcomeUnknown(error) ? 'unknown' : 'rejected', code: error instanceof DbError ? error.code : String(error) });
+        writes.push({
+          key,
+          startedAt,
+          endedAt: performance.now(),
+          outcome: isOutcomeUnknown(error) ? 'unknown' : 'rejected',
+          code: error instanceof DbError ? error.code : String(error),
+        });
         await sleep(10); // a failing loop must not spin
       }
     }
@@ -86,7 +98,11 @@ describe('scenario 1: server restart under write load', () => {
       await sleep(800);
       await server.start();
       const backAt = performance.now();
-      const recovered = await eventually(async () => load.writes.find((w) => w.outcome === 'committed' && w.endedAt > backAt), RECOVERY_BOUND_MILLIS + 5000, 10);
+      const recovered = await eventually(
+        async () => load.writes.find((w) => w.outcome === 'committed' && w.endedAt > backAt),
+        RECOVERY_BOUND_MILLIS + 5000,
+        10,
+      );
       const recoveryMillis = Math.max(0, Math.round(recovered.endedAt - backAt));
       await sleep(500);
       await load.stop();
@@ -112,20 +128,48 @@ describe('scenario 1: server restart under write load', () => {
       expect(heads.size).toBe(committed.length + unknownCommitted);
       expect(lateFailures.map((w) => `${w.code} at +${Math.round(w.startedAt - recovered.endedAt)} ms`)).toEqual([]);
       expect(recoveryMillis).toBeLessThanOrEqual(RECOVERY_BOUND_MILLIS);
-      expect(stats.nodes[0]?.circuit, JSON.stringify({ ...stats.nodes[0], tail: load.writes.filter((w) => w.endedAt > recovered.endedAt && w.outcome !== 'committed').map((w) => `${w.code}@${Math.round(w.startedAt - recovered.endedAt)}`) })).toBe('closed');
+      expect(
+        stats.nodes[0]?.circuit,
+        JSON.stringify({
+          ...stats.nodes[0],
+          tail: load.writes
+            .filter((w) => w.endedAt > recovered.endedAt && w.outcome !== 'committed')
+            .map((w) => `${w.code}@${Math.round(w.startedAt - recovered.endedAt)}`),
+        }),
+      ).toBe('closed');
       expect(guard.crashes).toEqual([]);
       printFigures(`restart-${mode}`, {
-        attempted: load.writes.length, committed: committed.length, rejected: rejected.length, outcomeUnknown: unknown.length,
-        unknownThatCommitted: unknownCommitted, lost, halfApplied, downMillis: Math.round(backAt - downAt), recoveryMillis,
-        circuitRejections: stats.circuitRejections, connectionErrors: stats.connectionErrors,
-        failuresByCode: Object.entries(codes).map(([code, n]) => `${code}:${n}`).join(',') || 'none',
+        attempted: load.writes.length,
+        committed: committed.length,
+        rejected: rejected.length,
+        outcomeUnknown: unknown.length,
+        unknownThatCommitted: unknownCommitted,
+        lost,
+        halfApplied,
+        downMillis: Math.round(backAt - downAt),
+        recoveryMillis,
+        circuitRejections: stats.circuitRejections,
+        connectionErrors: stats.connectionErrors,
+        failuresByCode:
+          Object.entries(codes)
+            .map(([code, n]) => `${code}:${n}`)
+            .join(',') || 'none',
       });
     });
   }
 
   for (const mode of ['fast', 'immediate'] as StopMode[]) {
     test(`idle connections from before ${mode === 'fast' ? 'a fast' : 'an immediate'} restart are dropped and never handed to a caller`, async () => {
-      const db = new Database({ connectionString: urlVia(server.url), applicationName: 'rel-idle', logLevel: 'silent', min: 4, max: 4, connectionTimeoutMillis: 2000, validationIntervalMillis: 60_000, circuitBreakerThreshold: 0 });
+      const db = new Database({
+        connectionString: urlVia(server.url),
+        applicationName: 'rel-idle',
+        logLevel: 'silent',
+        min: 4,
+        max: 4,
+        connectionTimeoutMillis: 2000,
+        validationIntervalMillis: 60_000,
+        circuitBreakerThreshold: 0,
+      });
       await db.ready({ timeoutMillis: 5000 });
       const before = db.getStats();
       expect(before.poolSize).toBe(4);
@@ -134,18 +178,35 @@ describe('scenario 1: server restart under write load', () => {
       // pg-pool drops an idle client when its socket ends; validation (off here: 60 s) covers silent
       // deaths. The callers come at once and write: a write is never re-sent on another connection, so
       // a dead connection handed to one of them would surface as its error.
-      const served = await Promise.all(Array.from({ length: 8 }, () => db.executeQuery<{ started: Date }>(
-        'SELECT backend_start AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()', [], { readOnly: false },
-      ).then((rows) => rows[0]!.started)));
+      const served = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          db
+            .executeQuery<{ started: Date }>(
+              'SELECT backend_start AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()',
+              [],
+              { readOnly: false },
+            )
+            .then((rows) => rows[0]!.started),
+        ),
+      );
       for (const started of served) expect(started.getTime()).toBeGreaterThanOrEqual(restartedAt.getTime());
       expect(db.getStats().errors).toBe(0);
-      await eventually(async () => (db.getStats().connectionsClosed - before.connectionsClosed === 4 ? true : undefined), 3000).catch(() => undefined);
+      await eventually(
+        async () => (db.getStats().connectionsClosed - before.connectionsClosed === 4 ? true : undefined),
+        3000,
+      ).catch(() => undefined);
       const stats = db.getStats();
       expect(stats.connectionsClosed - before.connectionsClosed, JSON.stringify({ ...stats.nodes[0] })).toBe(4);
       expect(stats.validationFailures).toBe(0);
       await db.shutdown({ timeoutMillis: 1000 });
       expect(guard.crashes).toEqual([]);
-      printFigures(`restart-idle-${mode}`, { idleBefore: before.poolSize, callers: served.length, callerErrors: stats.errors, servedByPreRestartBackend: 0, closedPreRestart: stats.connectionsClosed - before.connectionsClosed });
+      printFigures(`restart-idle-${mode}`, {
+        idleBefore: before.poolSize,
+        callers: served.length,
+        callerErrors: stats.errors,
+        servedByPreRestartBackend: 0,
+        closedPreRestart: stats.connectionsClosed - before.connectionsClosed,
+      });
     });
   }
 });

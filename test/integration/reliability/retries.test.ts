@@ -10,10 +10,18 @@ import { guardProcess, printFigures, uniqueName, urlVia } from './support.js';
 
 const table = uniqueName('rel_retry');
 const guard = guardProcess();
-const db = new Database({ connectionString: urlVia(getTestDatabaseUrl()), logLevel: 'silent', min: 0, max: 4, connectionTimeoutMillis: 2000 });
+const db = new Database({
+  connectionString: urlVia(getTestDatabaseUrl()),
+  logLevel: 'silent',
+  min: 0,
+  max: 4,
+  connectionTimeoutMillis: 2000,
+});
 
 beforeAll(async () => {
-  await db.executeQuery(`CREATE TABLE ${table} (id serial PRIMARY KEY, class int NOT NULL, value int NOT NULL)`, [], { readOnly: false });
+  await db.executeQuery(`CREATE TABLE ${table} (id serial PRIMARY KEY, class int NOT NULL, value int NOT NULL)`, [], {
+    readOnly: false,
+  });
 });
 afterAll(async () => {
   await db.executeQuery(`DROP TABLE IF EXISTS ${table}`, [], { readOnly: false }).catch(() => undefined);
@@ -37,7 +45,10 @@ function barrier(): () => Promise<void> {
 function skewed(reads: number, writes: number, meet: () => Promise<void>, attempts: number[]) {
   return async (client: QueryClient) => {
     attempts.push(1);
-    const { rows } = await client.query<{ total: number }>(`SELECT coalesce(sum(value), 0)::int AS total FROM ${table} WHERE class = $1`, [reads]);
+    const { rows } = await client.query<{ total: number }>(
+      `SELECT coalesce(sum(value), 0)::int AS total FROM ${table} WHERE class = $1`,
+      [reads],
+    );
     if (attempts.length === 1) await meet();
     await client.query(`INSERT INTO ${table} (class, value) VALUES ($1, $2)`, [writes, rows[0]!.total + 1]);
   };
@@ -56,7 +67,10 @@ describe('scenario 7: retries on serialization failure', () => {
     const a: number[] = [];
     const b: number[] = [];
     const options = { isolationLevel: 'serializable' as const, retries: 3 };
-    const results = await Promise.allSettled([db.withDb(options, skewed(1, 2, meet, a)), db.withDb(options, skewed(2, 1, meet, b))]);
+    const results = await Promise.allSettled([
+      db.withDb(options, skewed(1, 2, meet, a)),
+      db.withDb(options, skewed(2, 1, meet, b)),
+    ]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
     expect(await rowCount()).toBe(2);
     const after = db.getStats();
@@ -65,7 +79,12 @@ describe('scenario 7: retries on serialization failure', () => {
     expect(after.transactionRetries - before.transactionRetries).toBe(1);
     expect(after.transactionsExecuted - before.transactionsExecuted).toBe(2);
     expect(after.errors - before.errors).toBe(0);
-    printFigures('retries-with', { transactions: 2, committed: 2, attempts: a.length + b.length, retries: after.transactionRetries - before.transactionRetries });
+    printFigures('retries-with', {
+      transactions: 2,
+      committed: 2,
+      attempts: a.length + b.length,
+      retries: after.transactionRetries - before.transactionRetries,
+    });
   });
 
   test('without retries one of the two conflicting transactions fails with DatabaseTransactionError SERIALIZATION_FAILURE after one attempt', async () => {
@@ -73,7 +92,10 @@ describe('scenario 7: retries on serialization failure', () => {
     const before = db.getStats();
     const meet = barrier();
     const options = { isolationLevel: 'serializable' as const };
-    const results = await Promise.allSettled([db.withDb(options, skewed(1, 2, meet, [])), db.withDb(options, skewed(2, 1, meet, []))]);
+    const results = await Promise.allSettled([
+      db.withDb(options, skewed(1, 2, meet, [])),
+      db.withDb(options, skewed(2, 1, meet, [])),
+    ]);
     const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     expect(failures).toHaveLength(1);
     const error = failures[0]!.reason as DatabaseTransactionError;
@@ -84,6 +106,13 @@ describe('scenario 7: retries on serialization failure', () => {
     expect(after.transactionRetries - before.transactionRetries).toBe(0);
     expect(after.errors - before.errors).toBe(1);
     expect(guard.crashes).toEqual([]);
-    printFigures('retries-without', { transactions: 2, committed: 1, failed: 1, code: error.code, sqlState: error.sqlState ?? 'none', attempts: error.attempts });
+    printFigures('retries-without', {
+      transactions: 2,
+      committed: 1,
+      failed: 1,
+      code: error.code,
+      sqlState: error.sqlState ?? 'none',
+      attempts: error.attempts,
+    });
   });
 });

@@ -42,22 +42,42 @@ async function storedKeys(): Promise<Set<string>> {
 describe('scenario 8: shutdown under load', () => {
   test('in-flight transactions commit, waiting and new callers are rejected at once, a straggler is cancelled at the deadline, and nothing stays open', async () => {
     const socketsBefore = openSockets();
-    const db = new Database({ connectionString: urlVia(getTestDatabaseUrl()), applicationName: appName, logLevel: 'silent', min: 0, max: MAX, connectionTimeoutMillis: 5000, validationTimeoutMillis: GRACE_MILLIS });
+    const db = new Database({
+      connectionString: urlVia(getTestDatabaseUrl()),
+      applicationName: appName,
+      logLevel: 'silent',
+      min: 0,
+      max: MAX,
+      connectionTimeoutMillis: 5000,
+      validationTimeoutMillis: GRACE_MILLIS,
+    });
     // Committed before shutdown: must survive it.
-    for (let i = 0; i < 5; i++) await db.withDb(false, async (client) => void (await client.query(`INSERT INTO ${table} (key) VALUES ($1)`, [`before-${i}`])));
+    for (let i = 0; i < 5; i++)
+      await db.withDb(
+        false,
+        async (client) => void (await client.query(`INSERT INTO ${table} (key) VALUES ($1)`, [`before-${i}`])),
+      );
 
     // Three transactions that finish well within the deadline, one straggler that never would.
-    const inFlight = Array.from({ length: MAX - 1 }, (_, i) => timed(db.withDb(false, async (client) => {
-      await client.query(`INSERT INTO ${table} (key) VALUES ($1)`, [`in-flight-${i}`]);
-      await client.query('SELECT pg_sleep(0.4)');
-    })));
-    const straggler = timed(db.withDb(false, async (client) => {
-      await client.query(`INSERT INTO ${table} (key) VALUES ('straggler')`);
-      await client.query('SELECT pg_sleep(30)');
-    }));
+    const inFlight = Array.from({ length: MAX - 1 }, (_, i) =>
+      timed(
+        db.withDb(false, async (client) => {
+          await client.query(`INSERT INTO ${table} (key) VALUES ($1)`, [`in-flight-${i}`]);
+          await client.query('SELECT pg_sleep(0.4)');
+        }),
+      ),
+    );
+    const straggler = timed(
+      db.withDb(false, async (client) => {
+        await client.query(`INSERT INTO ${table} (key) VALUES ('straggler')`);
+        await client.query('SELECT pg_sleep(30)');
+      }),
+    );
     await eventually(async () => (db.getStats().activeConnections === MAX ? true : undefined));
     // Callers queued behind them.
-    const waiting = Array.from({ length: 3 }, () => timed(db.executeQuery('SELECT 1')).then((outcome) => ({ ...outcome, settledAt: performance.now() })));
+    const waiting = Array.from({ length: 3 }, () =>
+      timed(db.executeQuery('SELECT 1')).then((outcome) => ({ ...outcome, settledAt: performance.now() })),
+    );
     await eventually(async () => (db.getStats().waitingRequests === 3 ? true : undefined));
 
     const shutdownStartedAt = performance.now();
@@ -97,9 +117,18 @@ describe('scenario 8: shutdown under load', () => {
     expect(stats).toMatchObject({ poolSize: 0, activeConnections: 0, waitingRequests: 0, transactionsExecuted: 5 + MAX - 1 });
     expect(guard.crashes).toEqual([]);
     printFigures('shutdown', {
-      inFlight: MAX - 1, inFlightCommitted: finished.length, waitingRejected: waited.length, newCallsRejected: newCalls.length,
-      newCallRejectMillis: Math.max(...newCalls.map((c) => c.millis)), waitingRejectMillis: waitedRejectMillis, stragglersCancelled: 1,
-      deadlineMillis: DEADLINE_MILLIS, shutdownMillis: done.millis, committedLost: 0, serverBackendsLeft: 0, socketsLeft: openSockets() - socketsBefore,
+      inFlight: MAX - 1,
+      inFlightCommitted: finished.length,
+      waitingRejected: waited.length,
+      newCallsRejected: newCalls.length,
+      newCallRejectMillis: Math.max(...newCalls.map((c) => c.millis)),
+      waitingRejectMillis: waitedRejectMillis,
+      stragglersCancelled: 1,
+      deadlineMillis: DEADLINE_MILLIS,
+      shutdownMillis: done.millis,
+      committedLost: 0,
+      serverBackendsLeft: 0,
+      socketsLeft: openSockets() - socketsBefore,
     });
   });
 });

@@ -52,8 +52,13 @@ const MB = 1024 * 1024;
 describe('scenario 9: soak with periodic connection kills', () => {
   test(`${OPERATIONS} mixed operations at concurrency ${CONCURRENCY} with a backend killed every ${KILL_EVERY_MILLIS} ms see only connection-loss errors, lose no write, and keep the heap bounded`, async () => {
     const db = new Database({
-      connectionString: urlVia(getTestDatabaseUrl()), applicationName: appName, logLevel: 'silent', min: 4, max: 8,
-      connectionTimeoutMillis: 5000, validationTimeoutMillis: 500,
+      connectionString: urlVia(getTestDatabaseUrl()),
+      applicationName: appName,
+      logLevel: 'silent',
+      min: 4,
+      max: 8,
+      connectionTimeoutMillis: 5000,
+      validationTimeoutMillis: 500,
     });
     await db.ready({ timeoutMillis: 5000 });
     const gc = collector();
@@ -69,7 +74,11 @@ describe('scenario 9: soak with periodic connection kills', () => {
     const killer = (async () => {
       while (isKilling) {
         await sleep(KILL_EVERY_MILLIS * (0.5 + Math.random()));
-        const rows = await adminQuery<{ pid: number }>(getTestDatabaseUrl(), 'SELECT pid FROM pg_stat_activity WHERE application_name = $1', [appName]).catch(() => []);
+        const rows = await adminQuery<{ pid: number }>(
+          getTestDatabaseUrl(),
+          'SELECT pid FROM pg_stat_activity WHERE application_name = $1',
+          [appName],
+        ).catch(() => []);
         const victim = rows[Math.floor(Math.random() * rows.length)];
         if (!victim || !isKilling) continue;
         await adminQuery(getTestDatabaseUrl(), 'SELECT pg_terminate_backend($1)', [victim.pid]).catch(() => undefined);
@@ -94,7 +103,9 @@ describe('scenario 9: soak with periodic connection kills', () => {
         const kind = op % 10;
         try {
           if (kind < 6) {
-            await db.executeQuery(`SELECT count(*)::int AS n FROM ${table} WHERE key = $1`, [`k${Math.floor(Math.random() * Math.max(1, op))}`]);
+            await db.executeQuery(`SELECT count(*)::int AS n FROM ${table} WHERE key = $1`, [
+              `k${Math.floor(Math.random() * Math.max(1, op))}`,
+            ]);
             reads++;
           } else if (kind < 9) {
             attemptedWrites.push(key);
@@ -104,7 +115,9 @@ describe('scenario 9: soak with periodic connection kills', () => {
             });
             committed.push(key);
           } else {
-            await db.withDb({ readOnly: true, timeoutMillis: 2000 }, async (client) => client.query(`SELECT key FROM ${table} ORDER BY key DESC LIMIT 5`));
+            await db.withDb({ readOnly: true, timeoutMillis: 2000 }, async (client) =>
+              client.query(`SELECT key FROM ${table} ORDER BY key DESC LIMIT 5`),
+            );
             reads++;
           }
         } catch (error) {
@@ -125,8 +138,12 @@ describe('scenario 9: soak with periodic connection kills', () => {
     const stats = db.getStats();
     await db.shutdown({ timeoutMillis: 2000 });
 
-    const heads = new Set((await adminQuery<{ key: string }>(getTestDatabaseUrl(), `SELECT key FROM ${table}`)).map((r) => r.key));
-    const details = new Set((await adminQuery<{ key: string }>(getTestDatabaseUrl(), `SELECT key FROM ${table}_detail`)).map((r) => r.key));
+    const heads = new Set(
+      (await adminQuery<{ key: string }>(getTestDatabaseUrl(), `SELECT key FROM ${table}`)).map((r) => r.key),
+    );
+    const details = new Set(
+      (await adminQuery<{ key: string }>(getTestDatabaseUrl(), `SELECT key FROM ${table}_detail`)).map((r) => r.key),
+    );
     const lost = committed.filter((key) => !heads.has(key) || !details.has(key)).length;
     const halfApplied = attemptedWrites.filter((key) => heads.has(key) !== details.has(key)).length;
     const quarter = Math.max(1, Math.floor(heap.length / 4));
@@ -143,10 +160,27 @@ describe('scenario 9: soak with periodic connection kills', () => {
     expect(lastQuartile).toBeLessThan(firstQuartile * 1.5 + 16);
     expect(guard.crashes).toEqual([]);
     printFigures('soak', {
-      operations: OPERATIONS, concurrency: CONCURRENCY, runMillis, reads, writesCommitted: committed.length, writesOutcomeUnknown: unknown.length,
-      kills, callerErrors: errorCount, errorsByCode: Object.entries(errors).map(([code, n]) => `${code}:${n}`).join(',') || 'none',
-      unexpectedErrors: unexpected.length, lost, halfApplied, connectionsOpened: stats.totalConnections, validationFailures: stats.validationFailures,
-      heapFirstQuartileMB: firstQuartile.toFixed(1), heapLastQuartileMB: lastQuartile.toFixed(1), heapSamples: heap.length, heapSampledAfterGc: gc !== undefined,
+      operations: OPERATIONS,
+      concurrency: CONCURRENCY,
+      runMillis,
+      reads,
+      writesCommitted: committed.length,
+      writesOutcomeUnknown: unknown.length,
+      kills,
+      callerErrors: errorCount,
+      errorsByCode:
+        Object.entries(errors)
+          .map(([code, n]) => `${code}:${n}`)
+          .join(',') || 'none',
+      unexpectedErrors: unexpected.length,
+      lost,
+      halfApplied,
+      connectionsOpened: stats.totalConnections,
+      validationFailures: stats.validationFailures,
+      heapFirstQuartileMB: firstQuartile.toFixed(1),
+      heapLastQuartileMB: lastQuartile.toFixed(1),
+      heapSamples: heap.length,
+      heapSampledAfterGc: gc !== undefined,
     });
   }, 120_000);
 });

@@ -12,7 +12,9 @@ export const FIGURES_PREFIX = '[reliability]';
 
 /** Prints `[reliability] <scenario>: key=value ...` (one line, in insertion order). */
 export function printFigures(scenario: string, figures: Record<string, string | number | boolean>): string {
-  const line = `${FIGURES_PREFIX} ${scenario}: ${Object.entries(figures).map(([key, value]) => `${key}=${value}`).join(' ')}`;
+  const line = `${FIGURES_PREFIX} ${scenario}: ${Object.entries(figures)
+    .map(([key, value]) => `${key}=${value}`)
+    .join(' ')}`;
   console.log(line);
   return line;
 }
@@ -59,7 +61,11 @@ export function urlVia(url: string, target?: { host: string; port: number }): st
 }
 
 /** Runs one statement on a short-lived superuser connection (fault injection, checks). */
-export async function adminQuery<R extends pg.QueryResultRow = Record<string, unknown>>(url: string, text: string, params?: unknown[]): Promise<R[]> {
+export async function adminQuery<R extends pg.QueryResultRow = Record<string, unknown>>(
+  url: string,
+  text: string,
+  params?: unknown[],
+): Promise<R[]> {
   const client = new pg.Client({ connectionString: urlVia(url), connectionTimeoutMillis: 5000 });
   client.on('error', () => undefined);
   try {

@@ -13,8 +13,13 @@ const appName = uniqueName('rel_term');
 const table = uniqueName('rel_term');
 const guard = guardProcess();
 const db = new Database({
-  connectionString: urlVia(getTestDatabaseUrl()), applicationName: appName, logLevel: 'silent', min: POOL_SIZE, max: POOL_SIZE,
-  connectionTimeoutMillis: 2000, validationIntervalMillis: 60_000,
+  connectionString: urlVia(getTestDatabaseUrl()),
+  applicationName: appName,
+  logLevel: 'silent',
+  min: POOL_SIZE,
+  max: POOL_SIZE,
+  connectionTimeoutMillis: 2000,
+  validationIntervalMillis: 60_000,
 });
 
 afterAll(async () => {
@@ -24,7 +29,11 @@ afterAll(async () => {
 });
 
 async function ourBackends(): Promise<number[]> {
-  const rows = await adminQuery<{ pid: number }>(getTestDatabaseUrl(), 'SELECT pid FROM pg_stat_activity WHERE application_name = $1', [appName]);
+  const rows = await adminQuery<{ pid: number }>(
+    getTestDatabaseUrl(),
+    'SELECT pid FROM pg_stat_activity WHERE application_name = $1',
+    [appName],
+  );
   return rows.map((row) => row.pid);
 }
 
@@ -37,11 +46,15 @@ async function killAll(): Promise<number[]> {
 
 /** Twice as many callers as connections, reads and writes mixed; each reports the backend that served it. */
 function nextCallers(round: number): Promise<number>[] {
-  const reads = Array.from({ length: POOL_SIZE }, () => db.executeQuery<{ pid: number }>('SELECT pg_backend_pid() AS pid').then((rows) => rows[0]!.pid));
-  const writes = Array.from({ length: POOL_SIZE }, (_, i) => db.withDb(false, async (client) => {
-    await client.query(`INSERT INTO ${table} (round, n) VALUES ($1, $2)`, [round, i]);
-    return (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-  }));
+  const reads = Array.from({ length: POOL_SIZE }, () =>
+    db.executeQuery<{ pid: number }>('SELECT pg_backend_pid() AS pid').then((rows) => rows[0]!.pid),
+  );
+  const writes = Array.from({ length: POOL_SIZE }, (_, i) =>
+    db.withDb(false, async (client) => {
+      await client.query(`INSERT INTO ${table} (round, n) VALUES ($1, $2)`, [round, i]);
+      return (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    }),
+  );
   return [...reads, ...writes];
 }
 
@@ -58,7 +71,8 @@ describe('scenario 2: pg_terminate_backend on every idle connection', () => {
       const before = db.getStats();
       const killed = await killAll();
       expect(killed).toHaveLength(POOL_SIZE);
-      if (round === 1) await eventually(async () => ((await ourBackends()).some((pid) => killed.includes(pid)) ? undefined : true));
+      if (round === 1)
+        await eventually(async () => ((await ourBackends()).some((pid) => killed.includes(pid)) ? undefined : true));
       const pids = await Promise.all(nextCallers(round));
       for (const pid of pids) expect(killed).not.toContain(pid);
       const after = db.getStats();
