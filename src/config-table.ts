@@ -247,6 +247,24 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     description: 'How long a read with a write token waits for a replica to replay that write before it goes to the primary, ms.',
   },
   {
+    option: 'listenUrl',
+    env: 'DB_LISTEN_URL',
+    kind: 'string',
+    default: undefined,
+    description:
+      "URL of the server `db.listen` connects to (its dedicated connection); the primary's address when unset. Needed behind PgBouncer transaction pooling, where LISTEN does not work (docs/streaming.md).",
+  },
+  {
+    option: 'listenKeepaliveMillis',
+    env: 'DB_LISTEN_KEEPALIVE',
+    kind: 'integer',
+    default: 10_000,
+    min: 100,
+    max: DAY_MILLIS,
+    description:
+      'How often the notification listener pings its connection, ms; an unanswered ping (within the validation timeout) counts as a lost connection.',
+  },
+  {
     option: 'pgbouncer',
     env: 'DB_PGBOUNCER',
     kind: 'boolean',

@@ -52,6 +52,10 @@ export interface DatabaseOptions {
   replicaBanMillis?: number;
   replicaCheckIntervalMillis?: number;
   replicaWaitMillis?: number;
+  /** URL for the notification listener's connection (`db.listen`); the primary when unset. (DB_LISTEN_URL) */
+  listenUrl?: string;
+  /** Keepalive ping interval of the listener connection, ms. @default 10000 (DB_LISTEN_KEEPALIVE) */
+  listenKeepaliveMillis?: number;
   pgbouncer?: boolean;
   /** Behind PgBouncer, let `name` in a query config through (PgBouncer 1.21+ with `max_prepared_statements`). */
   pgbouncerPreparedStatements?: boolean;
@@ -95,6 +99,9 @@ export interface ResolvedConfig extends ConnectionTarget {
   readonly replicaBanMillis: number;
   readonly replicaCheckIntervalMillis: number;
   readonly replicaWaitMillis: number;
+  /** Where `db.listen` connects (DB_LISTEN_URL); undefined means the primary. */
+  readonly listen: ConnectionTarget | undefined;
+  readonly listenKeepaliveMillis: number;
   readonly pgbouncer: boolean;
   readonly pgbouncerPreparedStatements: boolean;
   readonly maxPreparedStatements: number;
@@ -367,6 +374,14 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
   const replicaRaw = resolved.replicasRaw as RawValue | undefined;
   delete resolved.replicasRaw;
   resolved.replicas = replicaRaw ? resolveReplicas(replicaRaw.value, replicaRaw.name, resolved, ssl, problems, warnings) : [];
+  // The URL may carry a password: only the resolved target (password hidden) is kept.
+  const listenUrl = resolved.listenUrl as string | undefined;
+  delete resolved.listenUrl;
+  resolved.listen = listenUrl
+    ? resolveReplicas([listenUrl], 'DB_LISTEN_URL', resolved, ssl, problems, warnings).map((target) =>
+        Object.freeze(hidePassword({ ...target, password: target.password, name: 'listener' })),
+      )[0]
+    : undefined;
   if (problems.length > 0) throw new ConfigError(problems);
   resolved.ssl = ssl;
   resolved.name = 'primary';

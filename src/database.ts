@@ -16,6 +16,9 @@ import { waitUntilReady } from './pool/ready.js';
 import { buildStats, DurationRecorder, type DatabaseCounters, type PoolStats } from './stats.js';
 import { StatementNames } from './prepared-statements.js';
 import { transactionSettings } from './session.js';
+import { checkChannel, checkPayload } from './streams/channel.js';
+import { Listener, type ListenOptions, type NotificationHandler, type Subscription } from './streams/listener.js';
+import { checkListenTarget, listenerSettings } from './streams/listener-settings.js';
 import { BeginConnectionError, parseIsolationLevel, runStatement, runTransaction, type TransactionSpec } from './transaction.js';
 
 /**
@@ -47,6 +50,8 @@ export class Database {
   /** Automatic prepared statements; undefined when off (maxPreparedStatements 0, or PgBouncer without prepared statements). */
   readonly #statements: StatementNames | undefined;
   readonly #scopeSettings: CallScopeSettings;
+  /** LISTEN on a dedicated connection, opened by the first `listen()` (src/streams/listener.ts). */
+  readonly #listener: Listener;
 
   constructor(options: DatabaseOptions = {}) {
     this.config = loadConfig(process.env, options);
@@ -69,6 +74,7 @@ export class Database {
       (target) => new NodePool(target, 'replica', this.config, this.log, this.#acquireTime),
     );
     this.#router = new Router(this.#primary, replicas, this.config, this.log);
+    this.#listener = new Listener(listenerSettings(this.config, this.log));
     this.log.info(
       {
         host: this.config.host,
@@ -317,6 +323,38 @@ export class Database {
     }
   }
 
+  /**
+   * Calls `onNotification(payload)` for every NOTIFY on `channel`, received on one dedicated
+   * connection per Database (not from the pool; `listenUrl` / DB_LISTEN_URL, else the primary).
+   * Resolves once the server listens, so a NOTIFY sent afterwards is delivered. After any loss of
+   * that connection it reconnects with backoff forever, LISTENs again, then calls `onReconnect`
+   * (notifications sent meanwhile are lost: resync there). Channel names are case-sensitive.
+   * @throws {TypeError} for a malformed channel or handler. {@link ConfigError} behind PgBouncer
+   * without `listenUrl`. {@link DatabaseConnectionError} `CONNECTION_FAILED` when LISTEN did not
+   * succeed within `connectionTimeoutMillis`. {@link PoolClosedError} after shutdown.
+   */
+  async listen(channel: string, onNotification: NotificationHandler, options: ListenOptions = {}): Promise<Subscription> {
+    this.#assertOpen();
+    checkListenTarget(this.config);
+    return this.#listener.listen(channel, onNotification, options);
+  }
+
+  /**
+   * Sends a notification through the pool (`SELECT pg_notify($1, $2)` on the primary, counted as a
+   * query). Inside a transaction, use `client.query('SELECT pg_notify($1, $2)', ...)` instead: it is
+   * delivered on COMMIT.
+   * @throws {TypeError} for a malformed channel, or a payload that is not a string of fewer than 8000 bytes.
+   */
+  async notify(channel: string, payload = '', options: CallOptions = {}): Promise<void> {
+    try {
+      checkChannel(channel);
+      checkPayload(payload);
+    } catch (error) {
+      return this.#reject(error as Error);
+    }
+    await this.executeQuery('SELECT pg_notify($1, $2)', [channel, payload], { ...options, readOnly: false, target: 'primary' });
+  }
+
   #assertOpen(): void {
     if (this.#state !== 'open') throw new PoolClosedError();
   }
@@ -328,7 +366,13 @@ export class Database {
 
   /** A frozen snapshot of pool gauges, exact counters and duration percentiles. Synchronous. */
   getStats(): PoolStats {
-    return buildStats(this.#router.nodeStats(), { ...this.#counters }, this.#acquireTime, this.#queryTime);
+    return buildStats(
+      this.#router.nodeStats(),
+      { ...this.#counters },
+      this.#acquireTime,
+      this.#queryTime,
+      this.#listener.stats(),
+    );
   }
 
   /** Health within `timeoutMillis` (default 5000), whatever the server does. Never rejects. */
@@ -353,6 +397,7 @@ export class Database {
     const deadline = Date.now() + (options.timeoutMillis ?? 10_000);
     this.log.info('database shutdown started');
     this.#router.close();
+    void this.#listener.close();
     // The one timer deliberately left ref'd: pooled sockets are unref'd (allowExitOnIdle), so without
     // it Node can exit while `await shutdown()` is pending (a script's top-level await then ends with
     // exit code 13). It never holds the process past the deadline plus one second.

@@ -1,7 +1,7 @@
 import { destroySocket } from './client-internals.js';
 import { summarize } from './error-summary.js';
 import type { Router } from './replicas/router.js';
-import type { PoolStats } from './stats.js';
+import type { ListenerStats, PoolStats } from './stats.js';
 
 /** Whether the health connection is encrypted, and with which TLS version (from pg_stat_ssl). */
 export interface TlsReport {
@@ -11,7 +11,7 @@ export interface TlsReport {
 
 /** What `healthCheck()` resolves with. */
 export interface HealthReport {
-  /** healthy; degraded (the primary answers but a replica is down, the primary is in recovery, or an acquire timed out in the last 60 s); unhealthy (the primary did not answer, or shutdown). */
+  /** healthy; degraded (the primary answers but a replica is down, the primary is in recovery, the notification listener is reconnecting, or an acquire timed out in the last 60 s); unhealthy (the primary did not answer, or shutdown). */
   readonly status: 'healthy' | 'degraded' | 'unhealthy';
   /** `version()` of the server, or null when it did not answer. */
   readonly databaseVersion: string | null;
@@ -27,6 +27,8 @@ export interface HealthReport {
   readonly error?: string;
   /** One entry per configured replica (absent without replicas). */
   readonly replicas?: readonly ReplicaHealth[];
+  /** The notification listener of `db.listen` (absent while nothing is listened to). */
+  readonly listener?: ListenerStats;
 }
 
 /** A replica as the health report shows it. */
@@ -81,6 +83,8 @@ export async function checkHealth(input: {
       ...(status !== 'up' && node.lastError ? { error: node.lastError } : {}),
     });
   });
+  const listener = input.stats().listener;
+  const isListening = listener.channels > 0;
   const report = (fields: Partial<HealthReport> & Pick<HealthReport, 'status'>): HealthReport =>
     Object.freeze({
       databaseVersion: null,
@@ -91,6 +95,7 @@ export async function checkHealth(input: {
       latencyMillis: Math.round((performance.now() - startedAt) * 1000) / 1000,
       poolStats: input.stats(),
       ...(replicas.length > 0 ? { replicas: Object.freeze(replicas) } : {}),
+      ...(isListening ? { listener } : {}),
     });
   if (!input.isOpen) return report({ status: 'unhealthy', error: 'The database pool is closed (shutdown() was called).' });
   // Never rejects, even for a bad argument: the report says what is wrong instead.
@@ -121,6 +126,7 @@ export async function checkHealth(input: {
       ...(outcome.is_replica ? ['the configured primary is in recovery (a standby): writes are refused'] : []),
       ...(recentTimeout ? ['an acquire timed out in the last 60 seconds (pool exhausted)'] : []),
       ...downReplicas.map((replica) => `replica ${replica.name} is ${replica.status}`),
+      ...(isListening && !listener.connected ? ['the notification listener lost its connection and is reconnecting'] : []),
     ];
     return report({
       status: problems.length > 0 ? 'degraded' : 'healthy',

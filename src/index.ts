@@ -25,7 +25,8 @@ export {
 export type { DbErrorCode, PoolSnapshot } from './errors.js';
 export type { HealthReport, ReplicaHealth, TlsReport } from './health.js';
 export type { QueryClient } from './query-client.js';
-export type { DurationStats, NodeStats, PoolStats } from './stats.js';
+export type { DurationStats, ListenerStats, NodeStats, PoolStats } from './stats.js';
+export type { ListenOptions, Notification, NotificationHandler, Subscription } from './streams/listener.js';
 export type { IsolationLevel } from './transaction.js';
 export type { SslMode } from './ssl/ssl-settings.js';
 export type { ReadTarget } from './replicas/router.js';

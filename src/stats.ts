@@ -140,7 +140,23 @@ export interface PoolStats extends Readonly<DatabaseCounters>, Readonly<NodeCoun
   readonly acquireTime: DurationStats;
   readonly queryTime: DurationStats;
   readonly nodes: readonly NodeStats[];
+  /** The notification listener of `db.listen`. */
+  readonly listener: ListenerStats;
 }
+
+/** The notification listener (`db.listen`) as `getStats().listener` shows it. */
+export interface ListenerStats {
+  /** The dedicated connection is open (false before the first `listen()` and while reconnecting). */
+  readonly connected: boolean;
+  /** Channels listened to. */
+  readonly channels: number;
+  /** Reconnections after a lost connection, since start. */
+  readonly reconnects: number;
+  /** Notifications received on listened channels, since start. */
+  readonly notificationsReceived: number;
+}
+
+const IDLE_LISTENER: ListenerStats = Object.freeze({ connected: false, channels: 0, reconnects: 0, notificationsReceived: 0 });
 
 const SUMMED: readonly (keyof NodeStats & keyof PoolStats)[] = [
   'poolSize',
@@ -165,6 +181,7 @@ export function buildStats(
   counters: DatabaseCounters,
   acquireTime: DurationRecorder,
   queryTime: DurationRecorder,
+  listener: ListenerStats = IDLE_LISTENER,
 ): PoolStats {
   const sums: Record<string, number> = {};
   for (const key of SUMMED) sums[key] = nodes.reduce((total, node) => total + (node[key] as number), 0);
@@ -174,5 +191,6 @@ export function buildStats(
     acquireTime: acquireTime.snapshot(),
     queryTime: queryTime.snapshot(),
     nodes: Object.freeze(nodes.map((node) => Object.freeze({ ...node }))),
+    listener: Object.freeze({ ...listener }),
   });
 }

@@ -197,6 +197,27 @@ function buildMetrics(prefix: string): StatsMetric[] {
           })),
         ),
     ),
+    new StatsMetric(
+      `${prefix}listener_connected`,
+      'The notification listener (db.listen) has its connection open: 1, or 0 (not started, or reconnecting).',
+      'gauge',
+      (stats, labels) => [{ labels, value: stats.listener.connected ? 1 : 0 }],
+    ),
+    new StatsMetric(`${prefix}listener_channels`, 'Channels the notification listener listens to.', 'gauge', (stats, labels) => [
+      { labels, value: stats.listener.channels },
+    ]),
+    new StatsMetric(
+      `${prefix}listener_reconnects_total`,
+      'Reconnections of the notification listener after a lost connection.',
+      'counter',
+      (stats, labels) => [{ labels, value: stats.listener.reconnects }],
+    ),
+    new StatsMetric(
+      `${prefix}listener_notifications_total`,
+      'Notifications received by the notification listener.',
+      'counter',
+      (stats, labels) => [{ labels, value: stats.listener.notificationsReceived }],
+    ),
     new StatsMetric(`${prefix}replica_lag_seconds`, 'Replay lag of a replica (absent while unknown).', 'gauge', (stats, labels) =>
       stats.nodes
         .filter((node) => node.role === 'replica' && node.lagMillis !== null)

@@ -165,6 +165,16 @@ describe('prometheus metrics', () => {
     expect(stats).toMatchObject({ queriesExecuted: 8, transactionsExecuted: 3, errors: 2 });
   });
 
+  test('the listener gauges and counters equal getStats().listener', async () => {
+    const { scrape: s, stats } = await scrape();
+    expect(s.types.get('codecheck_db_listener_reconnects_total')).toBe('counter');
+    expect(s.types.get('codecheck_db_listener_connected')).toBe('gauge');
+    expect(one(s, 'codecheck_db_listener_connected')).toBe(stats.listener.connected ? 1 : 0);
+    expect(one(s, 'codecheck_db_listener_channels')).toBe(stats.listener.channels);
+    expect(one(s, 'codecheck_db_listener_reconnects_total')).toBe(stats.listener.reconnects);
+    expect(one(s, 'codecheck_db_listener_notifications_total')).toBe(stats.listener.notificationsReceived);
+  });
+
   test('the acquire and query histograms are the stats buckets in seconds, with _sum and _count', async () => {
     const { scrape: s, stats } = await scrape();
     for (const [name, duration] of [

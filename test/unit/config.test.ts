@@ -55,6 +55,7 @@ function resolvedValue(config: ResolvedConfig, option: string): unknown {
   const ssl: Record<string, string> = { sslMode: 'mode', sslRootCert: 'rootCertPath', sslCert: 'certPath', sslKey: 'keyPath' };
   if (ssl[option]) return (config.ssl as unknown as Record<string, unknown>)[ssl[option]];
   if (option === 'replicas') return config.replicas.map((r) => `${r.host}:${r.port}`);
+  if (option === 'listenUrl') return config.listen && `${config.listen.host}:${config.listen.port}`;
   return (config as unknown as Record<string, unknown>)[option];
 }
 
@@ -74,6 +75,8 @@ function sampleFor(spec: SettingSpec): { text: string; expected: unknown } {
         text: 'postgres://r1.example:5433/app, postgres://r2.example/app',
         expected: ['r1.example:5433', 'r2.example:5432'],
       };
+    case 'listenUrl':
+      return { text: 'postgres://direct.example:5433/app', expected: 'direct.example:5433' };
   }
   switch (spec.kind) {
     case 'string':
@@ -122,6 +125,20 @@ describe('loadConfig defaults', () => {
     });
     expect(config.password).toBeUndefined();
     expect(config.ssl.mode).toBe('prefer');
+  });
+});
+
+describe('loadConfig DB_LISTEN_URL', () => {
+  it('keeps only the resolved target, its password hidden, with the primary TLS settings', () => {
+    const config = loadConfig({ DB_LISTEN_URL: 'postgres://u:listen-secret@direct.example:5433/app', DB_SSLMODE: 'disable' });
+    expect(config.listen).toMatchObject({ name: 'listener', host: 'direct.example', port: 5433, user: 'u', database: 'app' });
+    expect(config.listen?.password).toBe('listen-secret');
+    expect(JSON.stringify(config)).not.toContain('listen-secret');
+    expect(config).not.toHaveProperty('listenUrl');
+  });
+
+  it('is undefined when unset (the listener uses the primary)', () => {
+    expect(loadConfig({}).listen).toBeUndefined();
   });
 });
 

@@ -1,0 +1,43 @@
+import type { Logger } from 'pino';
+import type { ResolvedConfig } from '../config.js';
+import { ConfigError } from '../errors.js';
+import { createClientClass } from '../ssl/ssl-settings.js';
+import type { ListenerSettings } from './listener.js';
+
+/**
+ * Where and how the notification listener connects: `listenUrl` (DB_LISTEN_URL) or the primary,
+ * with the primary's TLS settings, an application_name ending in `listener`, and the connection
+ * timeout. Session settings such as statement_timeout are left out: the listener runs nothing long.
+ */
+export function listenerSettings(config: ResolvedConfig, log: Logger): ListenerSettings {
+  const target = config.listen ?? config;
+  const Client = createClientClass(config.ssl);
+  return {
+    createClient: () =>
+      new Client({
+        host: target.host,
+        port: target.port,
+        user: target.user,
+        password: target.password,
+        database: target.database,
+        application_name: `${config.applicationName} listener`,
+        connectionTimeoutMillis: config.connectionTimeoutMillis,
+      }),
+    connectTimeoutMillis: config.connectionTimeoutMillis,
+    keepaliveMillis: config.listenKeepaliveMillis,
+    pingTimeoutMillis: config.validationTimeoutMillis,
+    log: log.child({ component: 'listener' }),
+  };
+}
+
+/**
+ * LISTEN needs a session of its own: behind PgBouncer transaction pooling the server connection
+ * changes under the client, so notifications would go to whoever holds it next.
+ * @throws {ConfigError} `CONFIG_INVALID` behind PgBouncer without `listenUrl`.
+ */
+export function checkListenTarget(config: ResolvedConfig): void {
+  if (config.pgbouncer && !config.listen)
+    throw new ConfigError([
+      'db.listen needs DB_LISTEN_URL (option listenUrl) behind PgBouncer (DB_PGBOUNCER=true): LISTEN needs a session of its own, so point it at the primary directly, not at PgBouncer in transaction mode.',
+    ]);
+}
