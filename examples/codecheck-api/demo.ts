@@ -23,9 +23,16 @@ if (connectionString) {
   databaseLine = 'DATABASE_URL (the tables are created and seeded if missing)';
 } else {
   out('Starting an embedded PostgreSQL 18 in a temporary directory (first run takes a few seconds)...');
-  server = await startPostgres({ password: randomBytes(12).toString('hex') });
-  connectionString = `${server.url}?sslmode=disable`;
-  databaseLine = `embedded PostgreSQL 18 on ${server.host}:${server.port} (temporary: stopped and removed on exit)`;
+  try {
+    server = await startPostgres({ password: randomBytes(12).toString('hex') });
+  } catch (error) {
+    // A first run that cannot start PostgreSQL says why in a sentence, not with a stack.
+    process.stderr.write(`Could not start the embedded PostgreSQL: ${(error as Error).message.split('\n')[0]}\n`);
+    process.stderr.write('Set DATABASE_URL to use a PostgreSQL server of your own instead.\n');
+    process.exit(1);
+  }
+  connectionString = `${server!.url}?sslmode=disable`;
+  databaseLine = `embedded PostgreSQL 18 on ${server!.host}:${server!.port} (temporary: stopped and removed on exit)`;
 }
 
 const app = await buildApp({

@@ -23,7 +23,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   const reaped = await reapOrphanedServers();
   if (reaped > 0) console.warn(`global-setup: removed ${reaped} PostgreSQL server(s) left by dead test processes`);
-  let server: PostgresServer | undefined = await startPostgres();
+  let server: PostgresServer | undefined;
+  try {
+    server = await startPostgres();
+  } catch (error) {
+    // The first thing a newcomer runs: one sentence that says what to do, not a stack.
+    const message = `npm test could not start its PostgreSQL server: ${(error as Error).message}\nOr set TEST_DATABASE_URL to use a server of your own.`;
+    throw Object.assign(new Error(message), { stack: message });
+  }
   project.provide('databaseUrl', server.url);
   return async () => {
     await server?.destroy();

