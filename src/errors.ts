@@ -127,6 +127,26 @@ export class DatabaseTransactionError extends DbError {
   }
 }
 
+/** What replaces input quoted by a data exception's message. */
+export const VALUE_REDACTED = '<value redacted>';
+
+/**
+ * A server message without the input it quotes. Data exceptions (SQLSTATE class 22) quote the input
+ * they could not use, which may be a bound value: at the end (`invalid input syntax for type integer:
+ * "abc"`), in the middle (`value "99999999999" is out of range for type integer`, `invalid value "xx"
+ * for "YYYY"`), as bytes (`invalid byte sequence for encoding "UTF8": 0x00`) or as a bare token after
+ * a colon (`date field value out of range: 2020-13-01`). Everything from the first double quote to the
+ * last goes (a value may itself contain quotes, so quotes are not paired), then byte sequences, then a
+ * one-word tail. Messages of other classes quote identifiers, which are kept.
+ */
+export function redactServerMessage(message: string, state: string | undefined): string {
+  if (!state?.startsWith('22')) return message;
+  return message
+    .replace(/"[\s\S]*"/, VALUE_REDACTED)
+    .replace(/\b0x[0-9a-f]{1,2}(?:\s+0x[0-9a-f]{1,2})*/gi, VALUE_REDACTED)
+    .replace(/: (?!<value redacted>$)\S+$/, `: ${VALUE_REDACTED}`);
+}
+
 /** The SQLSTATE of a pg error or of one of ours, if any. */
 export function sqlStateOf(error: unknown): string | undefined {
   if (error instanceof DatabaseQueryError || error instanceof DatabaseTransactionError) return error.sqlState;

@@ -1,5 +1,12 @@
 import type pg from 'pg';
-import { DatabaseConnectionError, DatabaseQueryError, DbError, isConnectionFailure, sqlStateOf } from './errors.js';
+import {
+  DatabaseConnectionError,
+  DatabaseQueryError,
+  DbError,
+  isConnectionFailure,
+  redactServerMessage,
+  sqlStateOf,
+} from './errors.js';
 import type { Lease } from './pool/lease.js';
 import { preparedStatementFailure, type StatementNames } from './prepared-statements.js';
 import type { DatabaseCounters, DurationRecorder } from './stats.js';
@@ -106,17 +113,8 @@ export function toDbError(error: unknown, lease: Lease, context: QueryContext): 
       code: 'CONNECTION_LOST',
     });
   }
-  const message = withoutQuotedValue(error instanceof Error ? error.message : String(error), state);
+  const message = redactServerMessage(error instanceof Error ? error.message : String(error), state);
   return new DatabaseQueryError(state ? `${message} (SQLSTATE ${state})` : message, error);
-}
-
-/**
- * Data exceptions (SQLSTATE class 22) end their message with the offending input, which may be a
- * bound value (`invalid input syntax for type integer: "abc"`); it stays on the pg error (`cause`),
- * not in our message. Other classes quote identifiers, which are kept.
- */
-function withoutQuotedValue(message: string, state: string | undefined): string {
-  return state?.startsWith('22') ? message.replace(/: ".*"$/s, ': <value redacted>') : message;
 }
 
 /**

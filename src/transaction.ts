@@ -169,7 +169,7 @@ async function control(lease: Lease, context: QueryContext, statement: string, w
       throw new BeginConnectionError(`${what} failed: the connection to ${lease.node.name} was lost (${mapped.message})`, {
         cause: error,
       });
-    throw new DatabaseTransactionError(`${what} failed: ${(error as Error).message}`, { cause: mapped, attempts: attempt });
+    throw new DatabaseTransactionError(`${what} failed: ${mapped.message}`, { cause: mapped, attempts: attempt });
   }
 }
 
