@@ -143,6 +143,12 @@ function parseUrl(text: string, name: string, problems: string[], warnings: stri
   try {
     url = new URL(text);
   } catch {
+    // WHATWG URL refuses a port above 65535: say so, as for any other port out of range.
+    const port = portOf(text);
+    if (port !== undefined && Number(port) > 65535) {
+      problems.push(`${name} port is ${JSON.stringify(port.slice(0, 20))}, out of range; expected 1–65535.`);
+      return fields;
+    }
     problems.push(`${name} is not a valid URL; expected postgres://user:password@host:port/database.`);
     return fields;
   }
@@ -176,11 +182,26 @@ function parseUrl(text: string, name: string, problems: string[], warnings: stri
       // pg reads ssl=true as "verify everything"; keep that strength rather than weaken it silently.
       fields.sslMode = 'verify-full';
       warnings.push(`${name}: ssl=${value} is not a libpq parameter; it was read as sslmode=verify-full (use sslmode).`);
-    } else if (!URL_FIELD_PARAMS.has(param))
+    } else if (param === 'ssl' && url.searchParams.has('sslmode'))
+      warnings.push(`${name}: the parameter "ssl" is ignored because sslmode is present.`);
+    else if (!URL_FIELD_PARAMS.has(param))
       warnings.push(`${name}: the parameter ${JSON.stringify(param.slice(0, 40))} is not supported and was ignored.`);
   }
   return fields;
 }
+
+/**
+ * The port digits of a URL's authority (after the last `@`, so never a part of the password), without
+ * parsing the rest; undefined when there is none.
+ */
+function portOf(text: string): string | undefined {
+  const authority = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(text)?.[1];
+  const hostPort = authority?.slice(authority.lastIndexOf('@') + 1);
+  return hostPort === undefined ? undefined : /:(\d+)$/.exec(hostPort)?.[1];
+}
+
+/** Connection fields that mean nothing when empty (an empty password may be a real one). */
+const NON_EMPTY = new Set(['host', 'user', 'database', 'applicationName']);
 
 function describeValue(raw: RawValue): string {
   const text = String(raw.value);
@@ -197,6 +218,7 @@ function convert(spec: SettingSpec, raw: RawValue, problems: string[]): unknown 
     case 'string': {
       if (typeof raw.value !== 'string') return void problems.push(`${raw.name} must be a string.`);
       if (raw.value.includes('\0')) return void problems.push(`${raw.name} must not contain a NUL character.`);
+      if (raw.value.trim() === '' && NON_EMPTY.has(spec.option)) return void problems.push(`${raw.name} must not be empty.`);
       return raw.value;
     }
     case 'integer':
@@ -267,6 +289,13 @@ function resolveReplicas(
   problems: string[],
   warnings: string[],
 ): ConnectionTarget[] {
+  // A comma-separated string is DB_REPLICA_URLS' form; the option takes an array.
+  if (typeof list === 'string' && !name.startsWith('DB_')) {
+    problems.push(
+      `${name} must be an array of URLs or replica objects (a comma-separated string is the form of DB_REPLICA_URLS).`,
+    );
+    return [];
+  }
   const entries: unknown[] =
     typeof list === 'string'
       ? list

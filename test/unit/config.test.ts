@@ -369,6 +369,42 @@ describe('loadConfig bad values', () => {
     }
   });
 
+  it('gives a port above 65535 in DATABASE_URL the same range problem as port 0, never quoting the URL', () => {
+    for (const [port, quoted] of [
+      ['99999', '"99999"'],
+      ['0', '"0"'],
+    ]) {
+      const error = configError(() => loadConfig({ DATABASE_URL: `postgres://u:${SECRET}@db.example:${port}/app` }));
+      expect(error.problems).toEqual([`DATABASE_URL port is ${quoted}, out of range; expected 1–65535.`]);
+    }
+    // Digits in the password are never taken for the port.
+    const digits = configError(() => loadConfig({ DATABASE_URL: 'postgres://u:99999@db.example:70000/app' }));
+    expect(digits.problems).toEqual(['DATABASE_URL port is "70000", out of range; expected 1–65535.']);
+  });
+
+  it('rejects replicas given as a string option, naming the array form and DB_REPLICA_URLS', () => {
+    const error = configError(() => loadConfig({}, { replicas: 'postgres://u:p@replica.example/app' as unknown as string[] }));
+    expect(error.problems).toEqual([
+      'option replicas must be an array of URLs or replica objects (a comma-separated string is the form of DB_REPLICA_URLS).',
+    ]);
+  });
+
+  it('rejects an empty host, user, database or application name given as options (blank variables count as unset)', () => {
+    const error = configError(() => loadConfig({ DB_HOST: ' ' }, { host: '', user: ' ', database: '', applicationName: '' }));
+    expect(error.problems).toEqual([
+      'option host must not be empty.',
+      'option user must not be empty.',
+      'option database must not be empty.',
+      'option applicationName must not be empty.',
+    ]);
+  });
+
+  it('says that ssl is ignored because sslmode is present, rather than unsupported', () => {
+    const config = loadConfig({ DATABASE_URL: 'postgres://u@db.example/app?ssl=true&sslmode=disable' });
+    expect(config.ssl.mode).toBe('disable');
+    expect(config.warnings).toEqual(['DATABASE_URL: the parameter "ssl" is ignored because sslmode is present.']);
+  });
+
   it('rejects a DATABASE_URL with a scheme other than postgres:// or postgresql://', () => {
     const error = configError(() => loadConfig({ DATABASE_URL: `mysql://root:${SECRET}@db.example/app` }));
     expect(error.problems).toHaveLength(1);
