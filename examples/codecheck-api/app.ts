@@ -27,7 +27,13 @@ export interface AppOptions {
  * @throws {ConfigError} when the database configuration is invalid.
  */
 export async function buildApp(options: AppOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: options.logger ?? true, return503OnClosing: true });
+  const app = Fastify({
+    logger: options.logger ?? true,
+    return503OnClosing: true,
+    // Fastify's default ajv coerces types ("name": 12345 becomes "12345") and removes properties the
+    // schema does not list; the API promises a 400 naming the field instead, so both are off.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
+  });
   app.setErrorHandler(handleError);
   await app.register(codecheckDb, {
     database: options.database,

@@ -5,7 +5,13 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { DatabaseConnectionError, DatabaseQueryError, DatabaseTransactionError, PoolTimeoutError } from './codecheck-db.js';
+import {
+  DatabaseConnectionError,
+  DatabaseQueryError,
+  DatabaseTransactionError,
+  DbError,
+  PoolTimeoutError,
+} from './codecheck-db.js';
 
 /** An error a route throws on purpose: its message is written for the client. */
 export class HttpError extends Error {
@@ -32,6 +38,12 @@ const CONSTRAINT_MESSAGES: Readonly<Record<string, string>> = {
 };
 
 const RETRY_LATER = { 'retry-after': '1' } as const;
+
+/** A path id: 1 to 10 decimal digits, no sign, leading zero, exponent or prefix. */
+export const ID_PATTERN = '^[1-9][0-9]{0,9}$';
+/** Text without control characters (U+0000–U+001F, U+007F). */
+export const TEXT_PATTERN = '^[^\\u0000-\\u001f\\u007f]*$';
+export const ID_MESSAGE = 'params/id must be a whole number from 1 to 2147483647.';
 
 /** Maps an error to its HTTP answer (see docs in the example's README). */
 export function toErrorAnswer(error: unknown): ErrorAnswer {
@@ -68,13 +80,13 @@ function queryAnswer(error: DatabaseQueryError): ErrorAnswer {
       return { statusCode: 400, message: known ?? 'A value in the request is not allowed.' };
     case '23502':
       return { statusCode: 400, message: 'A required value is missing.' };
-    case '22P02':
-    case '22003':
-    case '22001':
-      return { statusCode: 400, message: 'A value in the request has the wrong format or is out of range.' };
     case '57014':
       return { statusCode: 503, message: 'The database did not answer in time. Try again shortly.', headers: RETRY_LATER };
   }
+  // Class 22, data exceptions: a value the client sent that the server cannot use (format, range,
+  // encoding such as a NUL byte). The client's mistake, never ours.
+  if (error.sqlState?.startsWith('22'))
+    return { statusCode: 400, message: 'A value in the request has the wrong format or is out of range.' };
   if (error.code === 'QUERY_CANCELLED')
     return { statusCode: 503, message: 'The database did not answer in time. Try again shortly.', headers: RETRY_LATER };
   return { statusCode: 500, message: 'Something went wrong on our side; it has been logged.' };
@@ -89,14 +101,47 @@ function validationMessage(error: FastifyError): string {
   if (first.keyword === 'enum' && Array.isArray(allowed)) return `${where} must be one of: ${allowed.join(', ')}.`;
   if (first.keyword === 'required')
     return `${where} must have the property '${String((first.params as { missingProperty?: unknown }).missingProperty)}'.`;
+  if (first.keyword === 'additionalProperties')
+    return `${where} must not have the property '${String((first.params as { additionalProperty?: unknown }).additionalProperty)}'.`;
+  const pattern = (first.params as { pattern?: unknown }).pattern;
+  if (first.keyword === 'pattern' && pattern === ID_PATTERN) return ID_MESSAGE.replace('params/id', where);
+  if (first.keyword === 'pattern' && pattern === TEXT_PATTERN) return `${where} must not contain control characters.`;
   return `${where} ${first.message ?? 'is invalid'}.`;
 }
 
-/** The app's error handler: answer from {@link toErrorAnswer}, log 5xx as errors with the full cause. */
+/**
+ * What is logged about an error. A database error is logged as its class, code, SQLSTATE and message
+ * (which the library keeps free of bound values), never with its `cause`: pino's `err` serializer
+ * appends the cause's message, and the server's own message may quote a value the client sent.
+ */
+function sqlStateOf(error: unknown): string | undefined {
+  return error instanceof DatabaseQueryError || error instanceof DatabaseTransactionError ? error.sqlState : undefined;
+}
+
+function loggable(error: unknown): unknown {
+  if (!(error instanceof DbError)) return error;
+  return { type: error.name, code: error.code, sqlState: sqlStateOf(error), message: error.message };
+}
+
+/**
+ * The app's error handler: answer from {@link toErrorAnswer}. 5xx are logged as errors (an unexpected
+ * error with its stack); a client's mistake (4xx) is one info line without a stack.
+ */
 export function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const answer = toErrorAnswer(error);
-  if (answer.statusCode >= 500) request.log.error({ err: error }, 'request failed');
-  else request.log.info({ err: error, statusCode: answer.statusCode }, 'request rejected');
+  if (answer.statusCode >= 500) request.log.error({ err: loggable(error) }, 'request failed');
+  else {
+    const { code, message } = error as { code?: unknown; message?: unknown };
+    request.log.info(
+      {
+        statusCode: answer.statusCode,
+        code,
+        sqlState: sqlStateOf(error),
+        reason: error instanceof DbError ? message : answer.message,
+      },
+      'request rejected',
+    );
+  }
   return reply
     .code(answer.statusCode)
     .headers(answer.headers ?? {})

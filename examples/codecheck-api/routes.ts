@@ -4,7 +4,7 @@
  * `withDb(false, ...)` transaction, all or nothing.
  */
 import type { FastifyInstance } from 'fastify';
-import { HttpError } from './errors.js';
+import { HttpError, ID_MESSAGE, ID_PATTERN, TEXT_PATTERN } from './errors.js';
 import { JURISDICTION_TYPES, type JurisdictionType } from './schema.js';
 
 interface Jurisdiction {
@@ -14,11 +14,29 @@ interface Jurisdiction {
   createdAt: string;
 }
 
+/**
+ * Path parameters are text and are not coerced: an id is decimal digits without a sign, leading zero,
+ * exponent or hex prefix (`+1`, `0x10` and `1e3` are 400s), at most 10 digits; {@link idOf} checks the
+ * integer range.
+ */
 const ID_PARAMS = {
   type: 'object',
   required: ['id'],
-  properties: { id: { type: 'integer', minimum: 1, maximum: 2_147_483_647 } },
+  properties: { id: { type: 'string', pattern: ID_PATTERN } },
+  additionalProperties: false,
 } as const;
+
+/** A string of the API: any characters but control characters (NUL would be a 22021 from the server). */
+const text = (maxLength: number) => ({ type: 'string', minLength: 1, maxLength, pattern: TEXT_PATTERN }) as const;
+
+const MAX_ID = 2_147_483_647;
+
+/** The id of a path that passed {@link ID_PARAMS}; above the integer range it is a 400 naming the field. */
+function idOf(params: { id: string }): number {
+  const id = Number(params.id);
+  if (id > MAX_ID) throw new HttpError(400, ID_MESSAGE);
+  return id;
+}
 
 /** `q`'s LIKE wildcards are matched literally. */
 function likePattern(text: string): string {
@@ -33,7 +51,7 @@ export async function jurisdictionRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         querystring: {
           type: 'object',
-          properties: { type: { type: 'string', enum: JURISDICTION_TYPES }, q: { type: 'string', minLength: 1, maxLength: 100 } },
+          properties: { type: { type: 'string', enum: JURISDICTION_TYPES }, q: text(100) },
           additionalProperties: false,
         },
       },
@@ -51,7 +69,8 @@ export async function jurisdictionRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
-  app.get<{ Params: { id: number } }>('/jurisdictions/:id', { schema: { params: ID_PARAMS } }, async (request) => {
+  app.get<{ Params: { id: string } }>('/jurisdictions/:id', { schema: { params: ID_PARAMS } }, async (request) => {
+    const id = idOf(request.params);
     const rows = await app.db.executeQuery(
       `SELECT j.id, j.name, j.type, j.created_at AS "createdAt",
               coalesce(json_agg(json_build_object('code', c.code, 'title', c.title, 'year', c.year, 'adoptedAt', jc.adopted_at)
@@ -61,9 +80,9 @@ export async function jurisdictionRoutes(app: FastifyInstance): Promise<void> {
          LEFT JOIN building_codes c ON c.id = jc.code_id
         WHERE j.id = $1
         GROUP BY j.id`,
-      [request.params.id],
+      [id],
     );
-    if (rows.length === 0) throw new HttpError(404, `Jurisdiction ${request.params.id} does not exist.`);
+    if (rows.length === 0) throw new HttpError(404, `Jurisdiction ${id} does not exist.`);
     return rows[0];
   });
 
@@ -79,7 +98,7 @@ export async function jurisdictionRoutes(app: FastifyInstance): Promise<void> {
           type: 'object',
           required: ['name', 'type'],
           properties: {
-            name: { type: 'string', minLength: 1, maxLength: 200 },
+            name: text(200),
             type: { type: 'string', enum: JURISDICTION_TYPES },
           },
           additionalProperties: false,
@@ -98,7 +117,7 @@ export async function jurisdictionRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
-  app.post<{ Params: { id: number }; Body: { codes: string[] } }>(
+  app.post<{ Params: { id: string }; Body: { codes: string[] } }>(
     '/jurisdictions/:id/codes',
     {
       schema: {
@@ -112,7 +131,7 @@ export async function jurisdictionRoutes(app: FastifyInstance): Promise<void> {
               minItems: 1,
               maxItems: 50,
               uniqueItems: true,
-              items: { type: 'string', minLength: 1, maxLength: 50 },
+              items: text(50),
             },
           },
           additionalProperties: false,
@@ -120,7 +139,7 @@ export async function jurisdictionRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request) => {
-      const id = request.params.id;
+      const id = idOf(request.params);
       // One transaction: an unknown code rolls back the codes inserted before it.
       return app.db.withDb(false, async (client) => {
         const found = await client.query('SELECT id FROM jurisdictions WHERE id = $1 FOR UPDATE', [id]);

@@ -184,6 +184,71 @@ describe('codecheck-api example', () => {
     expect((await call('POST', '/jurisdictions/1/codes', { codes: ['IBC-2021', 'IBC-2021'] })).status).toBe(400);
   });
 
+  test('answers 400 naming the field for wrong JSON types and extra properties: nothing is coerced or dropped', async () => {
+    const cases: [string, string, unknown, string][] = [
+      ['POST', '/jurisdictions', { name: 12345, type: 'city' }, 'body/name must be string.'],
+      ['POST', '/jurisdictions', { name: ['Reno'], type: 'city' }, 'body/name must be string.'],
+      ['POST', '/jurisdictions', { name: true, type: 'city' }, 'body/name must be string.'],
+      ['POST', '/jurisdictions', { name: 'Reno', type: 'city', mayor: 'x' }, "body must not have the property 'mayor'."],
+      ['POST', '/jurisdictions/1/codes', { codes: 'IBC-2021' }, 'body/codes must be array.'],
+      ['POST', '/jurisdictions/1/codes', { codes: [2021] }, 'body/codes/0 must be string.'],
+      ['POST', '/jurisdictions/1/codes', { codes: ['IBC-2021'], force: true }, "body must not have the property 'force'."],
+    ];
+    const answers = [];
+    for (const [method, path, body] of cases) {
+      const response = await call(method, path, body);
+      answers.push([response.status, response.json.message]);
+    }
+    expect(answers).toEqual(cases.map(([, , , message]) => [400, message]));
+    expect(await app.db.executeQuery("SELECT name FROM jurisdictions WHERE name IN ('12345', 'Reno', 'true')")).toEqual([]);
+  });
+
+  test('answers 400 to ids that are not plain decimal integers in range (0x10, +1, 1e3, 01, 2147483648, -1)', async () => {
+    for (const id of ['0x10', '+1', '1e3', '01', '2147483648', '99999999999', '-1', '0', '1.0', '%201']) {
+      for (const [method, path, body] of [
+        ['GET', `/jurisdictions/${id}`, undefined],
+        ['POST', `/jurisdictions/${id}/codes`, { codes: ['IBC-2021'] }],
+      ] as const) {
+        const response = await call(method, path, body);
+        expect([id, method, response.status, response.json.message]).toEqual([
+          id,
+          method,
+          400,
+          'params/id must be a whole number from 1 to 2147483647.',
+        ]);
+      }
+    }
+    expect((await call('GET', '/jurisdictions/2147483647')).status).toBe(404);
+  });
+
+  test('answers 400 to a NUL byte in any string input and logs it as one info line without a stack', async () => {
+    const lines: string[] = [];
+    const logged = await buildApp({
+      databaseOptions: { connectionString: url, logLevel: 'silent', connectionTimeoutMillis: 2000 },
+      logger: { level: 'info', stream: { write: (line: string) => void lines.push(line) } },
+    });
+    apps.push(logged);
+    const at = await logged.listen({ host: '127.0.0.1', port: 0 });
+    const cases: [string, string, unknown, string][] = [
+      ['POST', '/jurisdictions', { name: 'Nul\u0000ville', type: 'city' }, 'body/name must not contain control characters.'],
+      ['GET', '/jurisdictions?q=a%00b', undefined, 'querystring/q must not contain control characters.'],
+      ['POST', '/jurisdictions/1/codes', { codes: ['IBC\u0000'] }, 'body/codes/0 must not contain control characters.'],
+    ];
+    for (const [method, path, body, message] of cases) {
+      const response = await call(method, path, body, at);
+      expect([response.status, response.json.message]).toEqual([400, message]);
+    }
+    // Whatever still reaches the server as a bad value (class 22) is the client's mistake too.
+    const nul = await app.db.executeQuery('SELECT $1::text AS v', ['a\u0000b']).catch((e: unknown) => e);
+    expect([(nul as DatabaseQueryError).sqlState, toErrorAnswer(nul).statusCode]).toEqual(['22021', 400]);
+    const date = await app.db.executeQuery('SELECT make_date($1::int, 13, 1) AS v', [2020]).catch((e: unknown) => e);
+    expect([(date as DatabaseQueryError).sqlState, toErrorAnswer(date).statusCode]).toEqual(['22008', 400]);
+    const records = lines.map((line) => JSON.parse(line) as { level: number; msg: string });
+    expect(records.filter((r) => r.level >= 50)).toEqual([]);
+    expect(lines.filter((line) => line.includes('"stack"'))).toEqual([]);
+    expect(records.filter((r) => r.msg === 'request rejected')).toHaveLength(3);
+  });
+
   test('maps the server errors 23505, 23503, 22P02 and 23514 to 409/400 without the server message, DETAIL or SQL', async () => {
     const failures = [
       "INSERT INTO jurisdictions (name, type) VALUES ('Texas', 'state')",
