@@ -1,3 +1,4 @@
+import { checkMillis } from './durations.js';
 import { DatabaseQueryError } from './errors.js';
 import type { Lease } from './pool/lease.js';
 import type { StatementNames } from './prepared-statements.js';
@@ -34,14 +35,12 @@ const noop = (): void => undefined;
 /**
  * Folds the caller's signal and timeout into one cancellation: on abort, cancel the running
  * statement, and destroy the connection if the call still holds it after the grace.
- * @throws {TypeError} when `timeoutMillis` or `signal` is malformed.
+ * @throws {TypeError} when `timeoutMillis` (1 to 2^31−1 ms) or `signal` is malformed.
  * @throws {DatabaseQueryError} `QUERY_CANCELLED` when `signal` is already aborted.
  */
 export function openCallScope(options: { signal?: AbortSignal; timeoutMillis?: number }, settings: CallScopeSettings): CallScope {
   const now = Date.now();
-  const timeoutMillis = options.timeoutMillis;
-  if (timeoutMillis !== undefined && (!Number.isFinite(timeoutMillis) || timeoutMillis <= 0))
-    throw new TypeError('timeoutMillis must be a positive number of milliseconds');
+  const timeoutMillis = checkMillis(options.timeoutMillis, 'timeoutMillis');
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal))
     throw new TypeError('signal must be an AbortSignal');
   const deadline = now + Math.min(settings.maxAcquireMillis, timeoutMillis ?? Infinity);

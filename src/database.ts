@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { CallOptions, ExecuteQueryOptions, ExecuteTransactionOptions, Operation, WithDbOptions } from './call-options.js';
 import { openCallScope, type CallScope, type CallScopeSettings } from './call-scope.js';
 import { loadConfig, type DatabaseOptions, type ResolvedConfig } from './config.js';
+import { checkMillis } from './durations.js';
 import { DatabaseConnectionError, PoolClosedError } from './errors.js';
 import { checkHealth, type HealthReport } from './health.js';
 import { createLogger } from './logger.js';
@@ -93,10 +94,12 @@ export class Database {
    * `timeoutMillis` (default `connectionTimeoutMillis`).
    * @throws {DatabaseConnectionError} `CONNECTION_FAILED` with the last connection error as `cause`.
    * @throws {PoolClosedError} after shutdown.
+   * @throws {TypeError} when `timeoutMillis` is not a number from 1 to 2^31−1 (Node timers' bound).
    */
   async ready(options: { timeoutMillis?: number } = {}): Promise<void> {
     this.#assertOpen();
-    const deadline = Date.now() + (options.timeoutMillis ?? this.config.connectionTimeoutMillis);
+    const timeoutMillis = checkMillis(options?.timeoutMillis, 'ready timeoutMillis');
+    const deadline = Date.now() + (timeoutMillis ?? this.config.connectionTimeoutMillis);
     await waitUntilReady(this.#primary, deadline, this.log);
     // Replicas warm up in the background: one that is down is banned, never a reason to fail startup.
     for (const node of this.#router.replicas)
@@ -390,11 +393,18 @@ export class Database {
    * too (queued, or on a connect in progress, which is destroyed); work holding a connection may
    * finish until `timeoutMillis` (default 10000), then its statement is cancelled and its connection
    * destroyed. Idempotent; leaves no handle open.
+   * @throws {TypeError} (nothing is closed) when `timeoutMillis` is not a number from 0 to 2^31−1.
    */
   shutdown(options: { timeoutMillis?: number } = {}): Promise<void> {
     if (this.#shutdown) return this.#shutdown;
+    let timeoutMillis: number | undefined;
+    try {
+      timeoutMillis = checkMillis(options?.timeoutMillis, 'shutdown timeoutMillis', 0);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     this.#state = 'closing';
-    const deadline = Date.now() + (options.timeoutMillis ?? 10_000);
+    const deadline = Date.now() + (timeoutMillis ?? 10_000);
     this.log.info('database shutdown started');
     this.#router.close();
     void this.#listener.close();

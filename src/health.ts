@@ -1,4 +1,5 @@
 import { destroySocket } from './client-internals.js';
+import { MAX_TIMER_MILLIS } from './durations.js';
 import { summarize } from './error-summary.js';
 import type { Router } from './replicas/router.js';
 import type { ListenerStats, PoolStats } from './stats.js';
@@ -45,7 +46,6 @@ export interface ReplicaHealth {
 export const DEGRADED_WINDOW_MILLIS = 60_000;
 
 /** The longest timer Node can set (about 24.8 days); a longer one would fire at once. */
-const MAX_TIMEOUT_MILLIS = 2_147_483_647;
 
 const HEALTH_SQL = `SELECT version() AS version, pg_is_in_recovery() AS is_replica,
   to_char(now(), 'YYYY-MM-DD"T"HH24:MI:SS.MSTZH:TZM') AS database_time,
@@ -99,10 +99,10 @@ export async function checkHealth(input: {
     });
   if (!input.isOpen) return report({ status: 'unhealthy', error: 'The database pool is closed (shutdown() was called).' });
   // Never rejects, even for a bad argument: the report says what is wrong instead.
-  if (typeof input.timeoutMillis !== 'number' || !(input.timeoutMillis > 0 && input.timeoutMillis <= MAX_TIMEOUT_MILLIS)) {
+  if (typeof input.timeoutMillis !== 'number' || !(input.timeoutMillis > 0 && input.timeoutMillis <= MAX_TIMER_MILLIS)) {
     return report({
       status: 'unhealthy',
-      error: `healthCheck timeoutMillis must be a number of milliseconds from 1 to ${MAX_TIMEOUT_MILLIS}`,
+      error: `healthCheck timeoutMillis must be a number of milliseconds from 1 to ${MAX_TIMER_MILLIS}`,
     });
   }
   const client = router.primary.pool.createClient('health', input.timeoutMillis);

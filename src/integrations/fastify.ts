@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { DatabaseOptions } from '../config.js';
 import { Database } from '../database.js';
+import { checkMillis } from '../durations.js';
 import type { HealthReport } from '../health.js';
 import type { DatabaseMetrics } from './prometheus.js';
 
@@ -70,7 +71,8 @@ export interface CodecheckDbPluginOptions {
  * registry in the Prometheus text format (src/integrations/prometheus.ts is loaded only when enabled).
  *
  * @throws {ConfigError} `CONFIG_INVALID` at registration when the configuration is invalid.
- * @throws {TypeError} at registration when both `database` and `databaseOptions` are given.
+ * @throws {TypeError} at registration when both `database` and `databaseOptions` are given, or a
+ * duration option is not a number of milliseconds up to 2^31−1.
  * @throws {DatabaseConnectionError} from `app.ready()` when the database is not ready in time.
  * @throws {Error} at registration when `metrics` is enabled and prom-client is not installed.
  */
@@ -79,6 +81,10 @@ async function codecheckDb(app: FastifyInstance, options: CodecheckDbPluginOptio
     throw new TypeError(
       '@codecheck/db/fastify: pass either `database` or `databaseOptions`, not both (the options would be ignored)',
     );
+  // Checked at registration: a bad value would otherwise surface only at startup, shutdown or every probe.
+  checkMillis(options.readyTimeoutMillis, '@codecheck/db/fastify readyTimeoutMillis');
+  checkMillis(options.shutdownTimeoutMillis, '@codecheck/db/fastify shutdownTimeoutMillis', 0);
+  if (typeof options.health === 'object') checkMillis(options.health.timeoutMillis, '@codecheck/db/fastify health.timeoutMillis');
   const db =
     options.database ??
     new Database({ ...options.databaseOptions, logger: options.databaseOptions?.logger ?? (app.log as unknown as Logger) });

@@ -63,6 +63,34 @@ describe('bad arguments', () => {
   });
 });
 
+describe('durations beyond what a Node timer keeps (2^31−1 ms)', () => {
+  const TOO_LONG = 2 ** 31;
+  const message = (name: string, min = 1) =>
+    `${name} must be a number of milliseconds from ${min} to 2147483647 (the longest delay a Node timer keeps)`;
+
+  test('withDb, executeQuery and executeTransaction reject timeoutMillis 2^31 with a TypeError, sending nothing', async () => {
+    const db = open();
+    const calls = [
+      () => db.withDb({ timeoutMillis: TOO_LONG }, async (client) => client.query('SELECT 1')),
+      () => db.executeQuery('SELECT 1', [], { timeoutMillis: TOO_LONG }),
+      () => db.executeTransaction([{ text: 'SELECT 1' }], { timeoutMillis: TOO_LONG }),
+      () => db.executeQuery('SELECT 1', [], { timeoutMillis: Number.POSITIVE_INFINITY }),
+    ];
+    for (const run of calls) await expect(run()).rejects.toThrow(new TypeError(message('timeoutMillis')));
+    expect(db.getStats()).toMatchObject({ errors: 4, queriesExecuted: 0, queriesCancelled: 0 });
+    // The largest accepted value is a deadline far away, not one that fires at once.
+    expect(await db.executeQuery('SELECT 1 AS one', [], { timeoutMillis: 2 ** 31 - 1 })).toEqual([{ one: 1 }]);
+  });
+
+  test('ready and shutdown reject a timeoutMillis of 2^31 with a TypeError; shutdown then still works', async () => {
+    const db = open();
+    await expect(db.ready({ timeoutMillis: TOO_LONG })).rejects.toThrow(new TypeError(message('ready timeoutMillis')));
+    await expect(db.shutdown({ timeoutMillis: TOO_LONG })).rejects.toThrow(new TypeError(message('shutdown timeoutMillis', 0)));
+    expect(await db.executeQuery('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    await db.shutdown({ timeoutMillis: 1000 });
+  });
+});
+
 describe('options given as text (docs/configuration.md)', () => {
   test("an option holding the text a variable accepts is read in the option's unit", () => {
     const config = loadConfig({}, { max: '20', pgbouncer: 'yes', connectionTimeoutMillis: '1500' } as never);
