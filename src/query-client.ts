@@ -11,13 +11,21 @@ import type { Lease } from './pool/lease.js';
 import { preparedStatementFailure, type StatementNames } from './prepared-statements.js';
 import type { DatabaseCounters, DurationRecorder } from './stats.js';
 
-/** What `client` inside `withDb` offers: pg's `query`, and nothing that could release it by hand. */
+/**
+ * What `client` inside `withDb` offers: pg's `query` with pg's promise overloads (text and values; a
+ * config object, with or without separate values, whose values win as in pg; `rowMode: 'array'`
+ * giving rows as arrays), and nothing that could release it by hand. Callback forms are not offered
+ * (promises only); a Submittable (cursor, query stream) is the streaming API's (docs/errors.md).
+ */
 export interface QueryClient {
+  query<R extends unknown[] = unknown[]>(
+    config: pg.QueryArrayConfig,
+    values?: readonly unknown[],
+  ): Promise<pg.QueryArrayResult<R>>;
   query<R extends pg.QueryResultRow = Record<string, unknown>>(
-    text: string,
+    textOrConfig: string | pg.QueryConfig,
     values?: readonly unknown[],
   ): Promise<pg.QueryResult<R>>;
-  query<R extends pg.QueryResultRow = Record<string, unknown>>(config: pg.QueryConfig): Promise<pg.QueryResult<R>>;
 }
 
 /** Shared by every statement a caller sends: counters, timing and the cancellation state. */

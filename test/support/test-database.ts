@@ -130,11 +130,18 @@ export async function ensureBuiltDist(): Promise<string> {
       continue;
     }
     try {
-      if (isStale())
-        execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
-          cwd: ROOT,
-          stdio: 'pipe',
-        });
+      if (isStale()) {
+        try {
+          execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
+            cwd: ROOT,
+            stdio: 'pipe',
+          });
+        } finally {
+          // `npm run build`'s second step: the CommonJS declarations for the `require` condition.
+          if (existsSync(entry))
+            execFileSync(process.execPath, [join(ROOT, 'scripts', 'emit-cjs-types.mjs')], { cwd: ROOT, stdio: 'pipe' });
+        }
+      }
     } catch (error) {
       // tsc emits despite type errors; a type error elsewhere must not hide what this test checks.
       if (!existsSync(entry)) throw error;
