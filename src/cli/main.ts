@@ -8,7 +8,7 @@ import { realpathSync } from 'node:fs';
 import { EXIT_FAILURE, EXIT_OK, UsageError, type CliIo } from './cli-support.js';
 import { CONFIG_USAGE, runConfig } from './config-command.js';
 import { HEALTH_USAGE, runHealth } from './health-command.js';
-import { runMigrateScan } from './migrate-scan/scan.js';
+import { MIGRATE_SCAN_USAGE, runMigrateScan } from './migrate-scan/scan-command.js';
 import { runStats, STATS_USAGE } from './stats-command.js';
 
 export const USAGE = `usage: codecheck-db <command> [options]
@@ -17,7 +17,10 @@ commands:
   health [--json] [--timeout <seconds>]   health report; exit 0 healthy, 1 degraded, 2 unhealthy
   stats [--json] [--timeout <seconds>]    open a pool, wait for ready(), print getStats() (this process's pool)
   config [--json]                         resolved configuration, password redacted; exit 2 listing every problem
-  migrate-scan [--json] <paths...>        find pg code to migrate to @codecheck/db; exit 1 when anything is found
+  migrate-scan [--json] [--include-bundles] [--no-ignore] <paths...>
+                                          find pg code to migrate to @codecheck/db; exit 0 nothing found,
+                                          1 findings, 2 usage error, 3/4 some files could not be scanned
+                                          (the rest clean / with findings)
 
 Configuration comes from DATABASE_URL and DB_* (docs/configuration.md).
 Run \`codecheck-db <command> --help\` for a command's options.
@@ -27,7 +30,7 @@ const COMMANDS: Record<string, { run: (argv: readonly string[], io: CliIo) => Pr
   health: { run: runHealth, usage: HEALTH_USAGE },
   stats: { run: runStats, usage: STATS_USAGE },
   config: { run: (argv, io) => runConfig(argv, io), usage: CONFIG_USAGE },
-  'migrate-scan': { run: runMigrateScan },
+  'migrate-scan': { run: runMigrateScan, usage: MIGRATE_SCAN_USAGE },
 };
 
 /** Runs one command line (without `node` and the script) and resolves with the exit code. */

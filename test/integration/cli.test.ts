@@ -207,9 +207,18 @@ describe('codecheck-db stats, migrate-scan and usage', () => {
     const fixtures = join(ROOT, 'test', 'fixtures', 'migrate-scan');
     const found = await cli(['migrate-scan', '--json', join(fixtures, 'client-per-request.js')]);
     expect(found.code).toBe(1);
-    expect(JSON.parse(found.stdout).length).toBeGreaterThan(0);
+    expect(JSON.parse(found.stdout).findings).toHaveLength(2);
     const clean = await cli(['migrate-scan', join(fixtures, 'clean')]);
     expect(clean.code).toBe(0);
+  });
+
+  test('migrate-scan --help lists its options and every exit code', async () => {
+    const help = await cli(['migrate-scan', '--help']);
+    expect(help.code).toBe(0);
+    for (const text of ['--include-bundles', '--no-ignore', '--json', '0 nothing found', '1 findings', '2 usage error']) {
+      expect(help.stdout).toContain(text);
+    }
+    expect(help.stdout).toContain('3 some files could not be scanned, the rest clean; 4 some files could not be scanned');
   });
 
   test('--help exits 0 with the usage; no command or an unknown one exits 2', async () => {

@@ -3,14 +3,9 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import {
-  formatFindings,
-  RULE_IDS,
-  runMigrateScan,
-  scanPaths,
-  scanSource,
-  type Finding,
-} from '../../src/cli/migrate-scan/scan.js';
+import { RULE_IDS } from '../../src/cli/migrate-scan/rules.js';
+import { formatReport, runMigrateScan } from '../../src/cli/migrate-scan/scan-command.js';
+import { scanPaths, scanSource, type Finding, type ScanReport } from '../../src/cli/migrate-scan/scan.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/migrate-scan/', import.meta.url));
 const fixture = (name: string): string => join(fixtures, name);
@@ -34,7 +29,7 @@ async function run(argv: string[]): Promise<{ code: number; stdout: string; stde
 
 describe('migrate-scan rules on the fixtures', () => {
   it('reports a pg Client created, connected and ended inside a function as client-per-request', async () => {
-    const findings = await scanPaths([fixture('client-per-request.js')]);
+    const findings = (await scanPaths([fixture('client-per-request.js')])).findings;
     expect(where(findings)).toEqual(['client-per-request 5:18', 'client-per-request 13:18']);
     expect(findings[0]?.after).toContain(
       "await db.executeQuery('SELECT id, name, type FROM jurisdictions WHERE id = $1', [req.params.id])",
@@ -43,7 +38,7 @@ describe('migrate-scan rules on the fixtures', () => {
   });
 
   it('reports pool.connect() released only on success, or never, as unreleased-client', async () => {
-    const findings = await scanPaths([fixture('unreleased-client.ts')]);
+    const findings = (await scanPaths([fixture('unreleased-client.ts')])).findings;
     expect(where(findings)).toEqual(['unreleased-client 5:24', 'unreleased-client 15:24']);
     expect(findings[0]?.message).toContain('released only when nothing throws');
     expect(findings[0]?.after).toContain('await db.withDb(true, async (client) => {');
@@ -52,7 +47,7 @@ describe('migrate-scan rules on the fixtures', () => {
   });
 
   it('reports BEGIN/COMMIT/ROLLBACK through pool.query once per function as transaction-on-pool', async () => {
-    const findings = await scanPaths([fixture('transaction-on-pool.mjs')]);
+    const findings = (await scanPaths([fixture('transaction-on-pool.mjs')])).findings;
     expect(where(findings)).toEqual(['transaction-on-pool 5:9']);
     expect(findings[0]?.message).toMatch(/^BEGIN, COMMIT and ROLLBACK sent through pool\.query/);
     expect(findings[0]?.after).toContain(
@@ -62,7 +57,7 @@ describe('migrate-scan rules on the fixtures', () => {
   });
 
   it('reports values spliced into SQL text as sql-interpolation and binds them in the suggestion', async () => {
-    const findings = await scanPaths([fixture('sql-interpolation.ts')]);
+    const findings = (await scanPaths([fixture('sql-interpolation.ts')])).findings;
     expect(where(findings)).toEqual(['sql-interpolation 5:37', 'sql-interpolation 10:15', 'sql-interpolation 21:42']);
     expect(findings.map((f) => f.after.split('\n')[0])).toEqual([
       "pool.query('SELECT id, name FROM jurisdictions WHERE name = $1', [name])",
@@ -73,24 +68,24 @@ describe('migrate-scan rules on the fixtures', () => {
   });
 
   it('reports each new Pool(...) that Database can replace as pool-to-database', async () => {
-    const findings = await scanPaths([fixture('pool-to-database.cjs')]);
+    const findings = (await scanPaths([fixture('pool-to-database.cjs')])).findings;
     expect(where(findings)).toEqual(['pool-to-database 4:14', 'pool-to-database 7:23']);
     expect(findings[0]?.after).toContain('const db = new Database(); // reads DATABASE_URL and DB_* from process.env');
     expect(findings[1]?.after).toContain('new Database({ connectionString: process.env.REPORTING_URL, max: 4 })');
   });
 
   it("reports a Pool with no 'error' listener as pool-without-error-listener", async () => {
-    const findings = await scanPaths([fixture('pool-without-error-listener.js')]);
+    const findings = (await scanPaths([fixture('pool-without-error-listener.js')])).findings;
     expect(where(findings)).toEqual(['pool-without-error-listener 5:14']);
     expect(findings[0]?.after).toContain("pool.on('error', ");
   });
 
   it('finds nothing in the clean fixtures of correct pg and @codecheck/db code', async () => {
-    expect(await scanPaths([fixture('clean')])).toEqual([]);
+    expect((await scanPaths([fixture('clean')])).findings).toEqual([]);
   });
 
   it('gives every finding a known rule id, a one-line message and a before/after suggestion', async () => {
-    const findings = await scanPaths([fixtures]);
+    const findings = (await scanPaths([fixtures])).findings;
     expect(findings).toHaveLength(11);
     for (const finding of findings) {
       expect(RULE_IDS).toContain(finding.rule);
@@ -204,27 +199,30 @@ describe('migrate-scan files and output', () => {
   });
 
   it('walks directories, skipping node_modules, dist, .git, declaration files and other extensions', async () => {
-    const files = new Set((await scanPaths([root])).map((f) => f.file));
+    const files = new Set((await scanPaths([root])).findings.map((f) => f.file));
     expect([...files]).toEqual([join(root, 'src/a.ts'), join(root, 'src/nested/b.jsx')]);
   });
 
   it('prints findings grouped per file with their suggestions, and a summary', async () => {
-    const findings = await scanPaths([fixture('pool-without-error-listener.js')]);
-    const text = formatFindings(findings, { json: false });
+    const findings = (await scanPaths([fixture('pool-without-error-listener.js')])).findings;
+    const text = formatReport({ findings, unscanned: [], skipped: [], scannedFiles: 1 });
     expect(text.split('\n').slice(0, 4)).toEqual([
       findings[0]?.file,
       "  5:14  pool-without-error-listener  pg Pool has no 'error' listener: an idle client's lost connection is emitted on the pool and crashes the process",
       '      before  const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL });',
       "      after   pool.on('error', (err) => logger.warn({ err }, 'idle PostgreSQL client failed'));",
     ]);
-    expect(text).toMatch(/1 finding in 1 file \(pool-without-error-listener: 1\)\n$/);
+    expect(text).toMatch(/1 finding in 1 file \(pool-without-error-listener: 1\); 1 file scanned\n$/);
   });
 
   it('exits 1 and prints parseable JSON findings with --json', async () => {
     const { code, stdout, stderr } = await run(['--json', fixtures]);
     expect(code).toBe(1);
     expect(stderr).toBe('');
-    const parsed = JSON.parse(stdout) as Finding[];
+    const report = JSON.parse(stdout) as ScanReport;
+    expect(Object.keys(report)).toEqual(['findings', 'unscanned', 'skipped', 'scannedFiles']);
+    expect(report.unscanned).toEqual([]);
+    const parsed = report.findings;
     expect(parsed).toHaveLength(11);
     for (const finding of parsed) {
       expect(Object.keys(finding)).toEqual(['file', 'line', 'column', 'rule', 'message', 'before', 'after']);
@@ -235,8 +233,13 @@ describe('migrate-scan files and output', () => {
   it('exits 0 on clean code', async () => {
     const { code, stdout } = await run([fixture('clean')]);
     expect(code).toBe(0);
-    expect(stdout).toBe('migrate-scan: no findings\n');
-    expect(JSON.parse((await run(['--json', fixture('clean')])).stdout)).toEqual([]);
+    expect(stdout).toBe('migrate-scan: no findings (7 files scanned)\n');
+    expect(JSON.parse((await run(['--json', fixture('clean')])).stdout)).toEqual({
+      findings: [],
+      unscanned: [],
+      skipped: [],
+      scannedFiles: 7,
+    });
   });
 
   it('exits 2 with a usage message when no path is given', async () => {
@@ -269,7 +272,7 @@ describe('migrate-scan files and output', () => {
       },
     }));
     try {
-      const isolated = await import('../../src/cli/migrate-scan/scan.js');
+      const isolated = await import('../../src/cli/migrate-scan/scan-command.js');
       let stderr = '';
       const code = await isolated.runMigrateScan([fixtures], {
         stdout: () => undefined,

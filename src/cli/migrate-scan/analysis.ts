@@ -1,44 +1,6 @@
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import type ts from 'typescript';
-import { MigrateScanError } from './scan-error.js';
+import { loadTypeScript } from './load-typescript.js';
 
-let typescript: typeof ts | undefined;
-
-/**
- * Loads the optional `typescript` peer dependency on first use, from this package's location and then
- * from the current directory (a globally installed CLI scanning a project that has TypeScript).
- *
- * @throws {MigrateScanError} code `TYPESCRIPT_MISSING` when neither place has it.
- */
-export function loadTypeScript(): typeof ts {
-  if (typescript !== undefined) return typescript;
-  let lastError: unknown;
-  for (const base of [import.meta.url, join(process.cwd(), 'package.json')]) {
-    try {
-      typescript = createRequire(base)('typescript') as typeof ts;
-      return typescript;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error;
-      lastError = error;
-    }
-  }
-  throw new MigrateScanError(
-    'TYPESCRIPT_MISSING',
-    'cannot load the `typescript` package, which parses the sources (an optional peer dependency of ' +
-      '@codecheck/db): install it with `npm install --save-dev typescript`',
-    { cause: lastError },
-  );
-}
-
-/** What a `pg` binding or expression stands for. */
-export type PgExport = 'module' | 'Pool' | 'Client';
-
-/** What an expression holds, as far as one file shows: a pg Pool, a pg Client, something else, or unknown. */
-export type ValueKind = 'pool' | 'client' | 'other' | 'unknown';
-
-/** Modules whose exports we recognise; `pg-pool`'s default export is the Pool class. */
-const PG_MODULES = new Set(['pg', 'pg-pool']);
 const MAX_SNIPPET_LINES = 8;
 const MAX_LINE_CHARS = 140;
 
@@ -54,7 +16,6 @@ export class SourceAnalysis {
   readonly constructions: ts.NewExpression[] = [];
   readonly #checker: ts.TypeChecker;
   readonly #references = new Map<ts.Symbol, ts.Identifier[]>();
-  readonly #kinds = new Map<ts.Symbol, ValueKind>();
 
   constructor(fileName: string, text: string) {
     this.ts = loadTypeScript();
@@ -76,7 +37,9 @@ export class SourceAnalysis {
     };
     const options: ts.CompilerOptions = { noLib: true, noResolve: true, allowJs: true, types: [] };
     this.#checker = t.createProgram({ rootNames: [virtualName], options, host }).getTypeChecker();
-    const visit = (node: ts.Node): void => {
+    // An explicit stack rather than recursion: generated code nests deeper than the call stack allows.
+    const pending: ts.Node[] = [this.sourceFile];
+    for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
       if (t.isCallExpression(node)) this.calls.push(node);
       else if (t.isNewExpression(node)) this.constructions.push(node);
       else if (t.isIdentifier(node)) {
@@ -85,9 +48,12 @@ export class SourceAnalysis {
         if (known !== undefined) known.push(node);
         else if (symbol !== undefined) this.#references.set(symbol, [node]);
       }
-      t.forEachChild(node, visit);
-    };
-    visit(this.sourceFile);
+      const children: ts.Node[] = [];
+      t.forEachChild(node, (child) => {
+        children.push(child);
+      });
+      for (let index = children.length - 1; index >= 0; index -= 1) pending.push(children[index]!);
+    }
   }
 
   /** The symbol an identifier or `a.b` (by its name) binds to; shorthand `{ pool }` means the variable. */
@@ -100,6 +66,11 @@ export class SourceAnalysis {
       return this.#checker.getShorthandAssignmentValueSymbol(target.parent);
     }
     return this.#checker.getSymbolAtLocation(target);
+  }
+
+  /** The first declaration of what a node binds to. */
+  declarationOf(node: ts.Node): ts.Declaration | undefined {
+    return this.symbolOf(node)?.declarations?.[0];
   }
 
   /** Every identifier in the file that binds to `symbol`, declarations included, in source order. */
@@ -137,119 +108,10 @@ export class SourceAnalysis {
     return { receiver: callee.expression, name: callee.name.text };
   }
 
-  /** Which pg export an expression denotes: the module itself, its Pool class or its Client class. */
-  pgExportOf(node: ts.Node, depth = 0): PgExport | undefined {
-    const t = this.ts;
-    const target = this.unwrap(node);
-    if (depth > 8) return undefined;
-    if (t.isAwaitExpression(target)) return this.pgExportOf(target.expression, depth + 1);
-    if (t.isCallExpression(target)) {
-      const isLoader =
-        target.expression.kind === t.SyntaxKind.ImportKeyword ||
-        (t.isIdentifier(target.expression) && target.expression.text === 'require');
-      const specifier = this.literalText(target.arguments[0]);
-      if (!isLoader || specifier === undefined || !PG_MODULES.has(specifier)) return undefined;
-      return specifier === 'pg-pool' ? 'Pool' : 'module';
-    }
-    if (t.isPropertyAccessExpression(target) || t.isQualifiedName(target)) {
-      const base = t.isPropertyAccessExpression(target) ? target.expression : target.left;
-      const name = t.isPropertyAccessExpression(target) ? target.name.text : target.right.text;
-      if (this.pgExportOf(base, depth + 1) !== 'module') return undefined;
-      return name === 'default' ? 'module' : name === 'Pool' || name === 'Client' ? name : undefined;
-    }
-    if (!t.isIdentifier(target)) return undefined;
-    const declaration = this.symbolOf(target)?.declarations?.[0];
-    if (declaration === undefined) return undefined;
-    if (t.isImportSpecifier(declaration)) {
-      const module = this.literalText(declaration.parent.parent.parent.moduleSpecifier);
-      const name = (declaration.propertyName ?? declaration.name).text;
-      if (module === 'pg' && (name === 'Pool' || name === 'Client')) return name;
-      return module === 'pg' && name === 'default' ? 'module' : undefined;
-    }
-    if (t.isImportClause(declaration) || t.isNamespaceImport(declaration)) {
-      const clause = t.isImportClause(declaration) ? declaration : declaration.parent;
-      const module = this.literalText(clause.parent.moduleSpecifier);
-      if (module === 'pg-pool' && t.isImportClause(declaration)) return 'Pool';
-      return module === 'pg' ? 'module' : undefined;
-    }
-    if (t.isImportEqualsDeclaration(declaration) && t.isExternalModuleReference(declaration.moduleReference)) {
-      return this.literalText(declaration.moduleReference.expression) === 'pg' ? 'module' : undefined;
-    }
-    if (t.isVariableDeclaration(declaration) && declaration.initializer) {
-      return this.pgExportOf(declaration.initializer, depth + 1);
-    }
-    if (t.isBindingElement(declaration) && t.isObjectBindingPattern(declaration.parent)) {
-      const holder = declaration.parent.parent;
-      if (!t.isVariableDeclaration(holder) || !holder.initializer) return undefined;
-      if (this.pgExportOf(holder.initializer, depth + 1) !== 'module') return undefined;
-      const key = declaration.propertyName ?? declaration.name;
-      const name = t.isIdentifier(key) ? key.text : undefined;
-      return name === 'Pool' || name === 'Client' ? name : undefined;
-    }
-    return undefined;
-  }
-
-  /**
-   * What a binding or expression holds: `new Pool()` / `new pg.Client()` (directly, through the
-   * variable's initializer, an assignment, or a `Pool`/`pg.Pool` type annotation), something else, or
-   * unknown (a parameter without a type, a call result).
-   */
-  kindOf(node: ts.Node): ValueKind {
-    const t = this.ts;
-    const target = this.unwrap(node);
-    if (t.isNewExpression(target)) {
-      const made = this.pgExportOf(target.expression);
-      return made === 'Pool' ? 'pool' : made === 'Client' ? 'client' : 'other';
-    }
-    if (t.isAwaitExpression(target) || t.isCallExpression(target)) return 'unknown';
-    const symbol = this.symbolOf(target);
-    if (symbol === undefined) return 'unknown';
-    const known = this.#kinds.get(symbol);
-    if (known !== undefined) return known;
-    this.#kinds.set(symbol, 'unknown'); // guards `a = b; b = a` cycles
-    let kind: ValueKind = 'unknown';
-    for (const source of this.#valueSources(symbol)) {
-      kind = t.isTypeNode(source) ? this.#kindOfType(source) : this.kindOf(source);
-      if (kind !== 'unknown') break;
-    }
-    this.#kinds.set(symbol, kind);
-    return kind;
-  }
-
-  /** A pg Pool by binding, or (when the binding tells nothing) by name: `pool`, `pgPool`, `this.readPool`. */
-  isPoolLike(node: ts.Node): boolean {
-    const kind = this.kindOf(node);
-    if (kind !== 'unknown') return kind === 'pool';
-    const target = this.unwrap(node);
-    const name = this.ts.isIdentifier(target) ? target.text : this.ts.isPropertyAccessExpression(target) ? target.name.text : '';
-    return /pool$/i.test(name);
-  }
-
-  /** Initializers, assigned values and type annotations of a variable, parameter or property. */
-  #valueSources(symbol: ts.Symbol): ts.Node[] {
-    const t = this.ts;
-    const sources: ts.Node[] = [];
-    for (const declaration of symbol.declarations ?? []) {
-      if (t.isVariableDeclaration(declaration) || t.isPropertyDeclaration(declaration) || t.isParameter(declaration)) {
-        if (declaration.initializer) sources.push(declaration.initializer);
-        if (declaration.type) sources.push(declaration.type);
-      }
-    }
-    for (const reference of this.references(symbol)) {
-      const holder =
-        t.isPropertyAccessExpression(reference.parent) && reference.parent.name === reference ? reference.parent : reference;
-      const parent = holder.parent;
-      if (t.isBinaryExpression(parent) && parent.left === holder && parent.operatorToken.kind === t.SyntaxKind.EqualsToken) {
-        sources.push(parent.right);
-      }
-    }
-    return sources;
-  }
-
-  #kindOfType(type: ts.TypeNode): ValueKind {
-    if (!this.ts.isTypeReferenceNode(type)) return 'unknown';
-    const made = this.pgExportOf(type.typeName);
-    return made === 'Pool' ? 'pool' : made === 'Client' ? 'client' : 'unknown';
+  /** The name a call is made by: `f` of `f(x)`, `m` of `a.b.m(x)`. */
+  calleeName(call: ts.CallExpression): string | undefined {
+    const callee = this.unwrap(call.expression);
+    return this.ts.isIdentifier(callee) ? callee.text : this.methodCall(call)?.name;
   }
 
   /** Whether a node is a function with a body: declaration, expression, arrow, method, accessor. */
@@ -271,6 +133,11 @@ export class SourceAnalysis {
       if (this.isFunction(current)) return current;
     }
     return undefined;
+  }
+
+  /** Whether `inner` lies inside `outer` (or is it). */
+  contains(outer: ts.Node, inner: ts.Node): boolean {
+    return inner.pos >= outer.pos && inner.end <= outer.end;
   }
 
   /** The statement (or class member, or expression body) that contains `node`. */
@@ -300,19 +167,25 @@ export class SourceAnalysis {
     return { line: line + 1, column: character + 1 };
   }
 
-  /** A node's source text, dedented to its first line, cut to a few lines. */
-  snippet(node: ts.Node): string {
+  /** A node's source text as written, every line dedented by the indentation of its first line. */
+  text(node: ts.Node): string {
     const start = node.getStart(this.sourceFile);
     const lineStart = this.sourceFile.getLineStarts()[this.sourceFile.getLineAndCharacterOfPosition(start).line] ?? 0;
     const indent = /^[ \t]*/.exec(this.sourceFile.text.slice(lineStart, start))?.[0].length ?? 0;
-    const lines = this.sourceFile.text
+    return this.sourceFile.text
       .slice(start, node.end)
       .split(/\r?\n/)
-      .map((line, index) => (index === 0 ? line : line.replace(new RegExp(`^[ \\t]{0,${indent}}`), '')).trimEnd());
+      .map((line, index) => (index === 0 ? line : line.replace(new RegExp(`^[ \\t]{0,${indent}}`), '')).trimEnd())
+      .join('\n');
+  }
+
+  /** A node's dedented source text cut to a few lines (for `before`, which is shown, not pasted). */
+  snippet(node: ts.Node): string {
+    const lines = this.text(node).split('\n');
     return lines.length > MAX_SNIPPET_LINES ? [...lines.slice(0, MAX_SNIPPET_LINES - 1), '…'].join('\n') : lines.join('\n');
   }
 
-  /** The statements that hold `nodes`, once each in source order, each on one line. */
+  /** The statements that hold `nodes`, once each in source order, each on one line (for `before`). */
   statementLines(nodes: readonly ts.Node[]): string {
     const statements = [...new Set(nodes.map((node) => this.statementOf(node)))].sort((a, b) => a.pos - b.pos);
     const lines = statements.map((statement) => oneLine(statement.getText(this.sourceFile)));
@@ -320,7 +193,7 @@ export class SourceAnalysis {
   }
 }
 
-/** Collapses whitespace runs to one space and cuts long text with an ellipsis. */
+/** Collapses whitespace runs to one space and cuts long text with an ellipsis (messages and `before` only). */
 export function oneLine(text: string, maxChars = MAX_LINE_CHARS): string {
   const flat = text.replace(/\s+/g, ' ').trim();
   return flat.length > maxChars ? `${flat.slice(0, maxChars - 1)}…` : flat;

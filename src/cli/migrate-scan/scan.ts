@@ -1,17 +1,18 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { readFile } from 'node:fs/promises';
 import { SourceAnalysis } from './analysis.js';
-import { clientPerRequest, unreleasedClient } from './rules-client.js';
-import { poolToDatabase, poolWithoutErrorListener, transactionOnPool } from './rules-pool.js';
-import { sqlInterpolation } from './rules-sql.js';
-import { RULE_IDS, type RuleFinding, type RuleId } from './rules.js';
+import { clientPerRequest } from './client-per-request.js';
+import { poolToDatabase } from './pool-to-database.js';
+import { poolWithoutErrorListener } from './pool-without-error-listener.js';
+import type { RuleFinding, RuleId } from './rules.js';
 import { MigrateScanError } from './scan-error.js';
+import { bundleReason, cannotRead, sourceFiles, type UnscannedFile } from './source-files.js';
+import { sqlInterpolation } from './sql-interpolation.js';
+import { transactionOnPool } from './transaction-on-pool.js';
+import { unreleasedClient } from './unreleased-client.js';
 
-export { RULE_IDS, type RuleId } from './rules.js';
-export { MigrateScanError, type MigrateScanErrorCode } from './scan-error.js';
+export type { UnscannedFile } from './source-files.js';
 
-/** One thing to migrate, at a 1-based line and column (the `--json` output is an array of these). */
+/** One thing to migrate, at a 1-based line and column. */
 export interface Finding {
   readonly file: string;
   readonly line: number;
@@ -21,24 +22,36 @@ export interface Finding {
   readonly message: string;
   /** The code as written. */
   readonly before: string;
-  /** The same code with @codecheck/db. */
+  /** The same code with @codecheck/db: complete code that parses (comments say what stays as it was). */
   readonly after: string;
 }
 
-/** Where `migrate-scan` writes: the CLI passes process.stdout/stderr writers, tests collect strings. */
-export interface ScanIo {
-  readonly stdout: (text: string) => void;
-  readonly stderr: (text: string) => void;
+/** What a run over paths found: the findings, and the files it could not scan or skipped on purpose. */
+export interface ScanReport {
+  readonly findings: Finding[];
+  /** Files that could not be read or analysed (a syntax the parser gave up on, nesting too deep, ...). */
+  readonly unscanned: UnscannedFile[];
+  /** Files skipped as bundled or minified (scan them with `includeBundles`). */
+  readonly skipped: UnscannedFile[];
+  /** How many files were scanned, with or without findings. */
+  readonly scannedFiles: number;
 }
 
-const SOURCE_FILE = /\.(?:[cm]?[jt]s|[jt]sx)$/i;
-const DECLARATION_FILE = /\.d\.[cm]?ts$/i;
-const SKIPPED_DIRECTORIES = new Set(['node_modules', 'dist', '.git']);
+/** Options of {@link scanPaths}. */
+export interface ScanOptions {
+  /** Scan files that look bundled or minified too (default false). */
+  readonly includeBundles?: boolean;
+  /** Honour `.gitignore` files and skip `node_modules`, `dist`, `.git` inside directories (default true). */
+  readonly useIgnoreRules?: boolean;
+}
+
 const IGNORE_COMMENT = /(?:\/\/|\/\*)\s*migrate-scan-ignore-next-line\s+([a-z-]+(?:\s*,\s*[a-z-]+)*)/;
-const USAGE =
-  'usage: codecheck-db migrate-scan [--json] <paths...>\n' +
-  '  Scans .js .mjs .cjs .jsx .ts .mts .cts .tsx files (directories recursively, skipping node_modules, dist, .git)\n' +
-  '  for pg code to migrate to @codecheck/db. Exit 0: nothing found; 1: findings; 2: usage error.\n';
+/**
+ * Every rule needs one of these in the text: a pg entry point, or a call of `query`, `connect`,
+ * `executeQuery` or a Knex `raw` method. A file with none is clean without being parsed.
+ */
+const MAY_HAVE_FINDINGS =
+  /['"](?:pg|pg-pool|pg\/[^'"\n]*)['"]|\b(?:query|executeQuery|connect|raw|[a-z]+Raw)\s*(?:\?\.)?(?:<[^>()]*>)?\s*\(/;
 
 /**
  * Scans one file's text and returns its findings in source order. Parses with the TypeScript compiler
@@ -46,9 +59,11 @@ const USAGE =
  * throw, the parser recovers and the rules see what it could read. A finding is dropped when the line
  * above it says `// migrate-scan-ignore-next-line <rule-id>[, <rule-id>]`.
  *
- * @throws {MigrateScanError} code `TYPESCRIPT_MISSING` when the optional `typescript` peer dependency is absent.
+ * @throws {MigrateScanError} code `TYPESCRIPT_MISSING` when the optional `typescript` peer dependency is
+ *   absent; a `RangeError` when the code nests deeper than the call stack allows (see {@link scanPaths}).
  */
 export function scanSource(fileName: string, text: string): Finding[] {
+  if (!MAY_HAVE_FINDINGS.test(text)) return [];
   const analysis = new SourceAnalysis(fileName, text);
   const found: RuleFinding[] = [
     ...clientPerRequest(analysis),
@@ -73,142 +88,55 @@ export function scanSource(fileName: string, text: string): Finding[] {
 }
 
 /**
- * Scans files and directories (recursively; `node_modules`, `dist` and `.git` skipped, symbolic links
- * inside directories not followed) and returns every finding, ordered by file, line and column.
+ * Scans files and directories (see `sourceFiles` for what a directory stands for). Each file is scanned
+ * on its own: one that cannot be read or analysed is listed in `unscanned` with the reason, and the
+ * run goes on; bundled or minified files are listed in `skipped` unless `includeBundles`.
  *
  * @throws {MigrateScanError} code `PATH_UNREADABLE` when a named path does not exist or cannot be read,
  *   `UNSUPPORTED_FILE` when a named file is not a JS/TS source, `TYPESCRIPT_MISSING` as {@link scanSource}.
  */
-export async function scanPaths(paths: readonly string[]): Promise<Finding[]> {
-  const files: string[] = [];
-  for (const path of paths) files.push(...(await sourcesUnder(path)));
+export async function scanPaths(paths: readonly string[], options: ScanOptions = {}): Promise<ScanReport> {
+  const { files, unreadable } = await sourceFiles(paths, { useIgnoreRules: options.useIgnoreRules ?? true });
   const findings: Finding[] = [];
-  for (const file of [...new Set(files)]) findings.push(...scanSource(file, await readSource(file)));
-  return findings.sort(compareFindings);
-}
-
-/**
- * Renders findings: `--json` gives a JSON array of {@link Finding}; otherwise findings are grouped per
- * file, each with its explanation and before/after suggestion, followed by a count per rule.
- */
-export function formatFindings(findings: readonly Finding[], options: { json: boolean }): string {
-  if (options.json) return `${JSON.stringify(findings, null, 2)}\n`;
-  if (findings.length === 0) return 'migrate-scan: no findings\n';
-  const out: string[] = [];
-  const files = [...new Set(findings.map((finding) => finding.file))];
+  const unscanned: UnscannedFile[] = [...unreadable];
+  const skipped: UnscannedFile[] = [];
+  let scannedFiles = 0;
   for (const file of files) {
-    out.push(file);
-    for (const finding of findings.filter((candidate) => candidate.file === file)) {
-      out.push(`  ${finding.line}:${finding.column}  ${finding.rule}  ${finding.message}`);
-      out.push(...labelled('before', finding.before), ...labelled('after ', finding.after), '');
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      unscanned.push({ file, reason: cannotRead(file, error).reason });
+      continue;
+    }
+    const bundle = options.includeBundles === true ? undefined : bundleReason(file, text);
+    if (bundle !== undefined) {
+      skipped.push({ file, reason: bundle });
+      continue;
+    }
+    try {
+      findings.push(...scanSource(file, text));
+      scannedFiles += 1;
+    } catch (error) {
+      if (error instanceof MigrateScanError) throw error;
+      unscanned.push({ file, reason: analysisFailure(error) });
     }
   }
-  const counts = RULE_IDS.map((rule) => [rule, findings.filter((finding) => finding.rule === rule).length] as const)
-    .filter(([, count]) => count > 0)
-    .map(([rule, count]) => `${rule}: ${count}`);
-  const noun = (count: number, word: string): string => `${count} ${word}${count === 1 ? '' : 's'}`;
-  out.push(`${noun(findings.length, 'finding')} in ${noun(files.length, 'file')} (${counts.join(', ')})`);
-  return `${out.join('\n')}\n`;
+  const byFile = (a: UnscannedFile, b: UnscannedFile): number => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0);
+  return { findings: findings.sort(compareFindings), unscanned: unscanned.sort(byFile), skipped, scannedFiles };
 }
 
-/**
- * The `codecheck-db migrate-scan [--json] <paths...>` subcommand; returns the exit code: 0 nothing
- * found, 1 findings, 2 usage error (no paths, unknown option, unreadable path, typescript missing),
- * with the reason on stderr. Never throws for those; other errors propagate.
- */
-export async function runMigrateScan(argv: readonly string[], io: ScanIo): Promise<number> {
-  let json: boolean;
-  let paths: string[];
-  try {
-    const { values, positionals } = parseArgs({
-      args: [...argv],
-      options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
-      allowPositionals: true,
-    });
-    if (values.help) {
-      io.stdout(USAGE);
-      return 0;
-    }
-    json = values.json;
-    paths = positionals;
-  } catch (error) {
-    io.stderr(`migrate-scan: ${(error as Error).message}\n${USAGE}`);
-    return 2;
+/** A short reason for a file the analysis gave up on; the stack overflow of deeply nested code named as such. */
+function analysisFailure(error: unknown): string {
+  if (error instanceof RangeError && /call stack/i.test(error.message)) {
+    return 'nested too deeply to analyse (the call stack ran out); if it is generated code, it needs no migration';
   }
-  if (paths.length === 0) {
-    io.stderr(`migrate-scan: no paths given\n${USAGE}`);
-    return 2;
-  }
-  let findings: Finding[];
-  try {
-    findings = await scanPaths(paths);
-  } catch (error) {
-    if (!(error instanceof MigrateScanError)) throw error;
-    io.stderr(`migrate-scan: ${error.message}\n`);
-    return 2;
-  }
-  io.stdout(formatFindings(findings, { json }));
-  return findings.length > 0 ? 1 : 0;
-}
-
-/** The source files a named path stands for, in a stable order. */
-async function sourcesUnder(path: string): Promise<string[]> {
-  let info;
-  try {
-    info = await stat(path);
-  } catch (error) {
-    throw unreadable(path, error);
-  }
-  if (info.isFile()) {
-    if (!SOURCE_FILE.test(path)) {
-      throw new MigrateScanError(
-        'UNSUPPORTED_FILE',
-        `${path}: not a JavaScript or TypeScript source (.js .mjs .cjs .jsx .ts .mts .cts .tsx)`,
-      );
-    }
-    return [path];
-  }
-  if (!info.isDirectory()) throw new MigrateScanError('UNSUPPORTED_FILE', `${path}: neither a file nor a directory`);
-  let entries;
-  try {
-    entries = await readdir(path, { withFileTypes: true });
-  } catch (error) {
-    throw unreadable(path, error);
-  }
-  const files: string[] = [];
-  for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-    const child = join(path, entry.name);
-    if (entry.isDirectory() && !SKIPPED_DIRECTORIES.has(entry.name)) files.push(...(await sourcesUnder(child)));
-    else if (entry.isFile() && SOURCE_FILE.test(entry.name) && !DECLARATION_FILE.test(entry.name)) files.push(child);
-  }
-  return files;
-}
-
-async function readSource(file: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (error) {
-    throw unreadable(file, error);
-  }
-}
-
-function unreadable(path: string, cause: unknown): MigrateScanError {
-  const reason =
-    (cause as NodeJS.ErrnoException).code === 'ENOENT'
-      ? 'no such file or directory'
-      : (cause as NodeJS.ErrnoException).code === 'EACCES'
-        ? 'permission denied'
-        : (cause as Error).message;
-  return new MigrateScanError('PATH_UNREADABLE', `${path}: cannot read (${reason})`, { cause });
+  return `analysis failed: ${error instanceof Error ? error.message : String(error)}`;
 }
 
 function isIgnored(lineAbove: string | undefined, rule: RuleId): boolean {
   const match = lineAbove === undefined ? null : IGNORE_COMMENT.exec(lineAbove);
   return match?.[1] !== undefined && match[1].split(',').some((listed) => listed.trim() === rule);
-}
-
-function labelled(label: string, code: string): string[] {
-  return code.split('\n').map((line, index) => `      ${index === 0 ? label : '      '}  ${line}`);
 }
 
 function compareFindings(a: Finding, b: Finding): number {

@@ -1,19 +1,9 @@
 import type ts from 'typescript';
 import type { SourceAnalysis } from './analysis.js';
+import { formatSlots } from './pg-format.js';
+import { constantKeys, constInitializer, isWhitelisted } from './sql-guards.js';
+import { combine, mergeText, type SqlPart, type SqlValue } from './sql-text.js';
 
-/**
- * What an expression can put into SQL text: a constant known here (`const TABLE = 'users'`), a value
- * that cannot carry a quote (a number, `$${params.length}`, `escapeIdentifier(name)`, `x ? 'ASC' : 'DESC'`),
- * or anything else — a caller's value, which must be bound as a parameter.
- */
-export type SqlValue = { kind: 'constant'; text: string } | { kind: 'safe' } | { kind: 'unsafe' };
-
-/** One piece of SQL text as written: literal text, or an expression spliced into it. */
-export type SqlPart = { text: string } | { node: ts.Expression; isSafe: boolean };
-
-const SQL_START =
-  /^(?:select|insert|update|delete|with|merge|values|create|alter|drop|truncate|grant|revoke|copy|call|explain|set|show|listen|notify|lock|declare|vacuum|analyze|refresh|comment)\b/i;
-const TRANSACTION_CONTROL = /^(?:begin|start\s+transaction|commit|end|rollback|abort|savepoint|release)\b/i;
 const NUMERIC_CALLS = new Set(['Number', 'parseInt', 'parseFloat', 'BigInt']);
 const ESCAPE_CALLS = new Set(['escapeIdentifier', 'escapeLiteral']);
 const INDEX_CALLBACKS = new Set(['map', 'flatMap', 'forEach', 'filter', 'some', 'every', 'find', 'findIndex']);
@@ -21,28 +11,6 @@ const ARRAY_READS = new Set(['join', 'length', 'map', 'filter', 'forEach', 'slic
 const ARRAY_KEEPS_ELEMENTS = new Set(['filter', 'slice', 'reverse', 'sort', 'toSorted', 'toReversed']);
 /** Imported UPPER_SNAKE_CASE names are taken for constants: nobody names a request value that way. */
 const CONSTANT_NAME = /^[A-Z][A-Z0-9_]*$/;
-
-/** Statements that take bind parameters; the others (SET, NOTIFY, DDL, ...) are utility statements. */
-const PLANNABLE = new Set(['select', 'insert', 'update', 'delete', 'with', 'merge', 'values', 'call']);
-
-/**
- * The statement keyword SQL text starts with (after whitespace, comments and parentheses), lower
- * case, or undefined when the text does not look like SQL.
- */
-export function statementKeyword(text: string): string | undefined {
-  const start = text.replace(/^(?:\s+|\(|--[^\n]*\n?|\/\*[\s\S]*?\*\/)*/, '');
-  return SQL_START.exec(start)?.[0].toLowerCase();
-}
-
-/** Whether a statement keyword starts a utility statement, which PostgreSQL runs without parameters. */
-export function isUtilityStatement(keyword: string): boolean {
-  return !PLANNABLE.has(keyword);
-}
-
-/** Whether constant SQL text is a transaction-control statement (BEGIN, COMMIT, ROLLBACK, ...). */
-export function isTransactionControl(text: string): boolean {
-  return TRANSACTION_CONTROL.test(text.trim());
-}
 
 /** Decides, by following the bindings in one file, what each spliced expression can contribute to SQL. */
 export class SqlEvaluator {
@@ -87,10 +55,15 @@ export class SqlEvaluator {
     if (t.isStringLiteralLike(target) || t.isNumericLiteral(target)) return { kind: 'constant', text: target.text };
     if (this.isBuilt(target)) return combine(this.parts(target));
     if (t.isBinaryExpression(target)) return this.#binary(target);
-    if (t.isPrefixUnaryExpression(target)) return { kind: 'safe' }; // -x, +x, ~x, !x: numbers or booleans
+    // -x, +x, ~x, !x, x++, x--: numbers or booleans
+    if (t.isPrefixUnaryExpression(target) || t.isPostfixUnaryExpression(target)) return { kind: 'safe' };
     if (t.isConditionalExpression(target)) {
       return this.#isSafe(target.whenTrue) && this.#isSafe(target.whenFalse) ? { kind: 'safe' } : { kind: 'unsafe' };
     }
+    if ((t.isIdentifier(target) || t.isPropertyAccessExpression(target)) && isWhitelisted(this.#analysis, target)) {
+      return { kind: 'safe' };
+    }
+    if (t.isElementAccessExpression(target)) return this.#lookup(target);
     if (t.isIdentifier(target)) return this.#guarded(target, () => this.#identifier(target));
     if (t.isPropertyAccessExpression(target)) return this.#guarded(target, () => this.#property(target));
     if (t.isCallExpression(target)) return this.#guarded(target, () => this.#call(target));
@@ -141,17 +114,59 @@ export class SqlEvaluator {
     const t = this.#ts;
     const declaration = this.#analysis.symbolOf(node)?.declarations?.[0];
     if (declaration === undefined) return node.text === 'undefined' ? { kind: 'constant', text: '' } : { kind: 'unsafe' };
+    if (t.isVariableDeclaration(declaration) && t.isForOfStatement(declaration.parent.parent)) {
+      // `for (const column of COLUMNS)`: an element of a safe array.
+      return this.#isSafeArray(declaration.parent.parent.expression) ? { kind: 'safe' } : { kind: 'unsafe' };
+    }
     if (t.isVariableDeclaration(declaration) && declaration.initializer !== undefined) {
       if (t.getCombinedNodeFlags(declaration) & t.NodeFlags.Const) return this.evaluate(declaration.initializer);
-      // `for (let i = 0; ...)`: a loop counter is a number.
-      const isCounter = t.isForStatement(declaration.parent.parent) && t.isNumericLiteral(declaration.initializer);
-      return isCounter ? { kind: 'safe' } : { kind: 'unsafe' };
+      // `let i = 1; ... i++`, `let order = 'ASC'; if (desc) order = 'DESC'`: every value written is safe.
+      return this.#isSafeVariable(declaration) ? { kind: 'safe' } : { kind: 'unsafe' };
     }
-    if (t.isParameter(declaration) && this.#isIndexParameter(declaration)) return { kind: 'safe' };
+    if (t.isParameter(declaration) && (this.#isIndexParameter(declaration) || this.#isSafeElementParameter(declaration))) {
+      return { kind: 'safe' };
+    }
     if (t.isImportSpecifier(declaration) || t.isImportClause(declaration)) {
       return CONSTANT_NAME.test(node.text) ? { kind: 'safe' } : { kind: 'unsafe' };
     }
     return { kind: 'unsafe' };
+  }
+
+  /** A `let`/`var` whose initializer and every later write (`=`, `+=`, `++`) put safe values in it. */
+  #isSafeVariable(declaration: ts.VariableDeclaration): boolean {
+    const t = this.#ts;
+    const symbol = t.isIdentifier(declaration.name) ? this.#analysis.symbolOf(declaration.name) : undefined;
+    if (symbol === undefined || declaration.initializer === undefined || !this.#isSafe(declaration.initializer)) return false;
+    return this.#analysis.references(symbol).every((reference) => {
+      const parent = reference.parent;
+      if (t.isPrefixUnaryExpression(parent) || t.isPostfixUnaryExpression(parent)) return true;
+      if (!t.isBinaryExpression(parent) || parent.left !== reference) return true; // a read
+      const operator = parent.operatorToken.kind;
+      if (operator === t.SyntaxKind.EqualsToken || operator === t.SyntaxKind.PlusEqualsToken) return this.#isSafe(parent.right);
+      return operator < t.SyntaxKind.FirstCompoundAssignment || operator > t.SyntaxKind.LastCompoundAssignment;
+    });
+  }
+
+  /** The element parameter of `SAFE.map((column) => ...)`, over an array whose elements are all safe. */
+  #isSafeElementParameter(parameter: ts.ParameterDeclaration): boolean {
+    const t = this.#ts;
+    const callback = parameter.parent;
+    if (!(t.isArrowFunction(callback) || t.isFunctionExpression(callback)) || callback.parameters[0] !== parameter) return false;
+    const call = callback.parent;
+    if (!t.isCallExpression(call) || call.arguments[0] !== callback) return false;
+    const method = this.#analysis.methodCall(call);
+    return method !== undefined && INDEX_CALLBACKS.has(method.name) && this.#isSafeArray(method.receiver);
+  }
+
+  /** `COLUMNS[key]` of a `const` object literal whose values are all safe: one of them, or undefined. */
+  #lookup(node: ts.ElementAccessExpression): SqlValue {
+    const t = this.#ts;
+    const object = this.#analysis.unwrap(node.expression);
+    const initializer = constInitializer(this.#analysis, object) ?? object;
+    const literal = this.#analysis.unwrap(initializer);
+    if (!t.isObjectLiteralExpression(literal) || !constantKeys(this.#analysis, literal)) return { kind: 'unsafe' };
+    const isSafe = literal.properties.every((property) => t.isPropertyAssignment(property) && this.#isSafe(property.initializer));
+    return isSafe ? { kind: 'safe' } : { kind: 'unsafe' };
   }
 
   /** The index parameter of `xs.map((x, i) => ...)` or `Array.from(source, (x, i) => ...)`. */
@@ -193,6 +208,11 @@ export class SqlEvaluator {
 
   #call(node: ts.CallExpression): SqlValue {
     const t = this.#ts;
+    const slots = formatSlots(this.#analysis, node);
+    if (slots !== undefined) {
+      // pg-format quotes %I and %L arguments itself; %s splices its argument as is.
+      return slots.every((slot) => slot.specifier !== 's' || this.#isSafe(slot.argument)) ? { kind: 'safe' } : { kind: 'unsafe' };
+    }
     const callee = this.#analysis.unwrap(node.expression);
     if (t.isIdentifier(callee)) {
       return NUMERIC_CALLS.has(callee.text) || ESCAPE_CALLS.has(callee.text) ? { kind: 'safe' } : { kind: 'unsafe' };
@@ -215,6 +235,9 @@ export class SqlEvaluator {
       return target.elements.every((element) =>
         t.isSpreadElement(element) ? this.#isSafeArray(element.expression) : this.#isSafe(element),
       );
+    }
+    if (t.isCallExpression(target) && target.expression.getText(this.#analysis.sourceFile) === 'Object.keys') {
+      return target.arguments[0] !== undefined && constantKeys(this.#analysis, target.arguments[0]);
     }
     if (t.isCallExpression(target)) return this.#isSafeArrayCall(target);
     if (!t.isIdentifier(target) || this.#visiting.has(target)) return false;
@@ -284,27 +307,4 @@ export class SqlEvaluator {
     const [only] = node.body.statements;
     return node.body.statements.length === 1 && only !== undefined && t.isReturnStatement(only) ? only.expression : undefined;
   }
-}
-
-/** Literal text before the first spliced expression. */
-export function leadingText(parts: readonly SqlPart[]): string {
-  const [first] = parts;
-  return first !== undefined && 'text' in first ? first.text : '';
-}
-
-function combine(parts: readonly SqlPart[]): SqlValue {
-  if (parts.every((part) => 'text' in part)) {
-    return { kind: 'constant', text: parts.map((part) => ('text' in part ? part.text : '')).join('') };
-  }
-  return parts.every((part) => 'text' in part || part.isSafe) ? { kind: 'safe' } : { kind: 'unsafe' };
-}
-
-function mergeText(parts: readonly SqlPart[]): SqlPart[] {
-  const merged: SqlPart[] = [];
-  for (const part of parts) {
-    const last = merged.at(-1);
-    if ('text' in part && last !== undefined && 'text' in last) merged[merged.length - 1] = { text: last.text + part.text };
-    else if (!('text' in part) || part.text !== '') merged.push(part);
-  }
-  return merged;
 }
