@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -9,6 +10,10 @@ import { scanPaths, scanSource, type Finding, type ScanReport } from '../../src/
 
 const fixtures = fileURLToPath(new URL('../fixtures/migrate-scan/', import.meta.url));
 const fixture = (name: string): string => join(fixtures, name);
+/** The per-rule fixtures at the top level (the corpus below has its own test). */
+const ruleFixtures = readdirSync(fixtures)
+  .filter((name) => /\.[cm]?[jt]s$/.test(name))
+  .map(fixture);
 
 /** The rule, line and column of each finding: what the per-rule tests pin down. */
 const where = (findings: readonly Finding[]): string[] => findings.map((f) => `${f.rule} ${f.line}:${f.column}`);
@@ -61,7 +66,8 @@ describe('migrate-scan rules on the fixtures', () => {
     expect(where(findings)).toEqual(['sql-interpolation 5:37', 'sql-interpolation 10:15', 'sql-interpolation 21:42']);
     expect(findings.map((f) => f.after.split('\n')[0])).toEqual([
       "pool.query('SELECT id, name FROM jurisdictions WHERE name = $1', [name])",
-      "const sql = 'SELECT id, name FROM jurisdictions WHERE type = $1 LIMIT $2';",
+      // limit is declared a number: it cannot carry a quote, and stays spliced
+      'const sql = `SELECT id, name FROM jurisdictions WHERE type = $1 LIMIT ${limit}`;',
       'params.push(`%${filters.name}%`);',
     ]);
     expect(findings[2]?.after).toContain('sql += ` AND name ILIKE $${params.length}`;');
@@ -85,7 +91,7 @@ describe('migrate-scan rules on the fixtures', () => {
   });
 
   it('gives every finding a known rule id, a one-line message and a before/after suggestion', async () => {
-    const findings = (await scanPaths([fixtures])).findings;
+    const findings = (await scanPaths(ruleFixtures)).findings;
     expect(findings).toHaveLength(11);
     for (const finding of findings) {
       expect(RULE_IDS).toContain(finding.rule);
@@ -216,7 +222,7 @@ describe('migrate-scan files and output', () => {
   });
 
   it('exits 1 and prints parseable JSON findings with --json', async () => {
-    const { code, stdout, stderr } = await run(['--json', fixtures]);
+    const { code, stdout, stderr } = await run(['--json', ...ruleFixtures]);
     expect(code).toBe(1);
     expect(stderr).toBe('');
     const report = JSON.parse(stdout) as ScanReport;

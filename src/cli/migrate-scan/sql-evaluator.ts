@@ -118,8 +118,15 @@ export class SqlEvaluator {
       // `for (const column of COLUMNS)`: an element of a safe array.
       return this.#isSafeArray(declaration.parent.parent.expression) ? { kind: 'safe' } : { kind: 'unsafe' };
     }
-    if (t.isVariableDeclaration(declaration) && declaration.initializer !== undefined) {
-      if (t.getCombinedNodeFlags(declaration) & t.NodeFlags.Const) return this.evaluate(declaration.initializer);
+    if (
+      (t.isVariableDeclaration(declaration) || t.isParameter(declaration)) &&
+      isQuoteFreeType(this.#analysis, declaration.type)
+    ) {
+      return { kind: 'safe' }; // declared number, boolean or a union of literals: trusted as the file's author wrote it
+    }
+    if (t.isVariableDeclaration(declaration)) {
+      const isConst = (t.getCombinedNodeFlags(declaration) & t.NodeFlags.Const) !== 0;
+      if (isConst && declaration.initializer !== undefined) return this.evaluate(declaration.initializer);
       // `let i = 1; ... i++`, `let order = 'ASC'; if (desc) order = 'DESC'`: every value written is safe.
       return this.#isSafeVariable(declaration) ? { kind: 'safe' } : { kind: 'unsafe' };
     }
@@ -136,7 +143,8 @@ export class SqlEvaluator {
   #isSafeVariable(declaration: ts.VariableDeclaration): boolean {
     const t = this.#ts;
     const symbol = t.isIdentifier(declaration.name) ? this.#analysis.symbolOf(declaration.name) : undefined;
-    if (symbol === undefined || declaration.initializer === undefined || !this.#isSafe(declaration.initializer)) return false;
+    if (symbol === undefined || t.isForInStatement(declaration.parent.parent)) return false; // for (const key in input)
+    if (declaration.initializer !== undefined && !this.#isSafe(declaration.initializer)) return false;
     return this.#analysis.references(symbol).every((reference) => {
       const parent = reference.parent;
       if (t.isPrefixUnaryExpression(parent) || t.isPostfixUnaryExpression(parent)) return true;
@@ -287,6 +295,7 @@ export class SqlEvaluator {
     return this.#analysis.references(symbol).every((reference) => {
       if (reference === declaration.name) return true;
       const access = reference.parent;
+      if (t.isForOfStatement(access) && access.expression === reference) return true;
       if (!t.isPropertyAccessExpression(access) || access.expression !== reference) return false;
       if (ARRAY_READS.has(access.name.text)) return true;
       const call = access.parent;
@@ -307,4 +316,13 @@ export class SqlEvaluator {
     const [only] = node.body.statements;
     return node.body.statements.length === 1 && only !== undefined && t.isReturnStatement(only) ? only.expression : undefined;
   }
+}
+
+/** `number`, `bigint`, `boolean`, or a union of those and of literal types (`'asc' | 'desc'`). */
+function isQuoteFreeType(analysis: SourceAnalysis, type: ts.TypeNode | undefined): boolean {
+  const t = analysis.ts;
+  if (type === undefined) return false;
+  if (t.isUnionTypeNode(type)) return type.types.every((member) => isQuoteFreeType(analysis, member));
+  if (t.isLiteralTypeNode(type)) return !t.isStringLiteral(type.literal) || !/['\\]/.test(type.literal.text);
+  return [t.SyntaxKind.NumberKeyword, t.SyntaxKind.BigIntKeyword, t.SyntaxKind.BooleanKeyword].includes(type.kind);
 }

@@ -4,7 +4,14 @@ import { isPoolLike } from './pg-bindings.js';
 import { formatSlots } from './pg-format.js';
 import { holderOf, type RuleFinding } from './rules.js';
 import { SqlEvaluator } from './sql-evaluator.js';
-import { highestPlaceholder, parameterize, type Numbering, type Parameterized, type SpliceKind } from './sql-placeholders.js';
+import {
+  classify,
+  highestPlaceholder,
+  parameterize,
+  type Numbering,
+  type Parameterized,
+  type SpliceKind,
+} from './sql-placeholders.js';
 import { isUtilityStatement, leadingText, statementKeyword, type SqlPart } from './sql-text.js';
 
 const QUERY_METHODS = new Set(['query', 'executeQuery']);
@@ -111,10 +118,18 @@ function formatFinding(
   if (unsafe.length === 0) return undefined;
   const pattern = target.arguments[0]!;
   let source = pattern.getText(analysis.sourceFile);
+  const notes: string[] = [];
   for (const slot of [...unsafe].sort((a, b) => b.offset - a.offset)) {
     const before = source.slice(0, slot.offset - 1);
-    const isName = /(?:\b(?:from|join|into|update|table|by)\s+|\.|,\s*|select\s+)$/i.test(before);
-    source = `${before}%${isName ? 'I' : 'L'}${source.slice(slot.offset + 1)}`;
+    const text = slot.argument.getText();
+    const kind = classify(before, source.slice(slot.offset + 1), text.split('.').at(-1) ?? '', false);
+    if (kind === 'fragment' || kind === 'keyword') {
+      notes.unshift(
+        `// ${text}: ${kind === 'keyword' ? 'a keyword; pick it from a fixed list' : 'SQL text built elsewhere; build it with format() too (%L, %I)'}`,
+      );
+      continue;
+    }
+    source = `${before}%${kind === 'identifier' ? 'I' : 'L'}${source.slice(slot.offset + 1)}`;
   }
   const rest = target.arguments.slice(1).map((argument) => analysis.text(argument));
   const rewritten = `${analysis.text(target.expression)}(${[source, ...rest].join(', ')})`;
@@ -125,7 +140,10 @@ function formatFinding(
       `pg-format %s splices ${unsafe.map((slot) => oneLine(slot.argument.getText(), 40)).join(', ')} as is (SQL injection); ` +
       'use %L for a value (quoted as a literal) and %I for a name (quoted as an identifier)',
     before: analysis.snippet(contribution.kind === 'argument' ? call : analysis.statementOf(target)),
-    after: contribution.kind === 'argument' ? analysis.text(call).replace(analysis.text(target), rewritten) : rewritten,
+    after: [
+      contribution.kind === 'argument' ? analysis.text(call).replace(analysis.text(target), rewritten) : rewritten,
+      ...notes,
+    ].join('\n'),
   };
 }
 
@@ -135,7 +153,8 @@ function queryArguments(
   call: ts.CallExpression,
 ): [ts.Expression | undefined, ts.Expression | undefined] {
   const t = analysis.ts;
-  const [first, second] = call.arguments;
+  const [first, maybeValues] = call.arguments;
+  const second = maybeValues !== undefined && isCallback(analysis, maybeValues) ? undefined : maybeValues;
   const argument = first === undefined ? undefined : analysis.unwrap(first);
   if (argument === undefined || !t.isObjectLiteralExpression(argument)) return [first, second];
   const find = (name: string): ts.Expression | undefined => {
@@ -164,7 +183,7 @@ function contributionsOf(
   if (depth > 6) return [];
   if (evaluator.isBuilt(target)) return [{ node: target, kind, ...context }];
   if (t.isCallExpression(target) && formatSlots(analysis, target) !== undefined) return [{ node: target, kind, ...context }];
-  const nested = kind === 'argument' ? 'nested' : kind;
+  const nested = 'nested';
   if (t.isConditionalExpression(target)) {
     return [target.whenTrue, target.whenFalse].flatMap((branch) =>
       contributionsOf(analysis, evaluator, branch, nested, context, depth + 1),
@@ -238,7 +257,9 @@ function suggestion(
   const all = [...kept, ...bound.values];
   const list = all.length === 0 ? '' : `[${all.join(', ')}]`;
   if (contribution.kind === 'argument') {
-    const lines = [`${callee}(${list === '' ? bound.sql : `${bound.sql}, ${list}`})`];
+    const last = call.arguments.at(-1);
+    const callback = last !== undefined && call.arguments.length > 1 && isCallback(analysis, last) ? [analysis.text(last)] : [];
+    const lines = [`${callee}(${[bound.sql, ...(list === '' ? [] : [list]), ...callback].join(', ')})`];
     const method = analysis.methodCall(call);
     if (!isUtility && bound.notes.length === 0 && method?.name === 'query' && isPoolLike(analysis, method.receiver)) {
       lines.push(
@@ -266,6 +287,12 @@ function suggestion(
     return [...push, statement, `// then ${callee}(${name}, ${params})`, ...bound.notes].join('\n');
   }
   return [statement, `// then ${callee}(${name}${list === '' ? '' : `, ${list}`})`, ...bound.notes].join('\n');
+}
+
+/** A function written in place: the node-style callback of `query(text, values, (err, result) => ...)`. */
+function isCallback(analysis: SourceAnalysis, node: ts.Node): boolean {
+  const target = analysis.unwrap(node);
+  return analysis.ts.isArrowFunction(target) || analysis.ts.isFunctionExpression(target);
 }
 
 function textOf(parts: readonly SqlPart[]): string {

@@ -22,7 +22,7 @@ type Piece = { text: string } | { code: string } | { param: number };
 const VALUE_BEFORE =
   /(?:[=<>+*/%-]|\|\||\b(?:like|ilike|similar\s+to|limit|offset|between|values\s*\(|in\s*\(|any\s*\(|distinct\s+from|interval)|\(|,)\s*$/i;
 /** Right before these an identifier goes: `${col} = $1`, `${col} IN (...)`, `${schema}.table`. */
-const IDENTIFIER_AFTER = /^(?:\s*(?:[=<>!]|\bin\b|\blike\b|\bilike\b|\bis\b|\bbetween\b)|\.)/i;
+const IDENTIFIER_AFTER = /^(?:\s*(?:[=<>!]|\bin\b|\blike\b|\bilike\b|\bis\b|\bbetween\b)|\s+(?:asc|desc)\b|\.)/i;
 /** Right after these an identifier goes: table and column positions. */
 const IDENTIFIER_BEFORE =
   /(?:\b(?:from|join|into|update|table|truncate|order\s+by|group\s+by|returning|on\s+conflict\s*\(|distinct\s+on\s*\(|only|exists)\s+|\.|")$/i;
@@ -32,7 +32,7 @@ const IN_ORDER_BY = /\border\s+by\s+(?:(?!\b(?:limit|offset)\b)[^;])*$/i;
 const KEYWORD_BEFORE = /\border\s+by\s+[^,;]*?\S\s+$/i;
 const KEYWORD_AFTER = /^\s*nulls\b/i;
 const DIRECTION_NAME = /(?:^|[^a-z])(?:dir|direction|order|sort_?order|sort_?dir(?:ection)?|ordering|asc|desc)$/i;
-const FRAGMENT_NAME = /(?:where|clause|condition|filter|sql|query|fragment|sets|updates|joins?|predicate)s?$/i;
+export const FRAGMENT_NAME = /(?:where|clause|condition|filter|sql|query|fragment|sets|updates|joins?|predicate)s?$/i;
 
 /**
  * What a spliced expression is, from the SQL text around it: a value (bound as a parameter), an
@@ -44,7 +44,7 @@ export function classify(before: string, after: string, name: string, isInQuotes
   if (KEYWORD_AFTER.test(after) || (KEYWORD_BEFORE.test(before) && IN_ORDER_BY.test(before))) return 'keyword';
   if (DIRECTION_NAME.test(name) && IN_ORDER_BY.test(before)) return 'keyword';
   if (IDENTIFIER_AFTER.test(after) || IDENTIFIER_BEFORE.test(before) || IN_INSERT_COLUMNS.test(before)) return 'identifier';
-  if (IN_ORDER_BY.test(before) || (IN_SELECT_LIST.test(before) && !VALUE_BEFORE.test(before.replace(/,\s*$/, '')))) {
+  if (IN_ORDER_BY.test(before) || (IN_SELECT_LIST.test(before) && !VALUE_BEFORE.test(before.replace(/[,(]\s*$/, '')))) {
     return FRAGMENT_NAME.test(name) ? 'fragment' : 'identifier';
   }
   if (VALUE_BEFORE.test(before) && !FRAGMENT_NAME.test(name)) return 'value';
@@ -66,15 +66,18 @@ export function parameterize(parts: readonly SqlPart[], numbering: Numbering, is
   const notes: string[] = [];
   const isKnex = 'knex' in numbering;
   let quotes = 0;
+  let sqlSoFar = ''; // the SQL text before the current splice, other splices standing in as `x`
   for (let index = 0; index < pending.length; index += 1) {
     const part = pending[index]!;
     if ('text' in part) {
       pieces.push({ text: part.text });
       quotes += part.text.split("'").length - 1;
+      sqlSoFar += part.text;
       continue;
     }
     if (part.isSafe) {
       pieces.push({ code: part.node.getText() });
+      sqlSoFar += 'x';
       continue;
     }
     let value = part.node.getText();
@@ -84,9 +87,11 @@ export function parameterize(parts: readonly SqlPart[], numbering: Numbering, is
     const after = next !== undefined && 'text' in next ? next.text : '';
     const isInQuotes = quotes % 2 === 1;
     const name = nameOf(part.node);
-    let kind = classify(before, after, name, isInQuotes);
-    // In a utility statement a bare value is a name (NOTIFY channel, CREATE ROLE x), except SET's value.
-    if (isUtility && !isInQuotes && kind === 'value' && !/\bset\b[^;]*(?:=|\bto)\s*$/i.test(before)) kind = 'identifier';
+    let kind = classify(sqlSoFar, after, name, isInQuotes);
+    sqlSoFar += 'x';
+    // In a utility statement a bare value is a name (NOTIFY channel, SET ROLE x), except SET's value.
+    const isSetValue = /\bset\b[^;]*(?:=|\bto)\s*$/i.test(before);
+    if (isUtility && !isInQuotes && kind !== 'identifier' && !isSetValue && !FRAGMENT_NAME.test(name)) kind = 'identifier';
     kinds.push({ text: value, kind });
     if (kind === 'fragment') {
       pieces.push({ code: value });
@@ -97,7 +102,8 @@ export function parameterize(parts: readonly SqlPart[], numbering: Numbering, is
     }
     if (kind === 'keyword') {
       pieces.push({
-        code: DIRECTION_NAME.test(name) || IN_ORDER_BY.test(before) ? `${value} === 'DESC' ? 'DESC' : 'ASC'` : keywordList(value),
+        code:
+          DIRECTION_NAME.test(name) || IN_ORDER_BY.test(sqlSoFar) ? `${value} === 'DESC' ? 'DESC' : 'ASC'` : keywordList(value),
       });
       continue;
     }
@@ -156,7 +162,8 @@ const PLUMBING = new Set(['map', 'join', 'filter', 'trim', 'String', 'toString',
 function nameOf(node: ts.Node): string {
   const text = node.getText();
   const callees = [...text.matchAll(/([A-Za-z_$][\w$]*)\s*\(/g)].map((match) => match[1]!).filter((name) => !PLUMBING.has(name));
-  return callees[0] ?? (text.match(/[A-Za-z_$][\w$]*/g) ?? []).at(-1) ?? '';
+  const names = (text.match(/[A-Za-z_$][\w$]*/g) ?? []).filter((name) => !PLUMBING.has(name));
+  return callees[0] ?? names.at(-1) ?? '';
 }
 
 /** JS source for SQL text: a quoted string when it can be one, else a template literal. */

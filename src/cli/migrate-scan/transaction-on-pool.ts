@@ -106,16 +106,20 @@ function rewritten(analysis: SourceAnalysis, statement: ts.Statement, receiver: 
     t.forEachChild(node, visit);
   };
   visit(statement);
-  let raw = source.text.slice(statement.pos, statement.end);
+  const start = statement.getStart(source);
+  let from = statement.pos;
+  const newline = source.text.indexOf('\n', from);
+  if (newline >= 0 && newline < start) from = newline + 1; // what follows the previous statement on its line stays there
+  let raw = source.text.slice(from, statement.end);
   for (const edit of edits.sort((a, b) => b.from - a.from)) {
-    raw = `${raw.slice(0, edit.from - statement.pos)}client${raw.slice(edit.to - statement.pos)}`;
+    raw = `${raw.slice(0, edit.from - from)}client${raw.slice(edit.to - from)}`;
   }
-  const lines = raw.replace(/^\s*\n/, '').split(/\r?\n/);
-  const indent = /^[ \t]*/.exec(lines[0] ?? '')?.[0].length ?? 0;
+  const indent = source.getLineAndCharacterOfPosition(start).character;
+  const lines = raw.split(/\r?\n/).filter((line, index, all) => index > 0 || line.trim() !== '' || all.length === 1);
   return lines
     .map((line) => line.replace(new RegExp(`^[ \\t]{0,${indent}}`), '').trimEnd())
     .join('\n')
-    .trim();
+    .replace(/^\n+/, '');
 }
 
 /**
