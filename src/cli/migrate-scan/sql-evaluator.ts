@@ -1,14 +1,12 @@
 import type ts from 'typescript';
 import type { SourceAnalysis } from './analysis.js';
 import { formatSlots } from './pg-format.js';
+import { SqlArrays } from './sql-arrays.js';
 import { constantKeys, constInitializer, isWhitelisted } from './sql-guards.js';
 import { combine, mergeText, type SqlPart, type SqlValue } from './sql-text.js';
 
 const NUMERIC_CALLS = new Set(['Number', 'parseInt', 'parseFloat', 'BigInt']);
 const ESCAPE_CALLS = new Set(['escapeIdentifier', 'escapeLiteral']);
-const INDEX_CALLBACKS = new Set(['map', 'flatMap', 'forEach', 'filter', 'some', 'every', 'find', 'findIndex']);
-const ARRAY_READS = new Set(['join', 'length', 'map', 'filter', 'forEach', 'slice', 'some', 'every', 'includes', 'indexOf']);
-const ARRAY_KEEPS_ELEMENTS = new Set(['filter', 'slice', 'reverse', 'sort', 'toSorted', 'toReversed']);
 /** Imported UPPER_SNAKE_CASE names are taken for constants: nobody names a request value that way. */
 const CONSTANT_NAME = /^[A-Z][A-Z0-9_]*$/;
 
@@ -17,10 +15,12 @@ export class SqlEvaluator {
   readonly #analysis: SourceAnalysis;
   readonly #ts: typeof ts;
   readonly #visiting = new Set<ts.Node>();
+  readonly #arrays: SqlArrays;
 
   constructor(analysis: SourceAnalysis) {
     this.#analysis = analysis;
     this.#ts = analysis.ts;
+    this.#arrays = new SqlArrays(analysis, (node) => this.#isSafe(node));
   }
 
   /** Whether an expression is SQL text built from pieces: a template with substitutions or a `+` chain. */
@@ -116,7 +116,7 @@ export class SqlEvaluator {
     if (declaration === undefined) return node.text === 'undefined' ? { kind: 'constant', text: '' } : { kind: 'unsafe' };
     if (t.isVariableDeclaration(declaration) && t.isForOfStatement(declaration.parent.parent)) {
       // `for (const column of COLUMNS)`: an element of a safe array.
-      return this.#isSafeArray(declaration.parent.parent.expression) ? { kind: 'safe' } : { kind: 'unsafe' };
+      return this.#arrays.isSafe(declaration.parent.parent.expression) ? { kind: 'safe' } : { kind: 'unsafe' };
     }
     if (
       (t.isVariableDeclaration(declaration) || t.isParameter(declaration)) &&
@@ -163,7 +163,7 @@ export class SqlEvaluator {
     const call = callback.parent;
     if (!t.isCallExpression(call) || call.arguments[0] !== callback) return false;
     const method = this.#analysis.methodCall(call);
-    return method !== undefined && INDEX_CALLBACKS.has(method.name) && this.#isSafeArray(method.receiver);
+    return method !== undefined && SqlArrays.isElementCallback(method.name) && this.#arrays.isSafe(method.receiver);
   }
 
   /** `COLUMNS[key]` of a `const` object literal whose values are all safe: one of them, or undefined. */
@@ -189,7 +189,7 @@ export class SqlEvaluator {
     if (method.name === 'from' && t.isIdentifier(method.receiver) && method.receiver.text === 'Array') {
       return call.arguments[1] === callback;
     }
-    return INDEX_CALLBACKS.has(method.name) && call.arguments[0] === callback;
+    return SqlArrays.isElementCallback(method.name) && call.arguments[0] === callback;
   }
 
   #property(node: ts.PropertyAccessExpression): SqlValue {
@@ -232,89 +232,7 @@ export class SqlEvaluator {
     if (method.name !== 'join') return { kind: 'unsafe' };
     const separator = node.arguments[0];
     const isSeparatorConstant = separator === undefined || this.evaluate(separator).kind === 'constant';
-    return isSeparatorConstant && this.#isSafeArray(method.receiver) ? { kind: 'safe' } : { kind: 'unsafe' };
-  }
-
-  /** Whether every element of an array expression is safe SQL text (for `.join(', ')`). */
-  #isSafeArray(node: ts.Node): boolean {
-    const t = this.#ts;
-    const target = this.#analysis.unwrap(node);
-    if (t.isArrayLiteralExpression(target)) {
-      return target.elements.every((element) =>
-        t.isSpreadElement(element) ? this.#isSafeArray(element.expression) : this.#isSafe(element),
-      );
-    }
-    if (t.isCallExpression(target) && target.expression.getText(this.#analysis.sourceFile) === 'Object.keys') {
-      return target.arguments[0] !== undefined && constantKeys(this.#analysis, target.arguments[0]);
-    }
-    if (t.isCallExpression(target)) return this.#isSafeArrayCall(target);
-    if (!t.isIdentifier(target) || this.#visiting.has(target)) return false;
-    this.#visiting.add(target);
-    try {
-      return this.#isSafeArrayBinding(target);
-    } finally {
-      this.#visiting.delete(target);
-    }
-  }
-
-  #isSafeArrayCall(call: ts.CallExpression): boolean {
-    const t = this.#ts;
-    const method = this.#analysis.methodCall(call);
-    if (method === undefined) return false;
-    const isArrayFrom = method.name === 'from' && t.isIdentifier(method.receiver) && method.receiver.text === 'Array';
-    if (isArrayFrom || method.name === 'map' || method.name === 'flatMap') {
-      const callback = call.arguments[isArrayFrom ? 1 : 0];
-      const result = callback === undefined ? undefined : this.#returned(callback);
-      return result !== undefined && this.#isSafe(result);
-    }
-    if (ARRAY_KEEPS_ELEMENTS.has(method.name)) return this.#isSafeArray(method.receiver);
-    if (method.name === 'concat') {
-      return this.#isSafeArray(method.receiver) && call.arguments.every((argument) => this.#isSafeArray(argument));
-    }
-    return false;
-  }
-
-  /**
-   * A `const` array that starts safe and is only ever read or pushed safe text here: the
-   * `clauses.push('status = $' + params.length)` ... `clauses.join(' AND ')` idiom.
-   */
-  #isSafeArrayBinding(node: ts.Identifier): boolean {
-    const t = this.#ts;
-    const symbol = this.#analysis.symbolOf(node);
-    const declaration = symbol?.declarations?.[0];
-    if (
-      symbol === undefined ||
-      declaration === undefined ||
-      !t.isVariableDeclaration(declaration) ||
-      !(t.getCombinedNodeFlags(declaration) & t.NodeFlags.Const) ||
-      declaration.initializer === undefined ||
-      !this.#isSafeArray(declaration.initializer)
-    ) {
-      return false;
-    }
-    return this.#analysis.references(symbol).every((reference) => {
-      if (reference === declaration.name) return true;
-      const access = reference.parent;
-      if (t.isForOfStatement(access) && access.expression === reference) return true;
-      if (!t.isPropertyAccessExpression(access) || access.expression !== reference) return false;
-      if (ARRAY_READS.has(access.name.text)) return true;
-      const call = access.parent;
-      return (
-        (access.name.text === 'push' || access.name.text === 'unshift') &&
-        t.isCallExpression(call) &&
-        call.expression === access &&
-        call.arguments.every((argument) => this.#isSafe(argument))
-      );
-    });
-  }
-
-  /** The value a callback returns: its expression body, or the one `return` of a block body. */
-  #returned(node: ts.Node): ts.Expression | undefined {
-    const t = this.#ts;
-    if (!t.isArrowFunction(node) && !t.isFunctionExpression(node)) return undefined;
-    if (!t.isBlock(node.body)) return node.body;
-    const [only] = node.body.statements;
-    return node.body.statements.length === 1 && only !== undefined && t.isReturnStatement(only) ? only.expression : undefined;
+    return isSeparatorConstant && this.#arrays.isSafe(method.receiver) ? { kind: 'safe' } : { kind: 'unsafe' };
   }
 }
 
