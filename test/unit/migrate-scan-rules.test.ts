@@ -129,6 +129,22 @@ describe('transaction-on-pool suggestions', () => {
   });
 });
 
+describe('pool-without-error-listener', () => {
+  it('sees a listener registered on a pool held in a private field', () => {
+    const findings = scan('private.ts', [
+      "import pg from 'pg';",
+      'export class Store {',
+      '  readonly #pool: pg.Pool;',
+      '  constructor() {',
+      '    this.#pool = new pg.Pool({ types: undefined });',
+      "    this.#pool.on('error', () => undefined);",
+      '  }',
+      '}',
+    ]);
+    expect(findings).toEqual([]);
+  });
+});
+
 describe('pool-to-database suggestions', () => {
   it('offers the drop-in Pool first, then Database with the options it understands, naming the ones it drops', () => {
     const [finding] = scan('p.mjs', [

@@ -15,7 +15,7 @@ export class SourceAnalysis {
   readonly calls: ts.CallExpression[] = [];
   readonly constructions: ts.NewExpression[] = [];
   readonly #checker: ts.TypeChecker;
-  readonly #references = new Map<ts.Symbol, ts.Identifier[]>();
+  readonly #references = new Map<ts.Symbol, ts.MemberName[]>();
 
   constructor(fileName: string, text: string) {
     this.ts = loadTypeScript();
@@ -42,7 +42,7 @@ export class SourceAnalysis {
     for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
       if (t.isCallExpression(node)) this.calls.push(node);
       else if (t.isNewExpression(node)) this.constructions.push(node);
-      else if (t.isIdentifier(node)) {
+      else if (t.isIdentifier(node) || t.isPrivateIdentifier(node)) {
         const symbol = this.symbolOf(node);
         const known = symbol === undefined ? undefined : this.#references.get(symbol);
         if (known !== undefined) known.push(node);
@@ -61,6 +61,7 @@ export class SourceAnalysis {
     const t = this.ts;
     const target = this.unwrap(node);
     if (t.isPropertyAccessExpression(target)) return this.symbolOf(target.name);
+    if (t.isPrivateIdentifier(target)) return this.#checker.getSymbolAtLocation(target); // this.#pool
     if (!t.isIdentifier(target)) return undefined;
     if (t.isShorthandPropertyAssignment(target.parent) && target.parent.name === target) {
       return this.#checker.getShorthandAssignmentValueSymbol(target.parent);
@@ -74,7 +75,7 @@ export class SourceAnalysis {
   }
 
   /** Every identifier in the file that binds to `symbol`, declarations included, in source order. */
-  references(symbol: ts.Symbol): readonly ts.Identifier[] {
+  references(symbol: ts.Symbol): readonly ts.MemberName[] {
     return this.#references.get(symbol) ?? [];
   }
 

@@ -72,7 +72,7 @@ export function outermost(analysis: SourceAnalysis, node: ts.Node): ts.Node {
 }
 
 /** The expression a reference stands in: `pool` itself, or `this.pool` when `pool` is a property name. */
-export function holderOf(analysis: SourceAnalysis, reference: ts.Identifier): ts.Node {
+export function holderOf(analysis: SourceAnalysis, reference: ts.MemberName): ts.Node {
   const parent = reference.parent;
   const holder = analysis.ts.isPropertyAccessExpression(parent) && parent.name === reference ? parent : reference;
   return outermost(analysis, holder);
