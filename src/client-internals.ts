@@ -52,6 +52,17 @@ export async function sendPipelined<T extends readonly Promise<unknown>[]>(clien
   return promises;
 }
 
+/**
+ * Whether pg still has a statement running or queued on the client: a cursor, query stream or COPY
+ * keeps being pg's active query until it is read to the end or closed, although no promise of ours
+ * waits for it. pg 8 offers this only through the deprecated `activeQuery`/`queryQueue` getters, which
+ * print a warning, so the fields behind them are read.
+ */
+export function hasQueuedWork(client: pg.Client): boolean {
+  const internals = client as unknown as { _activeQuery?: unknown; _queryQueue?: unknown[] };
+  return (internals._activeQuery ?? null) !== null || (internals._queryQueue?.length ?? 0) > 0;
+}
+
 /** False once pg considers the client unusable (ended, errored); pg-pool reads the same fields. */
 export function isQueryable(client: pg.Client): boolean {
   const internals = client as unknown as ClientInternals;

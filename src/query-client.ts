@@ -1,12 +1,15 @@
-import type pg from 'pg';
+import pg from 'pg';
+import { isQueryable } from './client-internals.js';
 import {
   DatabaseConnectionError,
   DatabaseQueryError,
+  DatabaseTransactionError,
   DbError,
   isConnectionFailure,
   redactServerMessage,
   sqlStateOf,
 } from './errors.js';
+import { classifyTransactionControl, savepointName } from './nested-transactions.js';
 import type { Lease } from './pool/lease.js';
 import { preparedStatementFailure, type StatementNames } from './prepared-statements.js';
 import type { DatabaseCounters, DurationRecorder } from './stats.js';
@@ -73,6 +76,10 @@ export async function sendQuery<R extends pg.QueryResultRow>(
     try {
       return await submit<R>(lease.client, { text: query, values: values as unknown[], name });
     } catch (error) {
+      // A value pg could not serialize: pg 8.23 has sent Parse, then closes the statement, yet records
+      // the name as prepared when ParseComplete arrives. The next use would Bind a statement the server
+      // no longer has, so this text gets a fresh name instead.
+      if (isClientSideError(error, lease)) context.statements!.forget(query);
       const failure = preparedStatementFailure(sqlStateOf(error), error instanceof Error ? error.message : '');
       if (!failure) throw error;
       context.statements!.forget(query);
@@ -83,7 +90,10 @@ export async function sendQuery<R extends pg.QueryResultRow>(
       return await submit<R>(lease.client, { text: query, values: values as unknown[] });
     }
   } catch (error) {
-    throw toDbError(error, lease, context);
+    const mapped = toDbError(error, lease, context);
+    // Refused on our side before the server saw it: not a statement sent (docs/stats.md).
+    if (mapped === error && !(error instanceof DbError)) context.counters.queriesExecuted--;
+    throw mapped;
   } finally {
     lease.inFlight--;
     if (--lease.pending === 0) lease.busySince = 0;
@@ -101,9 +111,32 @@ function submit<R extends pg.QueryResultRow>(client: pg.PoolClient, query: pg.Qu
   });
 }
 
-/** Maps a pg error to a DbError; bound values are never part of the message. */
-export function toDbError(error: unknown, lease: Lease, context: QueryContext): DbError {
+/**
+ * Whether pg failed a statement on our side, before the server saw it, on a connection that is still
+ * fine: a parameter it could not serialize (a circular object, a throwing `toPostgres`), values that
+ * are not an array, a name reused for other text. pg then closes what it started and syncs, so the
+ * session goes on. A server error is a `pg.DatabaseError`; a lost connection makes the client
+ * unqueryable or carries a socket's `syscall`.
+ */
+function isClientSideError(error: unknown, lease: Lease): boolean {
+  return (
+    error instanceof Error &&
+    !(error instanceof DbError) &&
+    !(error instanceof pg.DatabaseError) &&
+    !('syscall' in error) &&
+    lease.lostError === undefined &&
+    isQueryable(lease.client) &&
+    !isConnectionFailure(new Error(error.message))
+  );
+}
+
+/**
+ * Maps a pg error to a DbError; bound values are never part of the message. An error pg raised on our
+ * side before sending (see {@link isClientSideError}) is the caller's own and is returned unchanged.
+ */
+export function toDbError(error: unknown, lease: Lease, context: QueryContext): Error {
   if (error instanceof DbError) return error;
+  if (!context.cancelled && isClientSideError(error, lease)) return error as Error;
   const state = sqlStateOf(error);
   if (context.cancelled && (state === '57014' || !state)) {
     if (!state) lease.isBroken = true;
@@ -138,10 +171,70 @@ function namedStatementError(name: string): DatabaseQueryError {
   );
 }
 
-/** A `QueryClient` bound to one lease until `close()`; afterwards every call rejects. */
-export function createQueryClient(lease: Lease, context: QueryContext): { client: QueryClient; close(): void } {
+/** What {@link createQueryClient} gives `runTransaction`. */
+export interface BoundQueryClient {
+  readonly client: QueryClient;
+  /** Ends the client: later calls reject; statements and streams still running cannot crash anyone. */
+  close(): void;
+  /** Set when a caller statement left the session outside a transaction (withDb's transaction ended). */
+  readonly endedTransaction: DatabaseTransactionError | undefined;
+}
+
+/** A Submittable (pg-cursor, pg-query-stream, COPY streams): pg runs it and it reports by itself. */
+function isSubmittable(query: unknown): query is { submit: unknown; on?: unknown } {
+  return typeof query === 'object' && query !== null && typeof (query as { submit?: unknown }).submit === 'function';
+}
+
+/**
+ * A `QueryClient` bound to one lease until `close()`; afterwards every call rejects. Transaction
+ * control statements are nested as savepoints (src/nested-transactions.ts).
+ */
+export function createQueryClient(lease: Lease, context: QueryContext): BoundQueryClient {
   let isOpen = true;
+  let depth = 0;
+  let endedTransaction: DatabaseTransactionError | undefined;
   const pending = new Set<Promise<unknown>>();
+  const streams = new Set<{ on?: unknown }>();
+  const track = <T>(promise: Promise<T>): Promise<T> => {
+    const tracked = promise.finally(() => pending.delete(tracked));
+    pending.add(tracked);
+    return tracked;
+  };
+  // A multi-statement text (or a function) may still end the transaction: from then on every
+  // statement would be autocommitted, so the client refuses them and withDb reports it.
+  const watchStatus = <T>(promise: Promise<T>): Promise<T> =>
+    promise.then((result) => {
+      if (endedTransaction === undefined && lease.client.getTransactionStatus?.() === 'I') {
+        endedTransaction = new DatabaseTransactionError(
+          "A statement on the withDb client ended withDb's transaction (a COMMIT or ROLLBACK inside a multi-statement text?): what ran before it was committed or rolled back by that statement, and nothing after it runs",
+        );
+      }
+      return result;
+    });
+  const send = (text: string) => track(watchStatus(sendQuery(lease, context, text)));
+  const control = (kind: 'begin' | 'commit' | 'rollback', text: string): Promise<pg.QueryResult> => {
+    if (kind === 'begin') {
+      depth++;
+      return send(`SAVEPOINT ${savepointName(depth)}`).catch((error: unknown) => {
+        depth--;
+        throw error;
+      });
+    }
+    if (depth === 0)
+      return Promise.reject(
+        new TypeError(
+          `${kind === 'commit' ? 'COMMIT' : 'ROLLBACK'} on the withDb client would end withDb's transaction early: withDb commits when the callback resolves and rolls back when it throws (a BEGIN of your own before it is nested as a savepoint)`,
+        ),
+      );
+    const name = savepointName(depth);
+    const sql = kind === 'commit' ? `RELEASE SAVEPOINT ${name}` : `ROLLBACK TO SAVEPOINT ${name}; RELEASE SAVEPOINT ${name}`;
+    // Only a savepoint that is gone lowers the depth: after a failed RELEASE (aborted transaction) the
+    // caller's ROLLBACK still has its savepoint to go back to.
+    return send(sql).then((result) => {
+      depth--;
+      return result;
+    });
+  };
   const client: QueryClient = {
     query(query: string | pg.QueryConfig, values?: readonly unknown[]) {
       if (!isOpen)
@@ -151,20 +244,36 @@ export function createQueryClient(lease: Lease, context: QueryContext): { client
             undefined,
           ),
         );
-      const name = typeof query === 'object' && query !== null ? query.name : undefined;
+      if (endedTransaction) return Promise.reject(endedTransaction);
+      if (typeof query !== 'string' && (typeof query !== 'object' || query === null))
+        return Promise.reject(new TypeError('client.query needs SQL text or a query config ({ text, values })'));
+      const name = typeof query === 'object' ? query.name : undefined;
       if (context.shouldRefuseNamedStatements && typeof name === 'string' && name !== '')
         return Promise.reject(namedStatementError(name));
-      const tracked = sendQuery(lease, context, query, values).finally(() => pending.delete(tracked));
-      pending.add(tracked);
-      return tracked;
+      if (isSubmittable(query)) streams.add(query);
+      const text = typeof query === 'string' ? query : query.text;
+      const transactionControl = typeof text === 'string' ? classifyTransactionControl(text) : undefined;
+      if (transactionControl?.kind === 'refuse') return Promise.reject(new TypeError(transactionControl.reason));
+      if (transactionControl) return control(transactionControl.kind, text);
+      return track(watchStatus(sendQuery(lease, context, query, values)));
     },
   } as QueryClient;
   // A statement still running when the callback settles is cancelled and its connection destroyed by
-  // us; its rejection must not become an unhandled rejection that crashes a caller who never awaited it.
+  // us; its rejection must not become an unhandled rejection, nor a stream's 'error' event an uncaught
+  // exception, that crashes a caller who never awaited it.
   const close = () => {
     isOpen = false;
     for (const promise of pending) promise.catch(() => undefined);
     pending.clear();
+    for (const stream of streams)
+      if (typeof stream.on === 'function') (stream.on as (e: string, f: () => void) => void)('error', () => undefined);
+    streams.clear();
   };
-  return { client, close };
+  return {
+    client,
+    close,
+    get endedTransaction() {
+      return endedTransaction;
+    },
+  };
 }

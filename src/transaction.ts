@@ -1,6 +1,12 @@
 import type pg from 'pg';
-import { sendPipelined } from './client-internals.js';
-import { DatabaseConnectionError, DatabaseTransactionError, isConnectionFailure, sqlStateOf } from './errors.js';
+import { hasQueuedWork, sendPipelined } from './client-internals.js';
+import {
+  DatabaseConnectionError,
+  DatabaseQueryError,
+  DatabaseTransactionError,
+  isConnectionFailure,
+  sqlStateOf,
+} from './errors.js';
 import { leaseQuery, type Lease } from './pool/lease.js';
 import { createQueryClient, sendQuery, toDbError, type QueryClient, type QueryContext } from './query-client.js';
 
@@ -73,23 +79,28 @@ export async function runTransaction<T>(
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     await control(lease, context, beginStatement(spec), 'BEGIN', attempt);
-    const { client, close } = createQueryClient(lease, context);
+    const bound = createQueryClient(lease, context);
+    const { client, close } = bound;
     let result: T;
     try {
       result = await fn(client);
       if (context.cancelled) throw context.cancelled;
-      // A statement fn did not await would be committed unseen (or fail after fn "succeeded"): commit
-      // nothing; the rollback below sees it in flight and the connection is cancelled and destroyed.
-      if (lease.inFlight > 0) {
+      if (bound.endedTransaction) throw bound.endedTransaction;
+      // A statement fn did not await would be committed unseen (or fail after fn "succeeded"), and a
+      // cursor, stream or COPY still open would hold COMMIT behind it forever: commit nothing; the
+      // connection is destroyed (a statement in flight is cancelled first).
+      const running = lease.inFlight + (hasQueuedWork(lease.client) ? 1 : 0);
+      if (running > 0) {
+        lease.isBroken = true;
         throw new DatabaseTransactionError(
-          `The withDb callback returned while ${lease.inFlight} statement(s) it sent were still running (a missing await?); nothing was committed and the connection was closed`,
+          `The withDb callback returned while ${running} statement(s), cursor(s) or stream(s) it started were still running (a missing await?); nothing was committed and the connection was closed`,
           { attempts: attempt },
         );
       }
     } catch (error) {
       close();
       await rollback(lease);
-      const state = sqlStateOf(error);
+      const state = serverSqlState(error);
       if (!state || !RETRYABLE_STATES.has(state) || lease.isBroken) throw error;
       if (attempt > spec.retries) {
         throw new DatabaseTransactionError(
@@ -155,6 +166,20 @@ export async function runStatement<R extends pg.QueryResultRow>(
     });
   }
   return result;
+}
+
+/**
+ * The SQLSTATE the server gave a statement of this call, found on our error or on the `cause` chain of
+ * an error wrapping it (an ORM's). A callback's own error that merely carries `code: '40001'` is not a
+ * serialization failure: it is rethrown as it is, never retried.
+ */
+function serverSqlState(error: unknown): string | undefined {
+  let current = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    if (current instanceof DatabaseQueryError) return current.sqlState;
+    current = current.cause;
+  }
+  return undefined;
 }
 
 async function control(lease: Lease, context: QueryContext, statement: string, what: string, attempt: number): Promise<void> {
