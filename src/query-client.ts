@@ -212,7 +212,7 @@ export function createQueryClient(lease: Lease, context: QueryContext): BoundQue
       return result;
     });
   const send = (text: string) => track(watchStatus(sendQuery(lease, context, text)));
-  const control = (kind: 'begin' | 'commit' | 'rollback', text: string): Promise<pg.QueryResult> => {
+  const control = (kind: 'begin' | 'commit' | 'rollback'): Promise<pg.QueryResult> => {
     if (kind === 'begin') {
       depth++;
       return send(`SAVEPOINT ${savepointName(depth)}`).catch((error: unknown) => {
@@ -254,7 +254,7 @@ export function createQueryClient(lease: Lease, context: QueryContext): BoundQue
       const text = typeof query === 'string' ? query : query.text;
       const transactionControl = typeof text === 'string' ? classifyTransactionControl(text) : undefined;
       if (transactionControl?.kind === 'refuse') return Promise.reject(new TypeError(transactionControl.reason));
-      if (transactionControl) return control(transactionControl.kind, text);
+      if (transactionControl) return control(transactionControl.kind);
       return track(watchStatus(sendQuery(lease, context, query, values)));
     },
   } as QueryClient;
