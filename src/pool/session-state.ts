@@ -1,0 +1,118 @@
+import type pg from 'pg';
+
+/**
+ * What a pooled connection's session holds beyond its startup state, so that one caller's `SET`,
+ * `LISTEN` or temp table never reaches the next caller. Read from the command tag pg reports for each
+ * caller statement (`result.command`, the tag's first word), with a look at the text for the few tags
+ * that need it. A clean session costs nothing on release; a changed one is reset in one round trip,
+ * or destroyed when no statement can restore it. Shared by the Database's leases and the drop-in Pool
+ * (docs/operations.md, "Session state between callers").
+ */
+
+/** Bit set of what a session changed; {@link SESSION_CLEAN} when nothing. */
+export type SessionChanges = number;
+
+export const SESSION_CLEAN: SessionChanges = 0;
+/** `SET`, `RESET`, `set_config(..., false)`: undone by `RESET ALL`. */
+const SETTINGS = 1;
+/** `LISTEN`: undone by `UNLISTEN *`. */
+const LISTENING = 2;
+/** `CREATE TEMP ...`: undone by `DISCARD TEMP`. */
+const TEMP_OBJECTS = 4;
+/** A session advisory lock: undone by `pg_advisory_unlock_all()`. */
+const ADVISORY_LOCKS = 8;
+/** `SET ROLE`, `SET SESSION AUTHORIZATION`: `RESET ALL` leaves them (GUC_NO_RESET_ALL). Destroy. */
+const ROLE = 16;
+/** `PREPARE`, `DEALLOCATE`, `DISCARD ALL`: pg's list of prepared names would lie. Destroy. */
+const PREPARED = 32;
+
+const DESTROY = ROLE | PREPARED;
+
+/** SET forms that end with the transaction: nothing to undo. */
+const TRANSACTION_SCOPED_SET = /^\s*set\s+(?:local|transaction|constraints)\b/i;
+const IDENTITY = /\b(?:role|session\s+authorization)\b/i;
+const TEMP_CREATE = /^\s*create\s+(?:(?:global|local)\s+)?temp(?:orary)?\b/i;
+const TEMP_ANYWHERE = /\btemp(?:orary)?\b/i;
+const DISCARD_ALL = /\bdiscard\s+all\b/i;
+const SESSION_FUNCTIONS = /advisory|set_config/i;
+
+/** How to give a connection back. */
+export type ReleasePlan =
+  | { readonly action: 'reuse' }
+  | {
+      readonly action: 'reset';
+      /** One simple-protocol message. */
+      readonly sql: string;
+      /** It includes `RESET ALL`: the session's settings, read-only default included, are back to their startup values. */
+      readonly resetsSettings: boolean;
+    }
+  | { readonly action: 'destroy'; readonly reason: string };
+
+const REUSE: ReleasePlan = Object.freeze({ action: 'reuse' });
+
+/**
+ * The changes one statement made, from its tag and (for a few tags) its text. In a text of several
+ * statements (`isOneOfSeveral`) the text checks cannot tell which statement they read, so they lean
+ * to "changed".
+ */
+function changesOf(command: string | null | undefined, text: string, isOneOfSeveral: boolean): SessionChanges {
+  switch (command) {
+    case 'SELECT':
+      // Functions with session effects hide behind a SELECT tag.
+      if (!SESSION_FUNCTIONS.test(text)) return SESSION_CLEAN;
+      return (
+        (/pg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i.test(text) ? ADVISORY_LOCKS : 0) |
+        (/set_config\s*\(/i.test(text) ? SETTINGS : 0)
+      );
+    case 'SET':
+    case 'RESET':
+      if (IDENTITY.test(text)) return ROLE;
+      return !isOneOfSeveral && command === 'SET' && TRANSACTION_SCOPED_SET.test(text) ? SESSION_CLEAN : SETTINGS;
+    case 'LISTEN':
+      return LISTENING;
+    case 'CREATE':
+      return (isOneOfSeveral ? TEMP_ANYWHERE : TEMP_CREATE).test(text) ? TEMP_OBJECTS : SESSION_CLEAN;
+    case 'DISCARD':
+      return DISCARD_ALL.test(text) ? PREPARED : SESSION_CLEAN;
+    case 'PREPARE':
+    case 'DEALLOCATE':
+      return PREPARED;
+    default:
+      return SESSION_CLEAN;
+  }
+}
+
+/**
+ * Folds one caller statement's result into `changes`. `text` is the statement text when known. A text
+ * of several statements gives pg several results: each tag counts, and the text as a whole is what
+ * the text checks see (a conservative reading). A failed statement has no result and changes nothing
+ * that its transaction's end does not undo.
+ */
+export function observeStatement(
+  changes: SessionChanges,
+  text: string | undefined,
+  result: pg.QueryResult | readonly pg.QueryResult[] | undefined,
+): SessionChanges {
+  if (result === undefined) return changes;
+  if (!Array.isArray(result)) return changes | changesOf((result as pg.QueryResult).command, text ?? '', false);
+  for (const one of result as readonly pg.QueryResult[]) changes |= changesOf(one.command, text ?? '', true);
+  return changes;
+}
+
+/** What release must do for a session with `changes`: nothing, one reset message, or destroy. */
+export function planRelease(changes: SessionChanges): ReleasePlan {
+  if (changes === SESSION_CLEAN) return REUSE;
+  if (changes & DESTROY) {
+    const reason =
+      changes & ROLE
+        ? 'the session changed its role (SET ROLE / SESSION AUTHORIZATION), which RESET ALL does not undo'
+        : "the session prepared or deallocated statements by SQL (PREPARE, DEALLOCATE, DISCARD ALL), which pg's own record of prepared statements does not follow";
+    return { action: 'destroy', reason };
+  }
+  const statements: string[] = [];
+  if (changes & SETTINGS) statements.push('RESET ALL');
+  if (changes & LISTENING) statements.push('UNLISTEN *');
+  if (changes & TEMP_OBJECTS) statements.push('DISCARD TEMP');
+  if (changes & ADVISORY_LOCKS) statements.push('SELECT pg_advisory_unlock_all()');
+  return { action: 'reset', sql: statements.join('; '), resetsSettings: (changes & SETTINGS) !== 0 };
+}
