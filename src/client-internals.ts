@@ -115,3 +115,38 @@ export function cancelRequestPacket(processID: number, secretKey: number): Buffe
   packet.writeInt32BE(secretKey, 12);
   return packet;
 }
+
+/**
+ * Sets the login of a client not yet connected. pg reads the user for the startup message from
+ * `connectionParameters` (and `client.user` for MD5), and the password from `client.password`; a
+ * provider's login is known only once its promise settles, after pg-pool has constructed the client,
+ * and pg has no public setter. Both stay non-enumerable as pg made them.
+ */
+export function setLogin(client: pg.Client, user: string | undefined, password: string): void {
+  const internals = client as unknown as {
+    user: string;
+    password: string;
+    connectionParameters: { user: string; password: string };
+  };
+  if (user !== undefined) {
+    internals.user = user;
+    internals.connectionParameters.user = user;
+  }
+  internals.password = password;
+  internals.connectionParameters.password = password;
+}
+
+/**
+ * Lowers pg's own connect timeout (read from `_connectionTimeoutMillis` when `connect()` starts) by
+ * the time a credentials provider already took, so the provider is part of the connect deadline.
+ */
+export function shortenConnectTimeout(client: pg.Client, spentMillis: number): void {
+  const internals = client as unknown as { _connectionTimeoutMillis: number };
+  if (internals._connectionTimeoutMillis > 0)
+    internals._connectionTimeoutMillis = Math.max(1, internals._connectionTimeoutMillis - spentMillis);
+}
+
+/** True once the client's socket was destroyed (shutdown destroys clients whose connect is in progress). */
+export function isSocketDestroyed(client: pg.Client): boolean {
+  return (client as unknown as { connection?: { stream?: { destroyed?: boolean } } }).connection?.stream?.destroyed === true;
+}

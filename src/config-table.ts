@@ -53,6 +53,34 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     url: 'password',
     description: 'Password. Never logged; shown as `<redacted>`.',
   },
+  {
+    option: 'passwordFile',
+    env: 'DB_PASSWORD_FILE',
+    kind: 'string',
+    default: undefined,
+    description:
+      'File holding the password (Docker and Kubernetes secrets), read again for every new connection, so a rotated file is used without a restart (docs/security.md).',
+  },
+  {
+    option: 'credentialsTimeoutMillis',
+    env: 'DB_CREDENTIALS_TIMEOUT',
+    kind: 'integer',
+    default: 5000,
+    min: 1,
+    max: DAY_MILLIS,
+    description:
+      'How long one call of the password or credentials provider (or one read of the password file) may take, ms; part of the connect deadline.',
+  },
+  {
+    option: 'credentialsCacheMillis',
+    env: 'DB_CREDENTIALS_CACHE',
+    kind: 'integer',
+    default: 300_000,
+    min: 0,
+    max: DAY_MILLIS,
+    description:
+      "How long a provider's login is reused for new connections, ms (refreshed in the background in its last fifth); 0 = call the provider for every connection. A password file is never cached.",
+  },
   { option: 'database', env: 'DB_NAME', kind: 'string', default: 'postgres', url: 'database', description: 'Database name.' },
   {
     option: 'sslMode',

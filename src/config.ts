@@ -2,6 +2,12 @@ import { parse as parseConnectionString } from 'pg-connection-string';
 import type { Logger } from 'pino';
 import { LOG_LEVELS, SETTINGS, type LogLevel, type SettingSpec } from './config-table.js';
 import { ConfigError } from './errors.js';
+import {
+  resolveLoginSource,
+  type CredentialsProvider,
+  type LoginSource,
+  type PasswordProvider,
+} from './credentials/login-source.js';
 import { resolveSsl, type SslInputs, type SslMode, type SslSettings, type SslSource } from './ssl/ssl-settings.js';
 
 /** A replica given as an object instead of a URL. Missing fields fall back to the primary's. */
@@ -28,7 +34,19 @@ export interface DatabaseOptions {
   host?: string;
   port?: number;
   user?: string;
-  password?: string;
+  /**
+   * The password, or a function returning it (or a promise of it), called when a new connection needs
+   * a login (for tokens such as RDS IAM's); see `credentialsCacheMillis`. @default DB_PASSWORD
+   */
+  password?: string | PasswordProvider;
+  /** A function returning `{ user, password, expiresAt? }` for providers that rotate both (Vault); excludes `password`. */
+  credentials?: CredentialsProvider;
+  /** A file holding the password, read again for every new connection. @default DB_PASSWORD_FILE */
+  passwordFile?: string;
+  /** Deadline of one provider call or password-file read, ms. @default 5000 (DB_CREDENTIALS_TIMEOUT) */
+  credentialsTimeoutMillis?: number;
+  /** How long a provider's login is reused, ms; 0 = never. @default 300000 (DB_CREDENTIALS_CACHE) */
+  credentialsCacheMillis?: number;
   database?: string;
   sslMode?: SslMode;
   sslRootCert?: string;
@@ -75,6 +93,8 @@ export interface ConnectionTarget {
   readonly port: number;
   readonly user: string;
   readonly password: string | undefined;
+  /** Where logins come from when the password is not a fixed string (a function, `credentials`, a file). */
+  readonly loginSource: LoginSource | undefined;
   readonly database: string;
   readonly min: number;
   readonly max: number;
@@ -85,6 +105,8 @@ export interface ResolvedConfig extends ConnectionTarget {
   readonly ssl: SslSettings;
   readonly applicationName: string;
   readonly connectionTimeoutMillis: number;
+  readonly credentialsTimeoutMillis: number;
+  readonly credentialsCacheMillis: number;
   readonly statementTimeoutMillis: number;
   readonly idleInTransactionTimeoutMillis: number;
   readonly lockTimeoutMillis: number;
@@ -339,6 +361,8 @@ function resolveReplicas(
       const spec = SETTINGS.find((s) => s.option === key)!;
       out[key] = convert(spec, { value: raw, name: `${label} ${key}`, fromText: typeof raw === 'string' }, problems);
     }
+    // A replica without a password of its own logs in as the primary does, provider included.
+    out.loginSource = (given.password ?? fields.password) === undefined ? primary.loginSource : undefined;
     out.name = given.name ?? `${String(out.host)}:${String(out.port)}`;
     return [Object.freeze(hidePassword(out)) as unknown as ConnectionTarget];
   });
@@ -364,10 +388,16 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
         : undefined;
   const urlFields = urlSource ? parseUrl(urlSource.text, urlSource.name, problems, warnings) : {};
   const resolved: Record<string, unknown> = {};
+  // A password function is a login source, not a setting of the table.
+  const settingOptions = typeof options.password === 'function' ? { ...options, password: undefined } : options;
+  let passwordName: string | undefined;
+  let passwordFileName: string | undefined;
   const sslInputs: SslInputs = {};
   const sslKeys: Record<string, keyof SslInputs> = { sslMode: 'mode', sslRootCert: 'rootCert', sslCert: 'cert', sslKey: 'key' };
   for (const spec of SETTINGS) {
-    const raw = pick(spec, options, urlFields, urlSource?.name ?? 'DATABASE_URL', env, warnings);
+    const raw = pick(spec, settingOptions, urlFields, urlSource?.name ?? 'DATABASE_URL', env, warnings);
+    if (spec.option === 'password') passwordName = raw?.name;
+    if (spec.option === 'passwordFile') passwordFileName = raw?.name;
     const sslKey = sslKeys[spec.option];
     if (sslKey) {
       if (raw && typeof raw.value === 'string') sslInputs[sslKey] = { value: raw.value, name: raw.name } satisfies SslSource;
@@ -399,6 +429,24 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
   const logger = options.logger as { child?: unknown; warn?: unknown } | undefined;
   if (logger !== undefined && (typeof logger?.child !== 'function' || typeof logger.warn !== 'function'))
     problems.push('option logger must be a pino logger (or child logger).');
+  const passwordFile = resolved.passwordFile as string | undefined;
+  resolved.loginSource = resolveLoginSource(
+    {
+      password: options.password,
+      credentials: options.credentials,
+      passwordFile: passwordFile === undefined ? undefined : { path: passwordFile, name: passwordFileName! },
+      fixedPasswordName: passwordName,
+    },
+    problems,
+  );
+  if (
+    resolved.loginSource !== undefined &&
+    (resolved.credentialsTimeoutMillis as number) > (resolved.connectionTimeoutMillis as number)
+  ) {
+    warnings.push(
+      'The credentials timeout (DB_CREDENTIALS_TIMEOUT) is longer than the connection timeout (DB_TIMEOUT): a provider gets at most the connection timeout.',
+    );
+  }
   const ssl = resolveSsl(sslInputs, problems);
   const replicaRaw = resolved.replicasRaw as RawValue | undefined;
   delete resolved.replicasRaw;

@@ -4,6 +4,7 @@ import type { CallOptions, ExecuteQueryOptions, ExecuteTransactionOptions, Opera
 import { openCallScope, type CallScope, type CallScopeSettings } from './call-scope.js';
 import { loadConfig, type DatabaseOptions, type ResolvedConfig } from './config.js';
 import { checkMillis } from './durations.js';
+import { LoginCache } from './credentials/login-cache.js';
 import { DatabaseConnectionError, PoolClosedError } from './errors.js';
 import { checkHealth, type HealthReport } from './health.js';
 import { createLogger } from './logger.js';
@@ -21,6 +22,9 @@ import { checkChannel, checkPayload } from './streams/channel.js';
 import { Listener, type ListenOptions, type NotificationHandler, type Subscription } from './streams/listener.js';
 import { checkListenTarget, listenerSettings } from './streams/listener-settings.js';
 import { BeginConnectionError, parseIsolationLevel, runStatement, runTransaction, type TransactionSpec } from './transaction.js';
+
+/** How long `rotateCredentials()` spreads the retirement of open connections over by default, ms. */
+const DEFAULT_DRAIN_MILLIS = 10_000;
 
 /**
  * A PostgreSQL database: a primary pool (replicas join through the router seam), transactions,
@@ -53,6 +57,8 @@ export class Database {
   readonly #scopeSettings: CallScopeSettings;
   /** LISTEN on a dedicated connection, opened by the first `listen()` (src/streams/listener.ts). */
   readonly #listener: Listener;
+  /** Logins from the password function, credentials provider or password file; undefined for a fixed password. */
+  readonly #logins: LoginCache | undefined;
 
   constructor(options: DatabaseOptions = {}) {
     this.config = loadConfig(process.env, options);
@@ -70,12 +76,20 @@ export class Database {
       statements: this.#statements,
     };
     for (const warning of this.config.warnings) this.log.warn(warning);
-    this.#primary = new NodePool(this.config, 'primary', this.config, this.log, this.#acquireTime);
+    const source = this.config.loginSource;
+    this.#logins = source
+      ? new LoginCache(source, {
+          timeoutMillis: Math.min(this.config.credentialsTimeoutMillis, this.config.connectionTimeoutMillis),
+          cacheMillis: this.config.credentialsCacheMillis,
+          log: this.log,
+        })
+      : undefined;
+    this.#primary = new NodePool(this.config, 'primary', this.config, this.log, this.#acquireTime, this.#logins);
     const replicas = this.config.replicas.map(
-      (target) => new NodePool(target, 'replica', this.config, this.log, this.#acquireTime),
+      (target) => new NodePool(target, 'replica', this.config, this.log, this.#acquireTime, this.#logins),
     );
     this.#router = new Router(this.#primary, replicas, this.config, this.log);
-    this.#listener = new Listener(listenerSettings(this.config, this.log));
+    this.#listener = new Listener(listenerSettings(this.config, this.log, this.#logins));
     this.log.info(
       {
         host: this.config.host,
@@ -356,6 +370,24 @@ export class Database {
       return this.#reject(error as Error);
     }
     await this.executeQuery('SELECT pg_notify($1, $2)', [channel, payload], { ...options, readOnly: false, target: 'primary' });
+  }
+
+  /**
+   * After a credentials rotation: asks the provider (or password file) for a login now, then retires
+   * every open connection, spread evenly over `drainMillis` (default 10000) so they are reopened a
+   * few at a time with the new login. Idle connections are closed when their turn comes; a connection
+   * checked out then is closed when released. Resolves once the last idle one is closed; new
+   * connections use the new login from the moment the provider answered.
+   * @throws {DatabaseConnectionError} `CREDENTIALS_FAILED` when the provider fails (nothing is retired).
+   * @throws {PoolClosedError} after shutdown. {@link TypeError} for a bad `drainMillis`.
+   */
+  async rotateCredentials(options: { drainMillis?: number } = {}): Promise<void> {
+    this.#assertOpen();
+    const drainMillis = checkMillis(options?.drainMillis, 'drainMillis', 0) ?? DEFAULT_DRAIN_MILLIS;
+    await this.#logins?.refresh();
+    this.#assertOpen();
+    const retired = await Promise.all(this.#router.nodes.map((node) => node.pool.retire(drainMillis)));
+    this.log.info({ connections: retired.reduce((a, b) => a + b, 0), drainMillis }, 'credentials rotated; connections retired');
   }
 
   #assertOpen(): void {

@@ -10,6 +10,7 @@ export type DbErrorCode =
   | 'CONNECTION_FAILED'
   | 'CONNECTION_LOST'
   | 'CIRCUIT_OPEN'
+  | 'CREDENTIALS_FAILED'
   | 'POOL_TIMEOUT'
   | 'POOL_QUEUE_FULL'
   | 'POOL_CLOSED'
@@ -50,9 +51,15 @@ export class ConfigError extends DbError {
   }
 }
 
-/** The server could not be reached, refused us, or the connection was lost (SQLSTATE class 08, 57P0x). */
+/**
+ * The server could not be reached, refused us, or the connection was lost (SQLSTATE class 08, 57P0x);
+ * `CREDENTIALS_FAILED` when the password file or credentials provider gave no usable login.
+ */
 export class DatabaseConnectionError extends DbError {
-  constructor(message: string, options?: { cause?: unknown; code?: 'CONNECTION_FAILED' | 'CONNECTION_LOST' | 'CIRCUIT_OPEN' }) {
+  constructor(
+    message: string,
+    options?: { cause?: unknown; code?: 'CONNECTION_FAILED' | 'CONNECTION_LOST' | 'CIRCUIT_OPEN' | 'CREDENTIALS_FAILED' },
+  ) {
     super(options?.code ?? 'CONNECTION_FAILED', message, options);
   }
 }

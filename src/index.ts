@@ -3,6 +3,7 @@ export type { CallOptions, ExecuteQueryOptions, ExecuteTransactionOptions, Opera
 export { loadConfig } from './config.js';
 export type { ConnectionTarget, DatabaseOptions, ReplicaOptions, ResolvedConfig } from './config.js';
 export { SETTINGS } from './config-table.js';
+export type { Credentials, CredentialsProvider, PasswordProvider, ProviderContext } from './credentials/login-source.js';
 export type { LogLevel, SettingSpec } from './config-table.js';
 export {
   withDb,

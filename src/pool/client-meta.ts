@@ -3,7 +3,8 @@ import type { Lease } from './lease.js';
 /** Per-connection facts, kept beside pg's client (never on it). */
 export interface ClientMeta {
   readonly createdAt: number;
-  readonly retireAt: number;
+  /** Epoch ms after which the connection is closed instead of reused (lifetime, or a credentials rotation). */
+  retireAt: number;
   idleSince: number;
   /** An error event arrived while checked out: the connection is unusable. */
   isBroken: boolean;

@@ -4,16 +4,19 @@ import { CircuitBreaker } from './circuit-breaker.js';
 import { isRecentlyUsed, newClientMeta, unwatchLease, watchLease, type ClientMeta } from './client-meta.js';
 import { destroySocket, isQueryable, sendCancelRequest } from '../client-internals.js';
 import type { ConnectionTarget, ResolvedConfig } from '../config.js';
-import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from '../errors.js';
+import { DatabaseConnectionError, DbError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from '../errors.js';
 import type { Lease } from './lease.js';
 import { cancelledError, PermitQueue } from './permit-queue.js';
 import { drainPool } from './drain.js';
+import { retireConnections } from './retirement.js';
 import { Refiller } from './refiller.js';
 import { sessionParameters } from '../session.js';
 import { summarize } from '../error-summary.js';
 import { StatementWatchdog } from './statement-watchdog.js';
 import { connectNegotiated, createClientClass } from '../ssl/ssl-settings.js';
 import { newNodeCounters, type DurationRecorder, type NodeCounters, type NodeStats } from '../stats.js';
+import type { LoginCache } from '../credentials/login-cache.js';
+import { withLogin } from '../credentials/login-client.js';
 
 /** Options for one acquire. */
 export interface AcquireOptions {
@@ -61,7 +64,15 @@ export class NodePool {
   /** When an acquire last passed its deadline (epoch ms); health reports `degraded` for a minute after. */
   lastAcquireTimeoutAt = -Infinity;
 
-  constructor(target: ConnectionTarget, role: NodeRole, config: ResolvedConfig, log: Logger, acquireTime: DurationRecorder) {
+  /** `logins`: where new connections get their login when `target.loginSource` is set (src/credentials/). */
+  constructor(
+    target: ConnectionTarget,
+    role: NodeRole,
+    config: ResolvedConfig,
+    log: Logger,
+    acquireTime: DurationRecorder,
+    logins?: LoginCache,
+  ) {
     this.name = target.name;
     this.role = role;
     this.target = target;
@@ -74,7 +85,8 @@ export class NodePool {
       onQueueFull: () => this.counters.poolExhaustedCount++,
     });
     this.circuit = new CircuitBreaker(config.circuitBreakerThreshold, config.circuitBreakerResetMillis);
-    this.#Client = createClientClass(config.ssl, { onPlaintextFallback: () => this.#warnFallback() });
+    const Negotiating = createClientClass(config.ssl, { onPlaintextFallback: () => this.#warnFallback() });
+    this.#Client = logins && target.loginSource ? withLogin(Negotiating, logins) : Negotiating;
     const Client = this.#Client;
     const connectionTimeoutMillis = config.connectionTimeoutMillis;
     const connecting = this.#connecting;
@@ -370,8 +382,13 @@ export class NodePool {
           this.counters.connectionErrors++;
           this.circuit.recordFailure();
           this.#log.warn({ error: summarize(error) }, 'connection attempt failed');
+          // CREDENTIALS_FAILED (src/credentials/) already says what failed; it is passed on as it is.
           if (!isLate)
-            reject(new DatabaseConnectionError(`Could not connect to ${this.name}: ${error?.message}`, { cause: error }));
+            reject(
+              error instanceof DbError
+                ? error
+                : new DatabaseConnectionError(`Could not connect to ${this.name}: ${error?.message}`, { cause: error }),
+            );
           else this.#queue.give();
           return;
         }
@@ -500,6 +517,24 @@ export class NodePool {
       // released already: the socket below is all that is left to close
     }
     destroySocket(client);
+  }
+
+  /**
+   * Retires every connection open now, spread over `spreadMillis` (see {@link retireConnections}):
+   * new connections take their place with the current login. Resolves with the number retired.
+   */
+  retire(spreadMillis: number): Promise<number> {
+    return retireConnections(
+      {
+        pool: this.#pool,
+        permits: this.#queue,
+        clients: this.#clients,
+        meta: (client) => this.#meta.get(client),
+        destroy: (client) => this.#destroy(client),
+        isOpen: () => this.#state === 'open',
+      },
+      spreadMillis,
+    );
   }
 
   /** Tops the pool up towards `min` now (one round; see {@link Refiller.refill}). Never rejects. */

@@ -30,7 +30,9 @@ export async function waitUntilReady(node: NodePool, deadline: number, log: Logg
     } catch (error) {
       if (error instanceof PoolClosedError) throw error;
       // Keep the connection error that explains the failure, not the deadline that ended the wait.
-      if (!(error instanceof PoolTimeoutError) || lastError === undefined)
+      // A login the provider could not give is reported as it is (CREDENTIALS_FAILED), not by its cause.
+      if (error instanceof DatabaseConnectionError && error.code === 'CREDENTIALS_FAILED') lastError = error;
+      else if (!(error instanceof PoolTimeoutError) || lastError === undefined)
         lastError = (error as { cause?: unknown }).cause ?? error;
       log.debug({ error: summarize(lastError), attempt }, 'database not ready yet');
     }

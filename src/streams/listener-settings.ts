@@ -1,17 +1,21 @@
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config.js';
 import { ConfigError } from '../errors.js';
+import type { LoginCache } from '../credentials/login-cache.js';
+import { withLogin } from '../credentials/login-client.js';
 import { createClientClass } from '../ssl/ssl-settings.js';
 import type { ListenerSettings } from './listener.js';
 
 /**
  * Where and how the notification listener connects: `listenUrl` (DB_LISTEN_URL) or the primary,
- * with the primary's TLS settings, an application_name ending in `listener`, and the connection
- * timeout. Session settings such as statement_timeout are left out: the listener runs nothing long.
+ * with the primary's TLS settings and login source, an application_name ending in `listener`, and
+ * the connection timeout. Session settings such as statement_timeout are left out: the listener runs nothing long.
  */
-export function listenerSettings(config: ResolvedConfig, log: Logger): ListenerSettings {
+export function listenerSettings(config: ResolvedConfig, log: Logger, logins?: LoginCache): ListenerSettings {
   const target = config.listen ?? config;
-  const Client = createClientClass(config.ssl);
+  const Negotiating = createClientClass(config.ssl);
+  // Without a password of its own, the listener logs in as the pool does (provider, password file).
+  const Client = logins && target.loginSource ? withLogin(Negotiating, logins) : Negotiating;
   return {
     createClient: () =>
       new Client({
