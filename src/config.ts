@@ -105,6 +105,8 @@ export interface ResolvedConfig extends ConnectionTarget {
   readonly ssl: SslSettings;
   readonly applicationName: string;
   readonly connectionTimeoutMillis: number;
+  /** The password file (`DB_PASSWORD_FILE`), read for every new connection; its contents are never kept here. */
+  readonly passwordFile: string | undefined;
   readonly credentialsTimeoutMillis: number;
   readonly credentialsCacheMillis: number;
   readonly statementTimeoutMillis: number;

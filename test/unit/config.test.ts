@@ -70,6 +70,9 @@ function sampleFor(spec: SettingSpec): { text: string; expected: unknown } {
       return { text: certFile, expected: certFile };
     case 'sslKey':
       return { text: keyFile, expected: keyFile };
+    case 'passwordFile':
+      // Any readable file: it is checked at construction, read for each connection.
+      return { text: certFile, expected: certFile };
     case 'replicas':
       return {
         text: 'postgres://r1.example:5433/app, postgres://r2.example/app',
