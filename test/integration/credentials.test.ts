@@ -170,6 +170,28 @@ describe('rotating a password with ALTER ROLE while the pool runs', () => {
   });
 });
 
+describe('the notification listener', () => {
+  it('logs in through the password provider too', async () => {
+    const secret = 'Listen-pw-1!l';
+    const user = await createRole(secret);
+    let calls = 0;
+    const db = open({
+      user,
+      password: async () => {
+        calls++;
+        return secret;
+      },
+    });
+    const received: string[] = [];
+    const subscription = await db.listen('credentials_listener', (payload) => received.push(payload));
+    await db.notify('credentials_listener', 'hello');
+    await eventually(() => (received.length > 0 ? true : undefined));
+    expect(received).toEqual(['hello']);
+    expect(calls).toBe(1);
+    await subscription.unlisten();
+  });
+});
+
 describe('a credentials provider', () => {
   it('changes the user: after rotateCredentials() no session logs in as the old one', async () => {
     const applicationName = uniqueName('vault');
