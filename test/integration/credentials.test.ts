@@ -183,7 +183,7 @@ describe('the notification listener', () => {
       },
     });
     const received: string[] = [];
-    const subscription = await db.listen('credentials_listener', (payload) => received.push(payload));
+    const subscription = await db.listen('credentials_listener', (payload) => void received.push(payload));
     await db.notify('credentials_listener', 'hello');
     await eventually(() => (received.length > 0 ? true : undefined));
     expect(received).toEqual(['hello']);
