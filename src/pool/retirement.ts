@@ -40,7 +40,26 @@ export async function retireConnections(target: RetireTarget, spreadMillis: numb
     if (time > Date.now()) await sleep(time - Date.now());
     await sweep(target);
   }
+  // A sweep finds no free permits while a refill round holds them: try again shortly, for a while.
+  for (let attempt = 0; attempt < SWEEP_RETRIES && target.isOpen() && hasRetiredIdle(target); attempt++) {
+    await sleep(SWEEP_RETRY_MILLIS);
+    await sweep(target);
+  }
   return marked.length;
+}
+
+/** A sweep that could not run is tried again this often, this many times (about 5 s in all). */
+const SWEEP_RETRY_MILLIS = 50;
+const SWEEP_RETRIES = 100;
+
+/** Whether an idle connection past its retire time is left. */
+function hasRetiredIdle(target: RetireTarget): boolean {
+  const now = Date.now();
+  for (const client of target.clients) {
+    const meta = target.meta(client);
+    if (meta && meta.lease === undefined && now >= meta.retireAt) return true;
+  }
+  return false;
 }
 
 /**
