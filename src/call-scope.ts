@@ -52,6 +52,7 @@ export function openCallScope(options: { signal?: AbortSignal; timeoutMillis?: n
   };
   if (!options.signal && timeoutMillis === undefined) return { context, deadline, signal: undefined, dispose: noop };
   const controller = new AbortController();
+  context.signal = controller.signal;
   const scope: CallScope = { context, deadline, signal: controller.signal, dispose: () => undefined };
   let graceTimer: NodeJS.Timeout | undefined;
   const abort = (reason: unknown, message: string, isTimeout = false) => {

@@ -18,7 +18,17 @@ import { waitUntilReady } from './pool/ready.js';
 import { buildStats, DurationRecorder, type DatabaseCounters, type PoolStats } from './stats.js';
 import { StatementNames } from './prepared-statements.js';
 import { transactionSettings } from './session.js';
+import type { Readable, Writable } from 'node:stream';
 import { checkChannel, checkPayload } from './streams/channel.js';
+import type { RowStream } from './streams/row-stream.js';
+import {
+  copyFromInTransaction,
+  copyToInTransaction,
+  streamInTransaction,
+  type CopyOptions,
+  type RunInTransaction,
+  type StreamOptions,
+} from './streams/transaction-streams.js';
 import { Listener, type ListenOptions, type NotificationHandler, type Subscription } from './streams/listener.js';
 import { checkListenTarget, listenerSettings } from './streams/listener-settings.js';
 import { BeginConnectionError, parseIsolationLevel, runStatement, runTransaction, type TransactionSpec } from './transaction.js';
@@ -339,6 +349,53 @@ export class Database {
       });
     }
   }
+
+  /**
+   * The rows of one statement, read through a cursor in batches (`batchSize`, default 100) so memory
+   * stays flat whatever the row count: `for await (const row of db.stream<Row>(sql, params)) ...`, or
+   * `.toReadable()` for `pipeline`. Runs in a transaction of its own, read-only by default (so a
+   * replica may serve it) and holds its connection only while being read: the last row, `break`, a
+   * throw in the loop, `signal` or `timeoutMillis` (for the whole stream) closes the cursor and
+   * releases the connection at once. statement_timeout applies to each batch. Nothing is sent until
+   * iteration starts; errors (the same classes as `withDb`) reject the iteration step.
+   */
+  stream<R extends pg.QueryResultRow = Record<string, unknown>>(
+    text: string,
+    params?: readonly unknown[],
+    options: StreamOptions = {},
+  ): RowStream<R> {
+    return streamInTransaction<R>(this.#run, text, params, options);
+  }
+
+  /**
+   * Runs `COPY ... FROM STDIN` fed by `source` in a transaction of its own on the primary, with
+   * `stream/promises.pipeline` semantics; resolves with the number of rows copied, once committed. A
+   * source that fails aborts the COPY (CopyFail): nothing is copied, the call rejects with its error.
+   * @throws {TypeError} when `sql` is not a COPY ... FROM STDIN statement.
+   */
+  copyFrom(
+    sql: string,
+    source: Readable | AsyncIterable<unknown> | Iterable<unknown>,
+    options: CopyOptions = {},
+  ): Promise<number> {
+    return copyFromInTransaction(this.#run, sql, source, options);
+  }
+
+  /**
+   * Runs `COPY ... TO STDOUT` into `destination` in a read-only transaction of its own (a replica may
+   * serve it) with pipeline semantics; resolves with the number of rows. A destination that fails
+   * cancels the COPY and destroys its connection (it is never reused mid-COPY).
+   * @throws {TypeError} when `sql` is not a COPY ... TO STDOUT statement.
+   */
+  copyTo(
+    sql: string,
+    destination: Writable,
+    options: CopyOptions & Pick<CallOptions, 'target' | 'afterWrite'> = {},
+  ): Promise<number> {
+    return copyToInTransaction(this.#run, sql, destination, options);
+  }
+
+  #run: RunInTransaction = (options, fn) => this.withDb(options, fn);
 
   /**
    * Calls `onNotification(payload)` for every NOTIFY on `channel`, received on one dedicated

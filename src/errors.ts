@@ -18,7 +18,9 @@ export type DbErrorCode =
   | 'QUERY_CANCELLED'
   | 'TRANSACTION_FAILED'
   | 'TRANSACTION_ROLLED_BACK'
-  | 'SERIALIZATION_FAILURE';
+  | 'SERIALIZATION_FAILURE'
+  | 'STREAM_LEFT_OPEN'
+  | 'STREAM_IDLE_TIMEOUT';
 
 /** A snapshot of pool numbers carried by {@link PoolTimeoutError}. */
 export interface PoolSnapshot {
@@ -102,7 +104,11 @@ export class DatabaseQueryError extends DbError {
   readonly constraint: string | undefined;
   readonly table: string | undefined;
   readonly column: string | undefined;
-  constructor(message: string, cause: unknown, code: 'QUERY_FAILED' | 'QUERY_CANCELLED' = 'QUERY_FAILED') {
+  constructor(
+    message: string,
+    cause: unknown,
+    code: 'QUERY_FAILED' | 'QUERY_CANCELLED' | 'STREAM_IDLE_TIMEOUT' = 'QUERY_FAILED',
+  ) {
     super(code, message, { cause });
     const fields = (cause ?? {}) as PgErrorFields;
     // Only a real SQLSTATE: an AbortSignal's DOMException cause carries a numeric `code` too.
@@ -125,7 +131,7 @@ export class DatabaseTransactionError extends DbError {
     options: {
       cause?: unknown;
       attempts?: number;
-      code?: 'TRANSACTION_FAILED' | 'TRANSACTION_ROLLED_BACK' | 'SERIALIZATION_FAILURE';
+      code?: 'TRANSACTION_FAILED' | 'TRANSACTION_ROLLED_BACK' | 'SERIALIZATION_FAILURE' | 'STREAM_LEFT_OPEN';
     } = {},
   ) {
     super(options.code ?? 'TRANSACTION_FAILED', message, { cause: options.cause });

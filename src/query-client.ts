@@ -13,12 +13,18 @@ import { classifyTransactionControl, savepointName } from './nested-transactions
 import type { Lease } from './pool/lease.js';
 import { preparedStatementFailure, type StatementNames } from './prepared-statements.js';
 import type { DatabaseCounters, DurationRecorder } from './stats.js';
+import { copyFromOn, copyToOn, type CopyFromStream, type CopyToStream } from './streams/copy.js';
+import { checkBatchSize, openCursor, type StreamHost } from './streams/cursor-reader.js';
+import { isSubmittable, OpenStreams, type Submittable } from './streams/open-streams.js';
+import { RowStream } from './streams/row-stream.js';
 
 /**
  * What `client` inside `withDb` offers: pg's `query` with pg's promise overloads (text and values; a
  * config object, with or without separate values, whose values win as in pg; `rowMode: 'array'`
- * giving rows as arrays), and nothing that could release it by hand. Callback forms are not offered
- * (promises only); a Submittable (cursor, query stream) is the streaming API's (docs/errors.md).
+ * giving rows as arrays), cursors, COPY, and nothing that could release it by hand. Callback forms
+ * are not offered (promises only). Every cursor, stream or COPY opened on it must be finished before
+ * the callback returns (docs/streaming.md): the transaction waits for one whose data was all read or
+ * written, and rolls back with `STREAM_LEFT_OPEN` for one left unfinished.
  */
 export interface QueryClient {
   query<R extends unknown[] = unknown[]>(
@@ -29,6 +35,22 @@ export interface QueryClient {
     textOrConfig: string | pg.QueryConfig,
     values?: readonly unknown[],
   ): Promise<pg.QueryResult<R>>;
+  /** A pg-cursor, pg-query-stream or pg-copy-streams object, run as pg runs it; returns it. */
+  query<T extends Submittable>(submittable: T): T;
+  /**
+   * The rows of one statement read through a cursor, `batchSize` (default 100) per round trip, on
+   * this transaction's connection: `for await (const row of client.stream(sql, params))`.
+   * @throws {TypeError} for a malformed `batchSize`.
+   */
+  stream<R extends pg.QueryResultRow = Record<string, unknown>>(
+    text: string,
+    params?: readonly unknown[],
+    options?: { batchSize?: number },
+  ): RowStream<R>;
+  /** `COPY ... FROM STDIN`: a Writable to feed (pg-copy-streams); see src/streams/copy.ts. */
+  copyFrom(sql: string): CopyFromStream;
+  /** `COPY ... TO STDOUT`: a Readable of the data (pg-copy-streams); see src/streams/copy.ts. */
+  copyTo(sql: string): CopyToStream;
 }
 
 /** Shared by every statement a caller sends: counters, timing and the cancellation state. */
@@ -37,6 +59,8 @@ export interface QueryContext {
   readonly counters: DatabaseCounters;
   /** Set once the caller's signal or timeout fired: later statements reject at once. */
   cancelled?: DatabaseQueryError;
+  /** Aborts when the call is cancelled while it holds a connection (absent without a signal or timeout). */
+  signal?: AbortSignal;
   /** Behind PgBouncer (before 1.21), a named prepared statement would not survive the transaction. */
   readonly shouldRefuseNamedStatements?: boolean;
   /** Automatic prepared statements (`maxPreparedStatements`); absent when off. */
@@ -178,11 +202,18 @@ export interface BoundQueryClient {
   close(): void;
   /** Set when a caller statement left the session outside a transaction (withDb's transaction ended). */
   readonly endedTransaction: DatabaseTransactionError | undefined;
+  /** At the end of the callback: waits for finished streams, closes the library's unfinished ones; how many were unfinished. */
+  settle(): Promise<number>;
 }
 
-/** A Submittable (pg-cursor, pg-query-stream, COPY streams): pg runs it and it reports by itself. */
-function isSubmittable(query: unknown): query is { submit: unknown; on?: unknown } {
-  return typeof query === 'object' && query !== null && typeof (query as { submit?: unknown }).submit === 'function';
+/** The connection, call state and open streams behind a QueryClient, for the stream helpers. */
+const hosts = new WeakMap<QueryClient, StreamHost>();
+
+/** The stream host of a client made by {@link createQueryClient}. */
+export function streamHostOf(client: QueryClient): StreamHost {
+  const host = hosts.get(client);
+  if (!host) throw new TypeError('Not a client given by withDb');
+  return host;
 }
 
 /**
@@ -194,7 +225,15 @@ export function createQueryClient(lease: Lease, context: QueryContext): BoundQue
   let depth = 0;
   let endedTransaction: DatabaseTransactionError | undefined;
   const pending = new Set<Promise<unknown>>();
-  const streams = new Set<{ on?: unknown }>();
+  const streams = new OpenStreams(lease);
+  const host: StreamHost = { lease, context, streams, mapError: (error) => toDbError(error, lease, context) };
+  const usedAfterCallback = () =>
+    new DatabaseQueryError('This client was used after its withDb callback returned; use it only inside the callback', undefined);
+  const checkOpen = () => {
+    if (!isOpen) throw usedAfterCallback();
+    if (endedTransaction) throw endedTransaction;
+    if (context.cancelled) throw context.cancelled;
+  };
   const track = <T>(promise: Promise<T>): Promise<T> => {
     const tracked = promise.finally(() => pending.delete(tracked));
     pending.add(tracked);
@@ -236,28 +275,43 @@ export function createQueryClient(lease: Lease, context: QueryContext): BoundQue
     });
   };
   const client: QueryClient = {
-    query(query: string | pg.QueryConfig, values?: readonly unknown[]) {
-      if (!isOpen)
-        return Promise.reject(
-          new DatabaseQueryError(
-            'This client was used after its withDb callback returned; use it only inside the callback',
-            undefined,
-          ),
-        );
+    query(query: string | pg.QueryConfig | Submittable, values?: readonly unknown[]) {
+      // pg returns a submittable itself, not a promise: a refusal is thrown.
+      if (isSubmittable(query)) {
+        checkOpen();
+        context.counters.queriesExecuted++;
+        return streams.submit(query);
+      }
+      if (!isOpen) return Promise.reject(usedAfterCallback());
       if (endedTransaction) return Promise.reject(endedTransaction);
       if (typeof query !== 'string' && (typeof query !== 'object' || query === null))
         return Promise.reject(new TypeError('client.query needs SQL text or a query config ({ text, values })'));
       const name = typeof query === 'object' ? query.name : undefined;
       if (context.shouldRefuseNamedStatements && typeof name === 'string' && name !== '')
         return Promise.reject(namedStatementError(name));
-      if (isSubmittable(query)) streams.add(query);
       const text = typeof query === 'string' ? query : query.text;
       const transactionControl = typeof text === 'string' ? classifyTransactionControl(text) : undefined;
       if (transactionControl?.kind === 'refuse') return Promise.reject(new TypeError(transactionControl.reason));
       if (transactionControl) return control(transactionControl.kind);
       return track(watchStatus(sendQuery(lease, context, query, values)));
     },
+    stream<R extends pg.QueryResultRow>(text: string, params?: readonly unknown[], options: { batchSize?: number } = {}) {
+      const batchSize = checkBatchSize(options?.batchSize);
+      return new RowStream<R>(async () => {
+        checkOpen();
+        return await openCursor<R>(host, text, params, batchSize);
+      });
+    },
+    copyFrom(sql: string) {
+      checkOpen();
+      return copyFromOn(host, sql);
+    },
+    copyTo(sql: string) {
+      checkOpen();
+      return copyToOn(host, sql);
+    },
   } as QueryClient;
+  hosts.set(client, host);
   // A statement still running when the callback settles is cancelled and its connection destroyed by
   // us; its rejection must not become an unhandled rejection, nor a stream's 'error' event an uncaught
   // exception, that crashes a caller who never awaited it.
@@ -265,13 +319,12 @@ export function createQueryClient(lease: Lease, context: QueryContext): BoundQue
     isOpen = false;
     for (const promise of pending) promise.catch(() => undefined);
     pending.clear();
-    for (const stream of streams)
-      if (typeof stream.on === 'function') (stream.on as (e: string, f: () => void) => void)('error', () => undefined);
-    streams.clear();
+    streams.silence();
   };
   return {
     client,
     close,
+    settle: () => streams.settle(),
     get endedTransaction() {
       return endedTransaction;
     },

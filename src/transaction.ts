@@ -80,12 +80,22 @@ export async function runTransaction<T>(
   for (let attempt = 1; ; attempt++) {
     await control(lease, context, beginStatement(spec), 'BEGIN', attempt);
     const bound = createQueryClient(lease, context);
-    const { client, close } = bound;
+    const { client, close, settle } = bound;
     let result: T;
     try {
       result = await fn(client);
       if (context.cancelled) throw context.cancelled;
       if (bound.endedTransaction) throw bound.endedTransaction;
+      // Streams whose data was all read or written may still await the server's last answer: wait
+      // for it. One left unfinished is closed (the library's own politely; a caller's pg-cursor or
+      // COPY object stays in flight, so the rollback below destroys its connection).
+      const unfinished = await settle();
+      if (unfinished > 0) {
+        throw new DatabaseTransactionError(
+          `The withDb callback returned while ${unfinished} cursor(s), stream(s) or COPY it opened were unfinished; they were closed and nothing was committed (read each to its end, or break out of its loop, before returning)`,
+          { attempts: attempt, code: 'STREAM_LEFT_OPEN' },
+        );
+      }
       // A statement fn did not await would be committed unseen (or fail after fn "succeeded"), and a
       // cursor, stream or COPY still open would hold COMMIT behind it forever: commit nothing; the
       // connection is destroyed (a statement in flight is cancelled first).
@@ -99,6 +109,8 @@ export async function runTransaction<T>(
       }
     } catch (error) {
       close();
+      // The library's own cursors are closed politely, so the connection survives the rollback.
+      if (!lease.isBroken && !context.cancelled) await settle();
       await rollback(lease);
       const state = serverSqlState(error);
       if (!state || !RETRYABLE_STATES.has(state) || lease.isBroken) throw error;

@@ -1,0 +1,54 @@
+import { from as copyFromStdin, to as copyToStdout, type CopyStreamQuery, type CopyToStreamQuery } from 'pg-copy-streams';
+import type { Readable, Writable } from 'node:stream';
+import type { StreamHost } from './cursor-reader.js';
+
+const COPY_FROM = /^\s*COPY\s[\s\S]*\bFROM\s+STDIN\b/i;
+const COPY_TO = /^\s*COPY\s[\s\S]*\bTO\s+STDOUT\b/i;
+
+/** What `client.copyFrom` returns: pg-copy-streams' Writable; `rowCount` is set once it finished. */
+export type CopyFromStream = CopyStreamQuery;
+/** What `client.copyTo` returns: pg-copy-streams' Readable of COPY data; `rowCount` is set once it ended. */
+export type CopyToStream = CopyToStreamQuery;
+
+/**
+ * Starts `COPY ... FROM STDIN` on the transaction's connection and returns the Writable to feed it
+ * (pg-copy-streams). `end()` it to finish; `destroy(error)` sends CopyFail, so nothing is copied and
+ * the transaction is aborted. Counted once in `queriesExecuted`.
+ * @throws {TypeError} when `sql` is not a `COPY ... FROM STDIN` statement (anything else would leave
+ * pg-copy-streams waiting for an answer that never comes).
+ */
+export function copyFromOn(host: StreamHost, sql: string): CopyFromStream {
+  if (typeof sql !== 'string' || !COPY_FROM.test(sql))
+    throw new TypeError('copyFrom needs a COPY ... FROM STDIN statement, such as COPY items (id, name) FROM STDIN');
+  if (host.context.cancelled) throw host.context.cancelled;
+  const stream = copyFromStdin(sql);
+  count(host, stream);
+  return host.streams.submit(stream);
+}
+
+/**
+ * Starts `COPY ... TO STDOUT` on the transaction's connection and returns its data as a Readable
+ * (pg-copy-streams). While it flows, the connection belongs to it: a stream destroyed before its end
+ * (a failing destination, an early `destroy()`) leaves COPY data in flight that nothing can read,
+ * so the connection is destroyed at once and the transaction fails. Counted once in `queriesExecuted`.
+ * @throws {TypeError} when `sql` is not a `COPY ... TO STDOUT` statement.
+ */
+export function copyToOn(host: StreamHost, sql: string): CopyToStream {
+  if (typeof sql !== 'string' || !COPY_TO.test(sql))
+    throw new TypeError('copyTo needs a COPY ... TO STDOUT statement, such as COPY (SELECT ...) TO STDOUT');
+  if (host.context.cancelled) throw host.context.cancelled;
+  const stream = copyToStdout(sql);
+  count(host, stream);
+  stream.once('close', () => {
+    // A server error ends the COPY cleanly (pg reads on); only a COPY cut short by us leaves data in flight.
+    if (!stream.readableEnded && host.streams.isOpen(stream)) host.lease.node.abandon(host.lease);
+  });
+  return host.streams.submit(stream);
+}
+
+/** One query in the stats; its time runs until the stream closes. */
+function count(host: StreamHost, stream: Readable | Writable): void {
+  const startedAt = performance.now();
+  host.context.counters.queriesExecuted++;
+  stream.once('close', () => host.context.queryTime.record(performance.now() - startedAt));
+}

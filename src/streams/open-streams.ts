@@ -1,0 +1,143 @@
+import type pg from 'pg';
+import type { Lease } from '../pool/lease.js';
+
+/** Something pg runs by calling `submit(connection)`: pg-cursor, pg-query-stream, pg-copy-streams. */
+export interface Submittable {
+  submit(connection: unknown): void;
+}
+
+/** True for an object pg would run as a submittable rather than as a query config. */
+export function isSubmittable(value: unknown): value is Submittable {
+  return typeof value === 'object' && value !== null && typeof (value as Submittable).submit === 'function';
+}
+
+/** One cursor, stream or COPY opened on a transaction's connection. */
+interface OpenStream {
+  /** Resolves once pg handed it ReadyForQuery or an error: the connection is free again. */
+  readonly done: Promise<void>;
+  /** The consumer has read or written all of it; only the server's last answer may still be on its way. */
+  isConsumed(): boolean;
+  /** Ends it politely (Close + Sync); absent for a caller's own submittable, whose connection is destroyed instead. */
+  close?(): Promise<void>;
+  /** The submittable itself (an EventEmitter for the known packages). */
+  readonly target: object;
+}
+
+/**
+ * The cursors, streams and COPYs a withDb callback opened, so the transaction never commits (or
+ * hangs) behind one. Each counts in `lease.inFlight` until pg is done with it: a cancel reaches it,
+ * and a connection released with one still open is destroyed rather than reused.
+ */
+export class OpenStreams {
+  #lease: Lease;
+  #open = new Set<OpenStream>();
+  #submitted = new WeakMap<object, OpenStream>();
+
+  constructor(lease: Lease) {
+    this.#lease = lease;
+  }
+
+  /**
+   * Sends a caller's submittable through pg and watches for its end (pg calls `handleReadyForQuery`
+   * or `handleError` last). The object pg gets is a Proxy that forwards everything to the caller's
+   * own, so the caller's reference keeps working as on pg and no field of it is modified.
+   */
+  submit<T extends Submittable>(submittable: T): T {
+    this.watch(submittable);
+    return submittable;
+  }
+
+  /**
+   * {@link submit}, for the library's own submittables: `close` ends it politely when the callback
+   * returns with it unfinished. Resolves once pg is done with it (ReadyForQuery or an error).
+   */
+  watch(submittable: Submittable, close?: () => Promise<void>): Promise<void> {
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    let isDone = false;
+    const end = () => {
+      if (isDone) return;
+      isDone = true;
+      this.#lease.inFlight--;
+      this.#open.delete(entry);
+      finish();
+    };
+    const watched = new Proxy(submittable, {
+      get(target, property, receiver) {
+        const value: unknown = Reflect.get(target, property, receiver);
+        if ((property !== 'handleReadyForQuery' && property !== 'handleError') || typeof value !== 'function') return value;
+        return function (this: unknown, ...args: unknown[]) {
+          try {
+            return (value as (...a: unknown[]) => unknown).apply(this, args);
+          } finally {
+            end();
+          }
+        };
+      },
+    });
+    const entry: OpenStream = { done, isConsumed: () => isConsumed(submittable), close, target: submittable };
+    this.#submitted.set(submittable, entry);
+    this.#lease.inFlight++;
+    this.#open.add(entry);
+    try {
+      this.#lease.client.query(watched as unknown as pg.QueryConfig);
+    } catch (error) {
+      end();
+      throw error;
+    }
+    return done;
+  }
+
+  /** Whether pg is still running a submittable given to {@link submit}. */
+  isOpen(submittable: object): boolean {
+    const entry = this.#submitted.get(submittable);
+    return entry !== undefined && this.#open.has(entry);
+  }
+
+  /** Resolves once pg is done with a submittable given to {@link submit} (at once for an unknown one). */
+  finished(submittable: object): Promise<void> {
+    return this.#submitted.get(submittable)?.done ?? Promise.resolve();
+  }
+
+  /**
+   * After the callback: a stream still open will fail when its connection is cancelled or destroyed;
+   * its 'error' event must not become an uncaught exception for a caller who no longer listens.
+   */
+  silence(): void {
+    for (const { target } of this.#open) {
+      const on = (target as { on?: unknown }).on;
+      if (typeof on === 'function') (on as (event: string, listener: () => void) => void).call(target, 'error', () => undefined);
+    }
+  }
+
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /**
+   * At the end of the callback: waits for streams the consumer finished (their server answer may
+   * still be arriving) and closes the library's own unfinished ones. Returns how many were
+   * unfinished; a caller's own unfinished submittable stays in flight, so its connection is destroyed.
+   */
+  async settle(): Promise<number> {
+    let unfinished = 0;
+    for (const stream of [...this.#open]) {
+      if (stream.isConsumed()) await stream.done;
+      else {
+        unfinished++;
+        if (stream.close) await stream.close().catch(() => undefined);
+      }
+    }
+    return unfinished;
+  }
+}
+
+/**
+ * Whether the consumer is done with a pg-cursor (`state`), a Readable (ended) or a Writable (ended),
+ * or destroyed it (a pg-query-stream then closes its cursor, a COPY FROM sends CopyFail): only the
+ * server's last answer is still to come.
+ */
+function isConsumed(submittable: object): boolean {
+  const s = submittable as { state?: unknown; readableEnded?: unknown; writableEnded?: unknown; destroyed?: unknown };
+  return s.state === 'done' || s.readableEnded === true || s.writableEnded === true || s.destroyed === true;
+}
