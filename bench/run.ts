@@ -11,6 +11,7 @@
  *   npm run bench -- --workload select1 --concurrency 16 --variants lib,raw --rounds 2 --seconds 1
  *   npm run bench -- --micro                       micro-benchmarks and connection cost only
  *   npm run bench -- --memory [--queries 1000000]  heap and RSS over a million queries
+ *   npm run bench -- --streams [--rows 1000000]    db.stream, COPY FROM and NOTIFY latency (bench/streams.ts)
  */
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -21,6 +22,7 @@ import { renderChart } from './chart.js';
 import { runMemory } from './memory.js';
 import { median, runWindow, type WindowResult } from './measure.js';
 import { runMicro, type MicroResults } from './micro.js';
+import { runStreams } from './streams.js';
 import { openBenchServer } from './server.js';
 import { DEFAULT_VARIANTS, VARIANTS, type Variant } from './variants/index.js';
 import { resetWrites, seed, WORKLOAD_TITLES, WORKLOADS, type WorkloadName } from './workloads.js';
@@ -112,6 +114,8 @@ async function main(): Promise<void> {
       'no-micro': { type: 'boolean', default: false },
       memory: { type: 'boolean', default: false },
       queries: { type: 'string' },
+      streams: { type: 'boolean', default: false },
+      rows: { type: 'string' },
     },
   });
   const server = await openBenchServer();
@@ -125,6 +129,13 @@ async function main(): Promise<void> {
         values.out ?? (values.queries === undefined ? RESULTS_DIR : mkdtempSync(join(os.tmpdir(), 'codecheck-bench-')));
       mkdirSync(outDir, { recursive: true });
       await runMemory(server.url, Number(values.queries ?? 1_000_000), join(outDir, 'memory.json'));
+      return;
+    }
+    if (values.streams) {
+      const isDefault = values.rows === undefined && values.rounds === undefined;
+      const outDir = values.out ?? (isDefault ? RESULTS_DIR : mkdtempSync(join(os.tmpdir(), 'codecheck-bench-')));
+      mkdirSync(outDir, { recursive: true });
+      await runStreams(server.url, Number(values.rows ?? 1_000_000), Number(values.rounds ?? 3), join(outDir, 'streams.json'));
       return;
     }
     const workloads = parseList(values.workload ?? values.workloads, WORKLOADS) as WorkloadName[];

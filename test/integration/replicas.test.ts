@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Database, DatabaseConnectionError } from '../../src/index.js';
 import { startPostgres, startStandby, type PostgresServer } from '../support/postgres-server.js';
@@ -69,6 +70,32 @@ describe('read replicas', () => {
       ['standby', 'replica', 'up'],
     ]);
     await expect(db.executeQuery('SELECT 1', [], { readOnly: false, target: 'replica' })).rejects.toThrow(TypeError);
+  });
+
+  test('db.stream and db.copyTo read from the replica; db.stream with readOnly: false runs on the primary', async () => {
+    const db = open();
+    await db.ready({ timeoutMillis: 10_000 });
+    await until(() => db.getStats().nodes[1]!.isInRecovery === true);
+    const seen: boolean[] = [];
+    for await (const row of db.stream<{ r: boolean }>('SELECT pg_is_in_recovery() AS r FROM generate_series(1, 250)', [], {
+      target: 'replica',
+      batchSize: 100,
+    }))
+      seen.push(row.r);
+    expect(seen).toHaveLength(250);
+    expect(new Set(seen)).toEqual(new Set([true]));
+    const written: string[] = [];
+    const rows = await db.copyTo(
+      'COPY (SELECT pg_is_in_recovery()) TO STDOUT',
+      new Writable({ write: (chunk, _encoding, done) => (written.push(String(chunk)), done()) }),
+      { target: 'replica' },
+    );
+    expect([rows, written.join('')]).toEqual([1, 't\n']);
+    const onPrimary: boolean[] = [];
+    for await (const row of db.stream<{ r: boolean }>('SELECT pg_is_in_recovery() AS r', [], { readOnly: false }))
+      onPrimary.push(row.r);
+    expect(onPrimary).toEqual([false]);
+    expect(db.getStats().nodes.map((node) => node.activeConnections)).toEqual([0, 0]);
   });
 
   test('a stopped replica is banned, its reads go to the primary without failures, and a restart brings them back', async () => {
