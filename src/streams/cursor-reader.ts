@@ -85,7 +85,8 @@ export async function openCursor<R extends pg.QueryResultRow>(
     if (!isFinished) await Promise.race([cursor.close().catch(() => undefined), finished]);
     await restored;
   };
-  const finished = streams.watch(cursor as unknown as Submittable, close).then(() => {
+  const ended = streams.watch(cursor as unknown as Submittable, close);
+  const finished = ended.then(() => {
     isFinished = true;
     clearTimeout(idleTimer);
     context.queryTime.record(performance.now() - startedAt);
@@ -101,6 +102,12 @@ export async function openCursor<R extends pg.QueryResultRow>(
     void close();
     options.onFailure?.(error);
   };
+  // pg-cursor never answers a read in flight when an error (a cancel, a lost connection) arrives
+  // after close() was called: pg's error hand-over fails it instead (one read is in flight at a time).
+  let failInFlight: ((error: unknown) => void) | undefined;
+  void ended.then((end) => {
+    if (end.error !== undefined) failInFlight?.(end.error);
+  });
   const fetch = (): Promise<R[]> => {
     if (isExhausted || isFinished) return Promise.resolve([]);
     if (lease.pending++ === 0) lease.busySince = performance.now();
@@ -113,7 +120,11 @@ export async function openCursor<R extends pg.QueryResultRow>(
           }, limits.statementMillis)
         : undefined;
     batchTimer?.unref();
-    return cursor.read(batchSize).then(
+    const read = new Promise<R[]>((resolve, reject) => {
+      failInFlight = reject;
+      cursor.read(batchSize).then(resolve, reject);
+    });
+    return read.then(
       (rows) => {
         clearTimeout(batchTimer);
         if (--lease.pending === 0) lease.busySince = 0;

@@ -1,6 +1,11 @@
 import type pg from 'pg';
 import type { Lease } from '../pool/lease.js';
 
+/** How pg finished with a submittable: ReadyForQuery (`{}`), or an error (the server's, or a lost connection). */
+export interface StreamEnd {
+  readonly error?: unknown;
+}
+
 /** Something pg runs by calling `submit(connection)`: pg-cursor, pg-query-stream, pg-copy-streams. */
 export interface Submittable {
   submit(connection: unknown): void;
@@ -51,16 +56,17 @@ export class OpenStreams {
    * {@link submit}, for the library's own submittables: `close` ends it politely when the callback
    * returns with it unfinished. Resolves once pg is done with it (ReadyForQuery or an error).
    */
-  watch(submittable: Submittable, close?: () => Promise<void>): Promise<void> {
-    let finish!: () => void;
-    const done = new Promise<void>((resolve) => (finish = resolve));
+  watch(submittable: Submittable, close?: () => Promise<void>): Promise<StreamEnd> {
+    let finish!: (end: StreamEnd) => void;
+    const ended = new Promise<StreamEnd>((resolve) => (finish = resolve));
+    const done = ended.then(() => undefined);
     let isDone = false;
-    const end = () => {
+    const end = (how: StreamEnd) => {
       if (isDone) return;
       isDone = true;
       this.#lease.inFlight--;
       this.#open.delete(entry);
-      finish();
+      finish(how);
     };
     const watched = new Proxy(submittable, {
       get(target, property, receiver) {
@@ -70,7 +76,7 @@ export class OpenStreams {
           try {
             return (value as (...a: unknown[]) => unknown).apply(this, args);
           } finally {
-            end();
+            end(property === 'handleError' ? { error: args[0] ?? new Error('the statement failed') } : {});
           }
         };
       },
@@ -82,10 +88,10 @@ export class OpenStreams {
     try {
       this.#lease.client.query(watched as unknown as pg.QueryConfig);
     } catch (error) {
-      end();
+      end({ error });
       throw error;
     }
-    return done;
+    return ended;
   }
 
   /** Whether pg is still running a submittable given to {@link submit}. */

@@ -75,7 +75,7 @@ describe('read replicas', () => {
   test('db.stream and db.copyTo read from the replica; db.stream with readOnly: false runs on the primary', async () => {
     const db = open();
     await db.ready({ timeoutMillis: 10_000 });
-    await until(() => db.getStats().nodes[1]!.isInRecovery === true);
+    await until(() => db.getStats().nodes[1]!.isInRecovery === true && db.getStats().nodes[1]!.status === 'up');
     const seen: boolean[] = [];
     for await (const row of db.stream<{ r: boolean }>('SELECT pg_is_in_recovery() AS r FROM generate_series(1, 250)', [], {
       target: 'replica',

@@ -127,7 +127,7 @@ describe('db.stream', () => {
   it('releases the connection when timeoutMillis passes while the consumer is slow, then rejects the next step', async () => {
     db = openSingle();
     const iterator = db
-      .stream<{ g: number }>('SELECT g FROM generate_series(1, 100000) AS g', [], { timeoutMillis: 300 })
+      .stream<{ g: number }>('SELECT g FROM generate_series(1, 100000) AS g', [], { timeoutMillis: 1000 })
       [Symbol.asyncIterator]();
     expect((await iterator.next()).value).toEqual({ g: 1 });
     // The consumer does nothing; the timeout alone ends the transaction and frees the connection.
@@ -137,6 +137,22 @@ describe('db.stream', () => {
     })().catch((e: unknown) => e);
     expect((error as DatabaseQueryError).code).toBe('QUERY_CANCELLED');
     expect(await openCursors(db)).toBe(0);
+  });
+
+  it('rejects the waiting step with QUERY_CANCELLED when timeoutMillis passes while the first batch is in flight', async () => {
+    db = openSingle();
+    const error = await (async () => {
+      for await (const _row of db!.stream(
+        'SELECT g, pg_sleep(CASE WHEN g = 1 THEN 30 ELSE 0 END) FROM generate_series(1, 10) AS g',
+        [],
+        {
+          timeoutMillis: 300,
+        },
+      ))
+        void _row;
+    })().catch((e: unknown) => e);
+    expect((error as DatabaseQueryError).code).toBe('QUERY_CANCELLED');
+    expect(db.getStats()).toMatchObject({ activeConnections: 0, errors: 1 });
   });
 
   it('applies statement_timeout to each batch, not to the whole stream', async () => {
