@@ -11,7 +11,7 @@ export interface StreamHost {
   readonly context: QueryContext;
   readonly streams: OpenStreams;
   /** pg's error as one of ours (query-client's toDbError; passed in so this file does not import it). */
-  mapError(error: unknown): DbError;
+  mapError(error: unknown): Error;
 }
 
 /** Rows in batches: what a {@link RowStream} reads from. */

@@ -119,8 +119,19 @@ export function copyFromInTransaction(
   return run({ ...options, readOnly: false, target: 'primary' }, async (client) => {
     const host = streamHostOf(client);
     const sink = copyFromOn(host, sql);
-    await pipeline(source as Readable, sink).catch((error: unknown) => {
-      throw fromServer(host, error);
+    // pg-copy-streams sends the error's message to the server in CopyFail (and so into its log): the
+    // source's own error stays here, the server gets a fixed sentence.
+    let sourceError: unknown;
+    async function* guarded() {
+      try {
+        yield* source as AsyncIterable<unknown>;
+      } catch (error) {
+        sourceError = error;
+        throw new Error('the COPY source failed');
+      }
+    }
+    await pipeline(guarded, sink).catch((error: unknown) => {
+      throw sourceError ?? fromServer(host, error);
     });
     return sink.rowCount;
   });
