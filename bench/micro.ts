@@ -5,6 +5,7 @@
 import pg from 'pg';
 import pino from 'pino';
 import { loadConfig } from '../src/config.js';
+import { Database } from '../src/database.js';
 import { NodePool } from '../src/pool/node-pool.js';
 import { StatementNames } from '../src/prepared-statements.js';
 import { DurationRecorder } from '../src/stats.js';
@@ -121,6 +122,26 @@ export async function runMicro(url: string): Promise<MicroResults> {
       for (let i = 0; i < n; i++) (await pool.connect()).release();
     }),
   );
+
+  // The call frame of Database (scope, acquire, work, release) around one round trip each.
+  const db = new Database({ connectionString: url, sslMode: 'disable', max: 10, min: 1, logger: log });
+  await db.executeQuery('SELECT 1');
+  micro.push(
+    await timeBatches('Database.executeQuery SELECT 1 (one round trip)', 10_000, async (n) => {
+      for (let i = 0; i < n; i++) await db.executeQuery('SELECT 1');
+    }),
+  );
+  micro.push(
+    await timeBatches('Database.executeQuery SELECT 1 with timeoutMillis', 10_000, async (n) => {
+      for (let i = 0; i < n; i++) await db.executeQuery('SELECT 1', [], { timeoutMillis: 5000 });
+    }),
+  );
+  micro.push(
+    await timeBatches('Database.withDb(true) SELECT 1 (BEGIN, SELECT, COMMIT)', 3_000, async (n) => {
+      for (let i = 0; i < n; i++) await db.withDb(true, (client) => client.query('SELECT 1'));
+    }),
+  );
+  await db.shutdown();
 
   console.log('\nConnection cost (sequential, loopback TCP, SCRAM-SHA-256):');
   const connectionCost: LatencyResult[] = [];
