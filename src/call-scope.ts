@@ -1,9 +1,9 @@
-import { checkMillis } from './durations.js';
 import { DatabaseQueryError } from './errors.js';
 import type { Lease } from './pool/lease.js';
 import type { StatementNames } from './prepared-statements.js';
 import type { QueryContext } from './query-client.js';
 import type { DatabaseCounters, DurationRecorder } from './stats.js';
+import { startTimer } from './timers.js';
 
 /** Per-call cancellation state: the caller's signal and timeout folded into one. */
 export interface CallScope {
@@ -28,27 +28,31 @@ export interface CallScopeSettings {
   readonly counters: DatabaseCounters;
   readonly shouldRefuseNamedStatements: boolean;
   readonly statements: StatementNames | undefined;
+  /** SET LOCAL timeouts sent with every BEGIN behind PgBouncer; empty otherwise. */
+  readonly preamble: readonly string[];
 }
 
 const noop = (): void => undefined;
 
 /**
- * Folds the caller's signal and timeout into one cancellation: on abort, cancel the running
- * statement, and destroy the connection if the call still holds it after the grace.
- * @throws {TypeError} when `timeoutMillis` (1 to 2^31−1 ms) or `signal` is malformed.
+ * Folds the caller's signal and timeout (checked already, src/call-options.ts) into one cancellation:
+ * on abort, cancel the running statement, and destroy the connection if the call still holds it
+ * after the grace.
  * @throws {DatabaseQueryError} `QUERY_CANCELLED` when `signal` is already aborted.
  */
-export function openCallScope(options: { signal?: AbortSignal; timeoutMillis?: number }, settings: CallScopeSettings): CallScope {
+export function openCallScope(
+  options: { readonly signal: AbortSignal | undefined; readonly timeoutMillis: number | undefined },
+  settings: CallScopeSettings,
+): CallScope {
   const now = Date.now();
-  const timeoutMillis = checkMillis(options.timeoutMillis, 'timeoutMillis');
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal))
-    throw new TypeError('signal must be an AbortSignal');
+  const timeoutMillis = options.timeoutMillis;
   const deadline = now + Math.min(settings.maxAcquireMillis, timeoutMillis ?? Infinity);
   const context: QueryContext = {
     queryTime: settings.queryTime,
     counters: settings.counters,
     shouldRefuseNamedStatements: settings.shouldRefuseNamedStatements,
     statements: settings.statements,
+    preamble: settings.preamble,
   };
   if (!options.signal && timeoutMillis === undefined) return { context, deadline, signal: undefined, dispose: noop };
   const controller = new AbortController();
@@ -64,14 +68,17 @@ export function openCallScope(options: { signal?: AbortSignal; timeoutMillis?: n
     // (PoolTimeoutError with a pool snapshot); a caller's abort ends the wait at once.
     if (lease || !isTimeout) controller.abort(context.cancelled);
     if (!lease) return;
-    if (lease.inFlight > 0) void lease.node.cancel(lease);
+    if (lease.callerUnanswered > 0) void lease.owner.cancel(lease);
     // The cancel request may never reach the server (a black-holed link), and BEGIN/SET/COMMIT are
     // not cancelled at all: a call still holding its connection after the grace has the connection
     // destroyed, so the caller's wait ends (pgx's CancelRequestContextWatcherHandler does the same).
-    graceTimer = setTimeout(() => {
-      if (scope.lease === lease) lease.node.abandon(lease);
-    }, settings.graceMillis);
-    graceTimer.unref();
+    graceTimer = startTimer(
+      settings.graceMillis,
+      () => {
+        if (scope.lease === lease) lease.owner.abandon(lease);
+      },
+      'unref',
+    );
   };
   const onAbort = () => abort(options.signal!.reason, 'The operation was cancelled by its AbortSignal');
   if (options.signal?.aborted) onAbort();
@@ -79,16 +86,16 @@ export function openCallScope(options: { signal?: AbortSignal; timeoutMillis?: n
   const timer =
     timeoutMillis === undefined
       ? undefined
-      : setTimeout(
+      : startTimer(
+          timeoutMillis,
           () =>
             abort(
               undefined,
               `The operation did not finish within timeoutMillis (${timeoutMillis} ms); its statement was cancelled`,
               true,
             ),
-          timeoutMillis,
+          'unref',
         );
-  timer?.unref();
   scope.dispose = () => {
     clearTimeout(timer);
     clearTimeout(graceTimer);

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { startTimer } from './timers.js';
 
 /**
  * The few places where the library looks past pg's public API, isolated here (STYLE.md rule 8).
@@ -88,8 +89,7 @@ export function sendCancelRequest(client: pg.Client, open: () => CancelSocket, t
   if (processID === null || secretKey === null || processID === undefined) return Promise.resolve(false);
   return new Promise((resolve) => {
     const socket = open();
-    const timer = setTimeout(() => finish(false), timeoutMillis);
-    timer.unref();
+    const timer = startTimer(timeoutMillis, () => finish(false), 'unref');
     let sent = false;
     function finish(ok: boolean) {
       clearTimeout(timer);

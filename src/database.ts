@@ -1,23 +1,35 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import type { CallOptions, ExecuteQueryOptions, ExecuteTransactionOptions, Operation, WithDbOptions } from './call-options.js';
-import { openCallScope, type CallScope, type CallScopeSettings } from './call-scope.js';
+import { CallFrame } from './call-frame.js';
+import {
+  checkOperations,
+  checkQueryCall,
+  checkTransactionCall,
+  checkWithDbCall,
+  type CallOptions,
+  type ExecuteQueryOptions,
+  type ExecuteTransactionOptions,
+  type Operation,
+  type QueryCall,
+  type TransactionCall,
+  type WithDbOptions,
+} from './call-options.js';
+import { queryWork, rowsOf, transactionWork } from './call-work.js';
 import { loadConfig, type DatabaseOptions, type ResolvedConfig } from './config.js';
 import { checkMillis } from './durations.js';
 import { LoginCache } from './credentials/login-cache.js';
-import { DatabaseConnectionError, PoolClosedError } from './errors.js';
+import { PoolClosedError } from './errors.js';
 import { checkHealth, type HealthReport } from './health.js';
 import { createLogger } from './logger.js';
 import { summarize } from './error-summary.js';
-import { leaseQuery, type Lease } from './pool/lease.js';
 import { NodePool } from './pool/node-pool.js';
-import { acquireRouted } from './replicas/routed-acquire.js';
-import { parseLsn, Router, type RoutedNode } from './replicas/router.js';
-import { sendQuery, type QueryClient, type QueryContext } from './query-client.js';
+import { Router } from './replicas/router.js';
+import type { QueryClient } from './query-client.js';
 import { waitUntilReady } from './pool/ready.js';
 import { buildStats, DurationRecorder, type DatabaseCounters, type PoolStats } from './stats.js';
 import { StatementNames } from './prepared-statements.js';
 import { transactionSettings } from './session.js';
+import { startTimer } from './timers.js';
 import type { Readable, Writable } from 'node:stream';
 import { checkChannel, checkPayload } from './streams/channel.js';
 import type { RowStream } from './streams/row-stream.js';
@@ -31,7 +43,6 @@ import {
 } from './streams/transaction-streams.js';
 import { Listener, type ListenOptions, type NotificationHandler, type Subscription } from './streams/listener.js';
 import { checkListenTarget, listenerSettings } from './streams/listener-settings.js';
-import { BeginConnectionError, parseIsolationLevel, runStatement, runTransaction, type TransactionSpec } from './transaction.js';
 
 /** How long `rotateCredentials()` spreads the retirement of open connections over by default, ms. */
 const DEFAULT_DRAIN_MILLIS = 10_000;
@@ -60,11 +71,8 @@ export class Database {
   #queryTime = new DurationRecorder();
   #state: 'open' | 'closing' | 'closed' = 'open';
   #shutdown: Promise<void> | undefined;
-  /** SET LOCAL timeouts sent with every BEGIN behind PgBouncer; empty otherwise. */
-  readonly #preamble: readonly string[];
-  /** Automatic prepared statements; undefined when off (maxPreparedStatements 0, or PgBouncer without prepared statements). */
-  readonly #statements: StatementNames | undefined;
-  readonly #scopeSettings: CallScopeSettings;
+  readonly #frame: CallFrame;
+  readonly #queryWork: ReturnType<typeof queryWork>;
   /** LISTEN on a dedicated connection, opened by the first `listen()` (src/streams/listener.ts). */
   readonly #listener: Listener;
   /** Logins from the password function, credentials provider or password file; undefined for a fixed password. */
@@ -73,33 +81,42 @@ export class Database {
   constructor(options: DatabaseOptions = {}) {
     this.config = loadConfig(process.env, options);
     this.log = createLogger(this.config.logLevel, options.logger);
-    this.#preamble = transactionSettings(this.config);
-    const canPrepare = !this.config.pgbouncer || this.config.pgbouncerPreparedStatements;
-    this.#statements =
-      canPrepare && this.config.maxPreparedStatements > 0 ? new StatementNames(this.config.maxPreparedStatements) : undefined;
-    this.#scopeSettings = {
-      maxAcquireMillis: this.config.connectionTimeoutMillis,
-      graceMillis: this.config.validationTimeoutMillis,
-      queryTime: this.#queryTime,
-      counters: this.#counters,
-      shouldRefuseNamedStatements: this.config.pgbouncer && !this.config.pgbouncerPreparedStatements,
-      statements: this.#statements,
-    };
-    for (const warning of this.config.warnings) this.log.warn(warning);
-    const source = this.config.loginSource;
+    const config = this.config;
+    const preamble = transactionSettings(config);
+    // Automatic prepared statements: off with maxPreparedStatements 0, or behind PgBouncer without prepared statements.
+    const canPrepare = !config.pgbouncer || config.pgbouncerPreparedStatements;
+    const statements =
+      canPrepare && config.maxPreparedStatements > 0 ? new StatementNames(config.maxPreparedStatements) : undefined;
+    for (const warning of config.warnings) this.log.warn(warning);
+    const source = config.loginSource;
     this.#logins = source
       ? new LoginCache(source, {
-          timeoutMillis: Math.min(this.config.credentialsTimeoutMillis, this.config.connectionTimeoutMillis),
-          cacheMillis: this.config.credentialsCacheMillis,
+          timeoutMillis: Math.min(config.credentialsTimeoutMillis, config.connectionTimeoutMillis),
+          cacheMillis: config.credentialsCacheMillis,
           log: this.log,
         })
       : undefined;
-    this.#primary = new NodePool(this.config, 'primary', this.config, this.log, this.#acquireTime, this.#logins);
-    const replicas = this.config.replicas.map(
-      (target) => new NodePool(target, 'replica', this.config, this.log, this.#acquireTime, this.#logins),
+    const acquireTime = this.#acquireTime;
+    this.#primary = new NodePool(config, 'primary', config, this.log, acquireTime, this.#logins);
+    const replicas = config.replicas.map(
+      (target) => new NodePool(target, 'replica', config, this.log, acquireTime, this.#logins),
     );
-    this.#router = new Router(this.#primary, replicas, this.config, this.log);
-    this.#listener = new Listener(listenerSettings(this.config, this.log, this.#logins));
+    this.#router = new Router(this.#primary, replicas, config, this.log);
+    this.#listener = new Listener(listenerSettings(config, this.log, this.#logins));
+    this.#queryWork = queryWork(config.pgbouncer);
+    this.#frame = new CallFrame({
+      router: this.#router,
+      maxAcquireMillis: config.connectionTimeoutMillis,
+      graceMillis: config.validationTimeoutMillis,
+      leakDetectionThresholdMillis: config.leakDetectionThresholdMillis,
+      replicaWaitMillis: config.replicaWaitMillis,
+      queryTime: this.#queryTime,
+      counters: this.#counters,
+      shouldRefuseNamedStatements: config.pgbouncer && !config.pgbouncerPreparedStatements,
+      statements,
+      preamble,
+      isOpen: () => this.#state === 'open',
+    });
     this.log.info(
       {
         host: this.config.host,
@@ -152,12 +169,14 @@ export class Database {
    * serialization failure outlives `retries`. {@link PoolTimeoutError}, {@link PoolClosedError},
    * {@link DatabaseConnectionError}, {@link DatabaseQueryError} (`QUERY_CANCELLED` on abort/timeout).
    */
-  async withDb<T>(readOnlyOrOptions: boolean | WithDbOptions, fn: (client: QueryClient) => Promise<T>): Promise<T> {
-    const options: WithDbOptions =
-      typeof readOnlyOrOptions === 'boolean' ? { readOnly: readOnlyOrOptions } : (readOnlyOrOptions ?? {});
-    if (typeof fn !== 'function')
-      return this.#reject(new TypeError('withDb needs a callback: withDb(readOnly, async (client) => ...)'));
-    return this.#transaction(options, fn);
+  withDb<T>(readOnlyOrOptions: boolean | WithDbOptions, fn: (client: QueryClient) => Promise<T>): Promise<T> {
+    let call: TransactionCall<T>;
+    try {
+      call = checkWithDbCall(readOnlyOrOptions, fn);
+    } catch (error) {
+      return this.#reject(error);
+    }
+    return this.#frame.run(call, transactionWork) as Promise<T>;
   }
 
   /**
@@ -167,187 +186,37 @@ export class Database {
    * runs in a transaction of its own, in two round trips, so statements that cannot run in a
    * transaction block (VACUUM) fail with SQLSTATE 25001 (docs/operations.md).
    */
-  async executeQuery<R extends pg.QueryResultRow = Record<string, unknown>>(
+  executeQuery<R extends pg.QueryResultRow = Record<string, unknown>>(
     text: string,
     params?: readonly unknown[],
     options: ExecuteQueryOptions = {},
   ): Promise<R[]> {
-    if (typeof text !== 'string' || text.trim() === '')
-      return this.#reject(new TypeError('executeQuery needs SQL text as its first argument'));
-    if (params !== undefined && !Array.isArray(params))
-      return this.#reject(new TypeError('executeQuery params must be an array (bound as $1, $2, ...)'));
-    if (typeof options !== 'object' || options === null)
-      return this.#reject(new TypeError('executeQuery options must be an object'));
-    const isReadOnly = options.readOnly ?? true;
-    let scope: CallScope | undefined;
+    let call: QueryCall;
     try {
-      scope = openCallScope(options, this.#scopeSettings);
-      for (let attempt = 1; ; attempt++) {
-        const lease = await this.#acquire(scope, isReadOnly, options);
-        scope.lease = lease;
-        try {
-          return rowsOf(await this.#runOne<R>(lease, scope.context, isReadOnly, text, params));
-        } catch (error) {
-          // A read may be re-sent on a dead connection; a write only when BEGIN showed that nothing ran.
-          const isRetryable = isReadOnly
-            ? lease.isBroken && error instanceof DatabaseConnectionError
-            : error instanceof BeginConnectionError;
-          if (attempt === 1 && isRetryable && !scope.context.cancelled) {
-            this.#router.ban(this.#routed(lease), error);
-            continue;
-          }
-          throw error;
-        } finally {
-          scope.lease = undefined;
-          const releasing = lease.node.release(lease);
-          if (releasing) await releasing;
-        }
-      }
+      call = checkQueryCall(text, params, options);
     } catch (error) {
-      this.#counters.errors++;
-      throw error;
-    } finally {
-      scope?.dispose();
+      return this.#reject(error);
     }
+    return this.#frame.run(call, this.#queryWork) as Promise<R[]>;
   }
 
   /** Runs every operation in one transaction, all or nothing; returns each operation's rows. */
-  async executeTransaction<R extends pg.QueryResultRow = Record<string, unknown>>(
+  executeTransaction<R extends pg.QueryResultRow = Record<string, unknown>>(
     operations: readonly Operation[],
     options: ExecuteTransactionOptions = {},
   ): Promise<R[][]> {
-    if (
-      !Array.isArray(operations) ||
-      operations.some((op) => typeof op?.text !== 'string' || (op.params !== undefined && !Array.isArray(op.params)))
-    ) {
-      return this.#reject(new TypeError('executeTransaction needs an array of { text: string, params?: unknown[] }'));
-    }
-    return this.#transaction({ readOnly: false, ...options }, async (client) => {
-      const results: R[][] = [];
-      for (const op of operations) results.push(rowsOf(await client.query<R>(op.text, op.params)));
-      return results;
-    });
-  }
-
-  async #transaction<T>(options: WithDbOptions, fn: (client: QueryClient) => Promise<T>): Promise<T> {
-    let scope: CallScope | undefined;
+    let call: TransactionCall<R[][]>;
     try {
-      const spec: TransactionSpec = {
-        isReadOnly: options.readOnly ?? false,
-        isolationLevel: parseIsolationLevel(options.isolationLevel),
-        retries: checkRetries(options.retries),
-        preamble: this.#preamble,
-      };
-      scope = openCallScope(options, this.#scopeSettings);
-      for (let attempt = 1; ; attempt++) {
-        const lease = await this.#acquire(scope, spec.isReadOnly, options);
-        scope.lease = lease;
-        try {
-          const result = await runTransaction(lease, scope.context, spec, fn);
-          this.#counters.transactionsExecuted++;
-          return result;
-        } catch (error) {
-          // BEGIN found the connection dead: nothing of the caller's ran, so one more connection is safe.
-          if (attempt === 1 && error instanceof BeginConnectionError && !scope.context.cancelled) {
-            this.#router.ban(this.#routed(lease), error);
-            continue;
-          }
-          throw error;
-        } finally {
-          scope.lease = undefined;
-          const releasing = lease.node.release(lease);
-          if (releasing) await releasing;
-        }
-      }
-    } catch (error) {
-      this.#counters.errors++;
-      throw error;
-    } finally {
-      scope?.dispose();
-    }
-  }
-
-  /**
-   * Checks out a connection on the node the router picks. A replica that fails to connect is banned
-   * and the next candidate is tried within the same deadline (the primary is always last for reads).
-   * With `afterWrite`, a replica is used only once it has replayed that position (waiting at most
-   * `replicaWaitMillis`); otherwise the primary serves the read.
-   */
-  #acquire(scope: CallScope, isReadOnly: boolean, options: CallOptions): Promise<Lease> {
-    this.#assertOpen();
-    if (options.target !== undefined && !['primary', 'replica', 'any'].includes(options.target))
-      throw new TypeError("target must be 'primary', 'replica' or 'any'");
-    if (!isReadOnly && options.target === 'replica')
-      throw new TypeError("target 'replica' needs readOnly: true (writes always go to the primary)");
-    const token = options.afterWrite === undefined ? undefined : parseLsn(options.afterWrite);
-    if (options.afterWrite !== undefined && token === undefined)
-      throw new TypeError('afterWrite must be a token from getWriteToken() (a WAL position such as 0/16B3748)');
-    if (!isReadOnly && this.#router.primary.isInRecovery === true) {
-      throw new DatabaseConnectionError(
-        `The primary ${this.#primary.name} is in recovery (a standby); writes are refused until it is promoted`,
-        { code: 'CONNECTION_FAILED' },
-      );
-    }
-    const stack = this.config.leakDetectionThresholdMillis > 0 ? new Error('acquired here').stack : undefined;
-    const candidates = this.#router.candidates(isReadOnly, options.target);
-    if (candidates.length === 0)
-      throw new DatabaseConnectionError('No replica is usable for a read with target: replica (all banned, lagging or down)');
-    // The common case, the primary alone: its acquire's own promise, no wrapper around it.
-    if (candidates.length === 1 && candidates[0] === this.#router.primary)
-      return this.#primary.acquire({ deadline: scope.deadline, signal: scope.signal, stack });
-    return acquireRouted(this.#router, scope, candidates, token, stack, this.config.replicaWaitMillis);
-  }
-
-  #routed(lease: Lease): RoutedNode {
-    return this.#router.nodes.find((node) => node.pool === lease.node)!;
-  }
-
-  /**
-   * One statement of executeQuery. Behind PgBouncer the session is not ours between transactions (no
-   * SET SESSION, no session timeouts), so the statement gets a transaction of its own that carries its
-   * read-only mode and the timeouts; elsewhere it runs on the session's read-only default.
-   */
-  #runOne<R extends pg.QueryResultRow>(
-    lease: Lease,
-    context: QueryContext,
-    isReadOnly: boolean,
-    text: string,
-    params?: readonly unknown[],
-  ): Promise<pg.QueryResult<R>> {
-    if (this.config.pgbouncer)
-      return runStatement<R>(lease, context, { isReadOnly, retries: 0, preamble: this.#preamble }, text, params);
-    // The common case (the session already has the right read-only mode): sendQuery's own promise.
-    if (lease.isSessionReadOnly === isReadOnly) return sendQuery<R>(lease, context, text, params);
-    return this.#runAfterSet<R>(lease, context, isReadOnly, text, params);
-  }
-
-  async #runAfterSet<R extends pg.QueryResultRow>(
-    lease: Lease,
-    context: QueryContext,
-    isReadOnly: boolean,
-    text: string,
-    params?: readonly unknown[],
-  ): Promise<pg.QueryResult<R>> {
-    // A SET cut short by the caller's timeout or signal reports the cancellation, not a lost connection.
-    await this.#setSessionReadOnly(lease, isReadOnly).catch((error: unknown) => {
-      throw context.cancelled ?? error;
-    });
-    return sendQuery<R>(lease, context, text, params);
-  }
-
-  /** Switches the session's default read-only mode when this statement needs the other one. */
-  async #setSessionReadOnly(lease: Lease, isReadOnly: boolean): Promise<void> {
-    if (lease.isSessionReadOnly === isReadOnly) return;
-    try {
-      await leaseQuery(lease, `SET SESSION default_transaction_read_only = ${isReadOnly ? 'on' : 'off'}`);
-      lease.isSessionReadOnly = isReadOnly;
-    } catch (error) {
-      lease.isBroken = true;
-      throw new DatabaseConnectionError(`Could not set the session's read-only mode on ${lease.node.name}`, {
-        cause: error,
-        code: 'CONNECTION_LOST',
+      const checked = checkOperations(operations);
+      call = checkTransactionCall({ readOnly: false, ...options }, async (client) => {
+        const results: R[][] = [];
+        for (const op of checked) results.push(rowsOf(await client.query<R>(op.text, op.params)));
+        return results;
       });
+    } catch (error) {
+      return this.#reject(error);
     }
+    return this.#frame.run(call, transactionWork) as Promise<R[][]>;
   }
 
   /**
@@ -451,7 +320,8 @@ export class Database {
     if (this.#state !== 'open') throw new PoolClosedError();
   }
 
-  #reject(error: Error): Promise<never> {
+  /** A call refused before it started (a malformed argument): counted as a failed call. */
+  #reject(error: unknown): Promise<never> {
     this.#counters.errors++;
     return Promise.reject(error);
   }
@@ -500,7 +370,7 @@ export class Database {
     // The one timer deliberately left ref'd: pooled sockets are unref'd (allowExitOnIdle), so without
     // it Node can exit while `await shutdown()` is pending (a script's top-level await then ends with
     // exit code 13). It never holds the process past the deadline plus one second.
-    const keepAlive = setTimeout(() => undefined, Math.max(0, deadline - Date.now()) + 1000);
+    const keepAlive = startTimer(Math.max(0, deadline - Date.now()) + 1000, () => undefined, 'ref');
     this.#shutdown = Promise.all(this.#router.nodes.map((node) => node.pool.close(deadline)))
       .then(
         () => {
@@ -515,21 +385,4 @@ export class Database {
       .finally(() => clearTimeout(keepAlive));
     return this.#shutdown;
   }
-}
-
-/**
- * The rows of a statement's result. A text of several statements (sent without params, so by the
- * simple protocol) gives pg one result per statement: its rows are the last statement's, as psycopg2's
- * `fetchall()` gives after such an `execute` (docs/errors.md).
- */
-function rowsOf<R extends pg.QueryResultRow>(result: pg.QueryResult<R> | readonly pg.QueryResult<R>[]): R[] {
-  const last = Array.isArray(result) ? (result as readonly pg.QueryResult<R>[]).at(-1) : (result as pg.QueryResult<R>);
-  return last?.rows ?? [];
-}
-
-function checkRetries(retries: unknown): number {
-  if (retries === undefined) return 0;
-  if (typeof retries !== 'number' || !Number.isInteger(retries) || retries < 0 || retries > 100)
-    throw new TypeError('retries must be an integer from 0 to 100');
-  return retries;
 }

@@ -1,6 +1,6 @@
-import { destroySocket } from './client-internals.js';
 import { MAX_TIMER_MILLIS } from './durations.js';
 import { summarize } from './error-summary.js';
+import { probeConnection } from './pool/probe-connection.js';
 import type { Router } from './replicas/router.js';
 import type { ListenerStats, PoolStats } from './stats.js';
 
@@ -44,8 +44,6 @@ export interface ReplicaHealth {
 
 /** An acquire timeout this recent makes the report `degraded`. */
 export const DEGRADED_WINDOW_MILLIS = 60_000;
-
-/** The longest timer Node can set (about 24.8 days); a longer one would fire at once. */
 
 const HEALTH_SQL = `SELECT version() AS version, pg_is_in_recovery() AS is_replica,
   to_char(now(), 'YYYY-MM-DD"T"HH24:MI:SS.MSTZH:TZM') AS database_time,
@@ -105,40 +103,25 @@ export async function checkHealth(input: {
       error: `healthCheck timeoutMillis must be a number of milliseconds from 1 to ${MAX_TIMER_MILLIS}`,
     });
   }
-  const client = router.primary.pool.createClient('health', input.timeoutMillis);
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), input.timeoutMillis);
-    timer.unref();
+  const outcome = await probeConnection<HealthRow>(router.primary.pool, 'health', input.timeoutMillis, HEALTH_SQL);
+  if (outcome === 'timeout')
+    return report({ status: 'unhealthy', error: `The server did not answer within ${input.timeoutMillis} ms` });
+  if ('error' in outcome) return report({ status: 'unhealthy', error: summarize(outcome.error).message });
+  const row = outcome.rows[0]!;
+  const recentTimeout = router.nodes.some((node) => Date.now() - node.pool.lastAcquireTimeoutAt < DEGRADED_WINDOW_MILLIS);
+  const downReplicas = replicas.filter((replica) => replica.status !== 'up');
+  const problems = [
+    ...(row.is_replica ? ['the configured primary is in recovery (a standby): writes are refused'] : []),
+    ...(recentTimeout ? ['an acquire timed out in the last 60 seconds (pool exhausted)'] : []),
+    ...downReplicas.map((replica) => `replica ${replica.name} is ${replica.status}`),
+    ...(isListening && !listener.connected ? ['the notification listener lost its connection and is reconnecting'] : []),
+  ];
+  return report({
+    status: problems.length > 0 ? 'degraded' : 'healthy',
+    databaseVersion: row.version,
+    isReplica: row.is_replica,
+    databaseTime: row.database_time,
+    tls: { encrypted: row.ssl === true, protocol: row.tls_version },
+    ...(problems.length > 0 ? { error: problems.join('; ') } : {}),
   });
-  const attempt = (async () => {
-    await client.connect();
-    return (await client.query<HealthRow>(HEALTH_SQL)).rows[0]!;
-  })().catch((error: unknown) => ({ error }));
-  try {
-    const outcome = await Promise.race([attempt, timeout]);
-    if (outcome === 'timeout')
-      return report({ status: 'unhealthy', error: `The server did not answer within ${input.timeoutMillis} ms` });
-    if ('error' in outcome) return report({ status: 'unhealthy', error: summarize(outcome.error).message });
-    const recentTimeout = router.nodes.some((node) => Date.now() - node.pool.lastAcquireTimeoutAt < DEGRADED_WINDOW_MILLIS);
-    const downReplicas = replicas.filter((replica) => replica.status !== 'up');
-    const problems = [
-      ...(outcome.is_replica ? ['the configured primary is in recovery (a standby): writes are refused'] : []),
-      ...(recentTimeout ? ['an acquire timed out in the last 60 seconds (pool exhausted)'] : []),
-      ...downReplicas.map((replica) => `replica ${replica.name} is ${replica.status}`),
-      ...(isListening && !listener.connected ? ['the notification listener lost its connection and is reconnecting'] : []),
-    ];
-    return report({
-      status: problems.length > 0 ? 'degraded' : 'healthy',
-      databaseVersion: outcome.version,
-      isReplica: outcome.is_replica,
-      databaseTime: outcome.database_time,
-      tls: { encrypted: outcome.ssl === true, protocol: outcome.tls_version },
-      ...(problems.length > 0 ? { error: problems.join('; ') } : {}),
-    });
-  } finally {
-    clearTimeout(timer);
-    destroySocket(client);
-    void client.end().catch(() => undefined);
-  }
 }

@@ -10,7 +10,7 @@ import {
   sqlStateOf,
 } from './errors.js';
 import { classifyTransactionControl, savepointName } from './nested-transactions.js';
-import type { Lease } from './pool/lease.js';
+import { markBroken, statementAnswered, statementSent, type Lease } from './pool/lease.js';
 import { preparedStatementFailure, type StatementNames } from './prepared-statements.js';
 import type { DatabaseCounters, DurationRecorder } from './stats.js';
 import { copyFromOn, copyToOn, type CopyFromStream, type CopyToStream } from './streams/copy.js';
@@ -65,6 +65,11 @@ export interface QueryContext {
   readonly shouldRefuseNamedStatements?: boolean;
   /** Automatic prepared statements (`maxPreparedStatements`); absent when off. */
   readonly statements?: StatementNames;
+  /**
+   * Statements run right after each BEGIN (SET LOCAL timeouts behind PgBouncer), sent in BEGIN's own
+   * message so they cost no round trip; constant text only, never caller input. Not counted as queries.
+   */
+  readonly preamble?: readonly string[];
 }
 
 /**
@@ -90,9 +95,7 @@ export async function sendQuery<R extends pg.QueryResultRow>(
     );
   const startedAt = performance.now();
   context.counters.queriesExecuted++;
-  lease.inFlight++;
-  // leaseQuery's bookkeeping for the statement watchdog, inline: one async layer less per statement.
-  if (lease.pending++ === 0) lease.busySince = startedAt;
+  statementSent(lease, true, startedAt);
   try {
     if (typeof query !== 'string') return await lease.client.query<R>(query, values as unknown[]);
     const name = values !== undefined && values.length > 0 ? context.statements?.nameFor(query) : undefined;
@@ -108,7 +111,7 @@ export async function sendQuery<R extends pg.QueryResultRow>(
       if (!failure) throw error;
       context.statements!.forget(query);
       // pg still counts the name as prepared on this connection, which the server no longer has.
-      if (failure === 'missing') lease.isBroken = true;
+      if (failure === 'missing') markBroken(lease);
       // In a transaction the failed statement aborted it; outside one nothing ran, so send it again.
       if (lease.client.getTransactionStatus() !== 'I') throw error;
       return await submit<R>(lease.client, { text: query, values: values as unknown[] });
@@ -119,8 +122,7 @@ export async function sendQuery<R extends pg.QueryResultRow>(
     if (mapped === error && !(error instanceof DbError)) context.counters.queriesExecuted--;
     throw mapped;
   } finally {
-    lease.inFlight--;
-    if (--lease.pending === 0) lease.busySince = 0;
+    statementAnswered(lease, true);
     context.queryTime.record(performance.now() - startedAt);
   }
 }
@@ -163,17 +165,17 @@ export function toDbError(error: unknown, lease: Lease, context: QueryContext): 
   if (!context.cancelled && isClientSideError(error, lease)) return error as Error;
   const state = sqlStateOf(error);
   if (context.cancelled && (state === '57014' || !state)) {
-    if (!state) lease.isBroken = true;
+    if (!state) markBroken(lease);
     return context.cancelled;
   }
   if (isConnectionFailure(error)) {
-    lease.isBroken = true;
+    markBroken(lease);
     // pg's "not queryable" hides why; the error event that broke the connection (a FATAL such as the
     // idle-in-transaction timeout, 25P03) says it.
     const reason = lease.lostError ?? error;
     const reasonState = sqlStateOf(reason);
     const message = `${reason instanceof Error ? reason.message : String(reason)}${reasonState ? ` (SQLSTATE ${reasonState})` : ''}`;
-    return new DatabaseConnectionError(`Connection to ${lease.node.name} lost: ${message}`, {
+    return new DatabaseConnectionError(`Connection to ${lease.owner.name} lost: ${message}`, {
       cause: reason,
       code: 'CONNECTION_LOST',
     });

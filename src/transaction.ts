@@ -7,7 +7,8 @@ import {
   isConnectionFailure,
   sqlStateOf,
 } from './errors.js';
-import { leaseQuery, type Lease } from './pool/lease.js';
+import { leaseQuery, markBroken, type Lease } from './pool/lease.js';
+import { sleep } from './timers.js';
 import { createQueryClient, sendQuery, toDbError, type QueryClient, type QueryContext } from './query-client.js';
 
 /** Transaction isolation levels accepted by `withDb({ isolationLevel })`. */
@@ -25,11 +26,6 @@ export interface TransactionSpec {
   readonly isolationLevel?: IsolationLevel;
   /** Extra runs after a serialization failure or deadlock (40001, 40P01). */
   readonly retries: number;
-  /**
-   * Statements run right after BEGIN (SET LOCAL timeouts behind PgBouncer), sent in BEGIN's own
-   * message so they cost no round trip; constant text only, never caller input. Not counted as queries.
-   */
-  readonly preamble?: readonly string[];
 }
 
 /** Validates an isolation level given by a caller; the SQL text comes from our list, never from input. */
@@ -50,10 +46,10 @@ export function parseIsolationLevel(value: unknown): IsolationLevel | undefined 
   return level;
 }
 
-/** BEGIN and the preamble as one simple-protocol message: one round trip, and all of it or none of it runs. */
-function beginStatement(spec: TransactionSpec): string {
+/** BEGIN and the context's preamble as one simple-protocol message: one round trip, and all of it or none of it runs. */
+function beginStatement(spec: Pick<TransactionSpec, 'isReadOnly' | 'isolationLevel'>, context: QueryContext): string {
   const level = spec.isolationLevel ? ` ISOLATION LEVEL ${spec.isolationLevel.toUpperCase()}` : '';
-  return [`BEGIN${level} ${spec.isReadOnly ? 'READ ONLY' : 'READ WRITE'}`, ...(spec.preamble ?? [])].join('; ');
+  return [`BEGIN${level} ${spec.isReadOnly ? 'READ ONLY' : 'READ WRITE'}`, ...(context.preamble ?? [])].join('; ');
 }
 
 /** Thrown when BEGIN failed on a connection that turned out dead: nothing ran, the caller may retry. */
@@ -78,7 +74,7 @@ export async function runTransaction<T>(
   fn: (client: QueryClient) => Promise<T>,
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
-    await control(lease, context, beginStatement(spec), 'BEGIN', attempt);
+    await control(lease, context, beginStatement(spec, context), 'BEGIN', attempt);
     const bound = createQueryClient(lease, context);
     const { client, close, settle } = bound;
     let result: T;
@@ -99,9 +95,9 @@ export async function runTransaction<T>(
       // A statement fn did not await would be committed unseen (or fail after fn "succeeded"), and a
       // cursor, stream or COPY still open would hold COMMIT behind it forever: commit nothing; the
       // connection is destroyed (a statement in flight is cancelled first).
-      const running = lease.inFlight + (hasQueuedWork(lease.client) ? 1 : 0);
+      const running = lease.callerUnanswered + (hasQueuedWork(lease.client) ? 1 : 0);
       if (running > 0) {
-        lease.isBroken = true;
+        markBroken(lease);
         throw new DatabaseTransactionError(
           `The withDb callback returned while ${running} statement(s), cursor(s) or stream(s) it started were still running (a missing await?); nothing was committed and the connection was closed`,
           { attempts: attempt },
@@ -126,7 +122,10 @@ export async function runTransaction<T>(
     }
     close();
     const outcome = await commit(lease, context, attempt);
-    if (outcome === 'committed') return result;
+    if (outcome === 'committed') {
+      context.counters.transactionsExecuted++;
+      return result;
+    }
     if (attempt > spec.retries) {
       throw new DatabaseTransactionError(
         `COMMIT failed with SQLSTATE ${sqlStateOf(outcome.error)} after ${attempt} attempt${attempt === 1 ? '' : 's'}`,
@@ -155,11 +154,11 @@ export async function runTransaction<T>(
 export async function runStatement<R extends pg.QueryResultRow>(
   lease: Lease,
   context: QueryContext,
-  spec: TransactionSpec,
+  spec: Pick<TransactionSpec, 'isReadOnly'>,
   text: string,
   params?: readonly unknown[],
 ): Promise<pg.QueryResult<R>> {
-  await control(lease, context, beginStatement(spec), 'BEGIN', 1);
+  await control(lease, context, beginStatement(spec, context), 'BEGIN', 1);
   if (context.cancelled) {
     await rollback(lease);
     throw context.cancelled;
@@ -203,7 +202,7 @@ async function control(lease: Lease, context: QueryContext, statement: string, w
     // A connection destroyed because the caller's timeout or signal fired reports the cancellation.
     if (mapped === context.cancelled) throw mapped;
     if (isConnectionFailure(error))
-      throw new BeginConnectionError(`${what} failed: the connection to ${lease.node.name} was lost (${mapped.message})`, {
+      throw new BeginConnectionError(`${what} failed: the connection to ${lease.owner.name} was lost (${mapped.message})`, {
         cause: error,
       });
     throw new DatabaseTransactionError(`${what} failed: ${mapped.message}`, { cause: mapped, attempts: attempt });
@@ -238,18 +237,18 @@ async function commit(
 
 /** ROLLBACK unless the connection is already known broken; a failed ROLLBACK marks it broken. */
 async function rollback(lease: Lease): Promise<void> {
-  if (lease.isBroken || lease.inFlight > 0) {
-    lease.isBroken = true;
+  if (lease.isBroken || lease.callerUnanswered > 0) {
+    markBroken(lease);
     return;
   }
   try {
     await leaseQuery(lease, 'ROLLBACK');
   } catch {
-    lease.isBroken = true;
+    markBroken(lease);
   }
 }
 
 function backoff(attempt: number): Promise<void> {
   const ceiling = Math.min(RETRY_MAX_MILLIS, RETRY_BASE_MILLIS * 2 ** (attempt - 1));
-  return new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling).unref());
+  return sleep(Math.random() * ceiling, 'unref');
 }

@@ -12,6 +12,7 @@ import {
   printFailure,
   type CliIo,
 } from './cli-support.js';
+import { sleep } from '../timers.js';
 
 export const HEALTH_USAGE = `usage: codecheck-db health [--json] [--timeout <seconds>]
   Checks the database configured by DATABASE_URL / DB_* (as the service sees it) on a fresh
@@ -64,7 +65,7 @@ export async function runHealth(argv: readonly string[], io: CliIo): Promise<num
 async function waitForReplicaProbes(db: Database, until: number): Promise<void> {
   const isPending = () =>
     db.getStats().nodes.some((node) => node.role === 'replica' && node.isInRecovery === null && node.status !== 'banned');
-  while (isPending() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, POLL_MILLIS).unref());
+  while (isPending() && Date.now() < until) await sleep(POLL_MILLIS, 'unref');
 }
 
 function formatReport(report: HealthReport): string {

@@ -10,6 +10,7 @@ import { CONFIG_USAGE, runConfig } from './config-command.js';
 import { HEALTH_USAGE, runHealth } from './health-command.js';
 import { MIGRATE_SCAN_USAGE, runMigrateScan } from './migrate-scan/scan-command.js';
 import { runStats, STATS_USAGE } from './stats-command.js';
+import { startInterval, startTimer } from '../timers.js';
 
 export const USAGE = `usage: codecheck-db <command> [options]
 
@@ -69,13 +70,13 @@ if (isEntryPoint()) {
   const io: CliIo = { stdout: (text) => process.stdout.write(text), stderr: (text) => process.stderr.write(text) };
   // The library unrefs every timer and monitor socket, so while a command waits on one of them
   // nothing would keep node running: it would exit early with status 0, which a probe reads as healthy.
-  const keepAlive = setInterval(() => undefined, 60_000);
+  const keepAlive = startInterval(60_000, () => undefined, 'ref');
   main(process.argv.slice(2), io).then(
     (code) => {
       clearInterval(keepAlive);
       process.exitCode = code;
       // Everything we open is closed or unref'd; this only guards a probe against a handle left by a bug.
-      setTimeout(() => process.exit(code), 2000).unref();
+      startTimer(2000, () => process.exit(code), 'unref');
     },
     (error: unknown) => {
       process.stderr.write(`codecheck-db: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

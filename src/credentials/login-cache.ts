@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { summarize } from '../error-summary.js';
+import { raceDeadline } from '../timers.js';
 import { credentialsFailed, type Login, type LoginSource } from './login-source.js';
 
 /** A refresh starts in the background once a login is this far into its cache time (the last fifth is left). */
@@ -105,21 +106,20 @@ export class LoginCache {
   /** One provider call, abandoned (its signal aborted) after `timeoutMillis`. */
   #fetchWithin(timeoutMillis: number): Promise<Login> {
     const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const error = credentialsFailed(
-          this.source.origin,
-          `it did not answer within ${timeoutMillis} ms (credentialsTimeoutMillis)`,
-        );
-        controller.abort(error);
-        reject(error);
-      }, timeoutMillis);
-      timer.unref();
-    });
-    const fetched = this.source.fetch({ signal: controller.signal });
-    // A provider that settles after its deadline must not become an unhandled rejection.
-    fetched.catch(() => undefined);
-    return Promise.race([fetched, timeout]).finally(() => clearTimeout(timer));
+    const fetch = () => {
+      const fetched = this.source.fetch({ signal: controller.signal });
+      // A provider that settles after its deadline must not become an unhandled rejection.
+      fetched.catch(() => undefined);
+      return fetched;
+    };
+    const giveUp = () => {
+      const error = credentialsFailed(
+        this.source.origin,
+        `it did not answer within ${timeoutMillis} ms (credentialsTimeoutMillis)`,
+      );
+      controller.abort(error);
+      throw error;
+    };
+    return raceDeadline(fetch, timeoutMillis, giveUp, 'unref');
   }
 }

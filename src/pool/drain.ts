@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { destroySocket } from '../client-internals.js';
-import type { Lease } from './lease.js';
+import { markBroken, type Lease } from './lease.js';
+import { raceDeadline, sleep } from '../timers.js';
 
 /** The parts of a node pool that shutdown drains; the sets are the pool's live ones. */
 export interface DrainTarget {
@@ -27,34 +28,27 @@ export interface DrainTarget {
 export async function drainPool(target: DrainTarget, deadline: number): Promise<void> {
   for (const client of target.connecting) destroySocket(client);
   const ended = target.pool.end();
-  while (target.leases.size > 0 && Date.now() < deadline) await sleep(Math.min(20, deadline - Date.now()));
+  while (target.leases.size > 0 && Date.now() < deadline) await sleep(Math.min(20, deadline - Date.now()), 'unref');
   // All stragglers at once, each with one cancel request (release sends it): over a black-holed
   // link N of them cost one cancel timeout past the deadline, not 2 × N.
   await Promise.all(
     [...target.leases].map((lease) => {
       target.log.warn('shutdown deadline passed: cancelling a statement still running and closing its connection');
-      lease.isBroken = true;
+      markBroken(lease);
       return target.release(lease);
     }),
   );
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    ended,
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, Math.max(50, deadline - Date.now()));
-      timer.unref();
-    }),
-  ]);
-  clearTimeout(timer);
+  await raceDeadline(
+    () => ended,
+    Math.max(50, deadline - Date.now()),
+    () => undefined,
+    'unref',
+  );
   // Sockets whose polite end() never completed (a black-holed link) are destroyed.
   for (const client of target.clients) destroySocket(client);
   await ended.catch(() => undefined);
   // pg-pool emits 'remove' (counted in connectionsClosed) only once a client's end() completed:
   // wait briefly for the closed sockets to report it, so stats read after shutdown are final.
   const settleBy = Date.now() + 1000;
-  while (target.clients.size > 0 && Date.now() < settleBy) await sleep(5);
-}
-
-function sleep(millis: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, millis)).unref());
+  while (target.clients.size > 0 && Date.now() < settleBy) await sleep(5, 'unref');
 }

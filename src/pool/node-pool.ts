@@ -1,22 +1,29 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import { CircuitBreaker } from './circuit-breaker.js';
-import { isRecentlyUsed, newClientMeta, unwatchLease, watchLease, type ClientMeta } from './client-meta.js';
+import { Connections } from './connections.js';
 import { destroySocket, isQueryable, sendCancelRequest } from '../client-internals.js';
 import type { ConnectionTarget, ResolvedConfig } from '../config.js';
 import { DatabaseConnectionError, DbError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from '../errors.js';
-import type { Lease } from './lease.js';
+import {
+  isRecentlyUsed,
+  markBroken,
+  newLease,
+  unwatchLease,
+  watchLease,
+  type ConnectionFacts,
+  type Lease,
+  type LeaseOwner,
+} from './lease.js';
 import { cancelledError, PermitQueue } from './permit-queue.js';
 import { drainPool } from './drain.js';
 import { retireConnections } from './retirement.js';
 import { Refiller } from './refiller.js';
-import { sessionParameters } from '../session.js';
 import { summarize } from '../error-summary.js';
 import { StatementWatchdog } from './statement-watchdog.js';
-import { connectNegotiated, createClientClass } from '../ssl/ssl-settings.js';
 import { newNodeCounters, type DurationRecorder, type NodeCounters, type NodeStats } from '../stats.js';
+import { raceDeadline, startTimer } from '../timers.js';
 import type { LoginCache } from '../credentials/login-cache.js';
-import { withLogin } from '../credentials/login-client.js';
 
 /** Options for one acquire. */
 export interface AcquireOptions {
@@ -33,36 +40,43 @@ export type NodeRole = 'primary' | 'replica';
 type LifecycleState = 'open' | 'closing' | 'closed';
 
 /**
+ * Who holds an acquire's permit: the acquire itself until it hands out a lease (the lease then keeps
+ * it) or fails (it gives it back), or a connect the acquire stopped waiting for (deadline or abort),
+ * which keeps pg.Pool's slot taken until it settles and then gives the permit back.
+ */
+interface Permit {
+  holder: 'acquire' | 'connect';
+}
+
+/** How long after opening an unused connection is handed out without validation (it just answered the login). */
+const FRESH_MILLIS = 50;
+
+/**
  * One server's pool: a pg.Pool behind a FIFO permit queue of size `max`. Holding a permit means
  * pg.Pool has room (an idle client or a free slot), so pg-pool's own queue is never used and every
  * wait here has the caller's deadline, an abort signal, a queue cap and a shutdown that rejects it.
  * Checkout validates connections idle past the validation interval; release returns only clean,
  * idle-in-session connections to pg-pool and destroys the rest.
  */
-export class NodePool {
+export class NodePool implements LeaseOwner {
   readonly name: string;
   readonly role: NodeRole;
   readonly target: ConnectionTarget;
   readonly counters: NodeCounters = newNodeCounters();
   readonly circuit: CircuitBreaker;
+  /** When an acquire last passed its deadline (epoch ms); health reports `degraded` for a minute after. */
+  lastAcquireTimeoutAt = -Infinity;
+  #connections: Connections;
   #pool: pg.Pool;
-  #Client: typeof pg.Client;
   #config: ResolvedConfig;
   #log: Logger;
   #acquireTime: DurationRecorder;
   #state: LifecycleState = 'open';
+  #closed: Promise<void> = Promise.resolve();
   #queue: PermitQueue<AcquireOptions>;
-  #meta = new WeakMap<pg.Client, ClientMeta>();
   #leases = new Set<Lease>();
   #watchdog: StatementWatchdog | undefined;
-  #openCancelSocket = () => connectNegotiated(this.#config.ssl, this.target);
-  #clients = new Set<pg.Client>();
-  /** Clients from construction until their connect settles (pg-pool's 'connect', or 'end' on failure): close destroys them. */
-  #connecting = new Set<pg.Client>();
   #refiller: Refiller;
-  #hasWarnedFallback = false;
-  /** When an acquire last passed its deadline (epoch ms); health reports `degraded` for a minute after. */
-  lastAcquireTimeoutAt = -Infinity;
 
   /** `logins`: where new connections get their login when `target.loginSource` is set (src/credentials/). */
   constructor(
@@ -85,35 +99,8 @@ export class NodePool {
       onQueueFull: () => this.counters.poolExhaustedCount++,
     });
     this.circuit = new CircuitBreaker(config.circuitBreakerThreshold, config.circuitBreakerResetMillis);
-    const Negotiating = createClientClass(config.ssl, { onPlaintextFallback: () => this.#warnFallback() });
-    this.#Client = logins && target.loginSource ? withLogin(Negotiating, logins) : Negotiating;
-    const Client = this.#Client;
-    const connectionTimeoutMillis = config.connectionTimeoutMillis;
-    const connecting = this.#connecting;
-    this.#pool = new pg.Pool({
-      // pg-pool arms a timer on every checkout when it has connectionTimeoutMillis, even for an idle
-      // client; our permits and #connect already bound every wait, so only the client gets the
-      // timeout, which pg applies to opening a new connection.
-      Client: class extends Client {
-        constructor(options: pg.ClientConfig) {
-          // pg-pool hides `password` as a non-enumerable property, so the spread drops it.
-          super({ ...options, password: options.password, connectionTimeoutMillis });
-          // Tracked from construction: a connect in progress has no other handle for shutdown to reach.
-          connecting.add(this);
-          this.once('end', () => connecting.delete(this));
-        }
-      } as typeof pg.Client,
-      host: target.host,
-      port: target.port,
-      user: target.user,
-      password: target.password,
-      database: target.database,
-      max: target.max,
-      min: target.min,
-      idleTimeoutMillis: config.idleTimeoutMillis,
-      allowExitOnIdle: true,
-      ...sessionParameters(config),
-    });
+    this.#connections = new Connections(target, config, this.#log, this.counters, logins);
+    this.#pool = this.#connections.pool;
     this.#refiller = new Refiller({
       min: target.min,
       pool: this.#pool,
@@ -122,14 +109,9 @@ export class NodePool {
       counters: this.counters,
       log: this.#log,
       isOpen: () => this.#state === 'open',
-      markIdle: (client) => {
-        this.#meta.get(client)!.idleSince = Date.now();
-      },
+      putBack: (client) => this.#connections.putBack(client),
     });
-    // An idle client's error is handled by pg-pool (it removes the client); we log it so it can
-    // never become an unhandled 'error' event that crashes the process.
-    this.#pool.on('error', (error) => this.#log.warn({ error: summarize(error) }, 'idle connection failed and was removed'));
-    this.#pool.on('connect', (client) => this.#onConnect(client));
+    this.#pool.on('remove', () => this.#refiller.schedule(0));
     if (config.statementTimeoutMillis > 0) {
       // Behind PgBouncer a statement may also wait in its queue, and backend pids are PgBouncer's own.
       const grace = config.validationTimeoutMillis + (config.pgbouncer ? config.connectionTimeoutMillis : 0);
@@ -140,11 +122,6 @@ export class NodePool {
         log: this.#log,
       });
     }
-    this.#pool.on('remove', (client) => {
-      this.#clients.delete(client);
-      this.counters.connectionsClosed++;
-      this.#refiller.schedule(0);
-    });
   }
 
   /** The connections checked out now. */
@@ -157,58 +134,17 @@ export class NodePool {
     return this.#state;
   }
 
-  #onConnect(client: pg.Client): void {
-    const meta = newClientMeta(Date.now(), this.#config.maxLifetimeMillis, !this.#config.pgbouncer);
-    this.#meta.set(client, meta);
-    this.#connecting.delete(client);
-    this.#clients.add(client);
-    this.counters.totalConnections++;
-    // pg-pool listens only while a client is idle in it: checked out (validation, a refill round
-    // holding idle clients, a lease) a server restart or pg_terminate_backend would otherwise be an
-    // unhandled 'error' event that crashes the process. One listener for the client's whole life, not
-    // one per lease: adding and removing a listener (and its closure) on every checkout is hot-path cost.
-    client.on('error', (error: Error) => {
-      meta.isBroken = true;
-      const lease = meta.lease;
-      if (!lease) return;
-      lease.isBroken = true;
-      lease.lostError ??= error;
-      this.#log.warn({ error: summarize(error) }, 'checked-out connection failed');
-    });
-  }
-
   /**
-   * A standalone client to this node with the pool's TLS and login settings, outside the pool (for
-   * health checks and the replica monitor). Its error events are swallowed; the caller ends it.
+   * Number of connections currently open (idle + checked out). Not pg.Pool's totalCount, which also
+   * counts connects still in progress: ready() must not resolve while one of its `min` may yet fail.
    */
-  createClient(applicationSuffix: string, connectionTimeoutMillis: number): pg.Client {
-    const t = this.target;
-    const client = new this.#Client({
-      host: t.host,
-      port: t.port,
-      user: t.user,
-      password: t.password,
-      database: t.database,
-      application_name: `${this.#config.applicationName} ${applicationSuffix}`,
-      connectionTimeoutMillis,
-    });
-    client.on('error', () => undefined);
-    return client;
+  get openConnections(): number {
+    return this.#connections.open.size;
   }
 
-  /** Leak detection's report: a lease held past `leakDetectionThresholdMillis`. */
-  #onLeak = (lease: Lease, stack: string | undefined): void => {
-    this.counters.leaksDetected++;
-    this.#log.warn(
-      { heldMillis: Date.now() - lease.acquiredAt, acquiredAt: stack },
-      `connection held longer than ${this.#config.leakDetectionThresholdMillis} ms (possible leak)`,
-    );
-  };
-
-  #warnFallback(): void {
-    if (this.#hasWarnedFallback) return;
-    this.#hasWarnedFallback = true;
-    this.#log.warn('sslmode=prefer: the server refused TLS, so connections of this pool are unencrypted');
+  /** A standalone client to this node, outside the pool (see {@link Connections.createClient}). */
+  createClient(applicationSuffix: string, connectionTimeoutMillis: number): pg.Client {
+    return this.#connections.createClient(applicationSuffix, connectionTimeoutMillis);
   }
 
   snapshot(): PoolSnapshot {
@@ -250,31 +186,160 @@ export class NodePool {
     options.signal?.throwIfAborted();
     // Fast path without a promise: a free permit and nobody queued before us.
     if (!this.#queue.tryTake()) await this.#queue.take(options);
-    const permit = { isHeld: true };
+    const permit: Permit = { holder: 'acquire' };
     let client: pg.PoolClient | undefined;
     try {
       // The common case inline (an idle connection used recently): no extra async layer per acquire.
       const remaining = options.deadline - Date.now();
-      const idle = this.#pool.idleCount > 0 && remaining > 0 ? await this.#connect(remaining, true, permit, options) : undefined;
-      client = idle && this.#isReady(idle) ? idle : await this.#checkout(options, permit, idle);
+      const idle = this.#pool.idleCount > 0 && remaining > 0 ? await this.#connect(remaining, false, permit, options) : undefined;
+      client =
+        idle && this.#isReady(this.#connections.factsOf(idle), Date.now()) ? idle : await this.#checkout(options, permit, idle);
     } finally {
-      if (!client && permit.isHeld) this.#queue.give();
+      if (!client && permit.holder === 'acquire') this.#queue.give();
     }
-    const meta = this.#meta.get(client)!;
-    const lease: Lease = {
-      client,
-      node: this,
-      acquiredAt: Date.now(),
-      inFlight: 0,
-      isBroken: false,
-      isSessionReadOnly: meta.isSessionReadOnly,
-      pending: 0,
-      busySince: 0,
-    };
+    const facts = this.#connections.factsOf(client);
+    const lease = newLease(client, this, facts.isSessionReadOnly);
     this.#leases.add(lease);
-    watchLease(meta, lease, options.stack, this.#config.leakDetectionThresholdMillis, this.#onLeak);
+    watchLease(facts, lease, options.stack, this.#config.leakDetectionThresholdMillis, this.#onLeak);
     this.#acquireTime.record(performance.now() - startedAt);
     return lease;
+  }
+
+  /**
+   * With a permit held: a connection that is alive, not past its lifetime, and validated when it was
+   * idle long. `taken`: one already checked out of pg-pool that {@link #isReady} refused, judged first.
+   */
+  async #checkout(options: AcquireOptions, permit: Permit, taken?: pg.PoolClient): Promise<pg.PoolClient> {
+    for (;;) {
+      const client = taken ?? (await this.#next(options, permit));
+      taken = undefined;
+      const facts = this.#connections.factsOf(client);
+      const now = Date.now();
+      if (!this.#isAlive(facts, now)) {
+        this.#connections.destroy(client);
+        continue;
+      }
+      if (!this.#isValidationDue(facts, now)) return client;
+      if (await this.#validate(client, Math.min(this.#config.validationTimeoutMillis, options.deadline - now))) return client;
+      this.counters.validationFailures++;
+      this.#connections.destroy(client);
+    }
+  }
+
+  /** An idle connection, or a new one when none is idle: within the deadline, and through the circuit breaker. */
+  #next(options: AcquireOptions, permit: Permit): Promise<pg.PoolClient> {
+    const remaining = options.deadline - Date.now();
+    if (remaining <= 0) {
+      this.#recordTimeout(options);
+      throw new PoolTimeoutError('No usable connection within the acquire deadline', this.snapshot());
+    }
+    const isNew = this.#pool.idleCount === 0;
+    if (isNew && !options.isStartupProbe && !this.circuit.allowConnect()) {
+      this.counters.circuitRejections++;
+      throw new DatabaseConnectionError(
+        `The circuit breaker for ${this.name} is open after repeated connection failures; failing fast`,
+        { code: 'CIRCUIT_OPEN' },
+      );
+    }
+    return this.#connect(remaining, isNew, permit, options);
+  }
+
+  /** Not broken and not past its lifetime. */
+  #isAlive(facts: ConnectionFacts, now: number): boolean {
+    return !facts.isBroken && now < facts.retireAt;
+  }
+
+  /** Idle past the validation interval, and not a connection that has just answered its login. */
+  #isValidationDue(facts: ConnectionFacts, now: number): boolean {
+    const isFresh = facts.idleSince === facts.createdAt && now - facts.createdAt < FRESH_MILLIS;
+    return !isFresh && !isRecentlyUsed(facts, now, this.#config.validationIntervalMillis);
+  }
+
+  /** May be handed out as it is: alive, and no validation due. */
+  #isReady(facts: ConnectionFacts, now: number): boolean {
+    return this.#isAlive(facts, now) && !this.#isValidationDue(facts, now);
+  }
+
+  /**
+   * pg.Pool.connect, waited for until the remaining deadline (and, for a new connection, the caller's
+   * signal). The wait is one state: `waiting` until the connect settles (`settled`), or until the
+   * caller stops waiting (`gave-up`): then the connect takes the permit, because its slot in pg.Pool is
+   * taken until it settles, and when it does it gives the permit back and keeps a good client idle.
+   */
+  #connect(remaining: number, isNew: boolean, permit: Permit, options: AcquireOptions): Promise<pg.PoolClient> {
+    return new Promise((resolve, reject) => {
+      let wait: 'waiting' | 'settled' | 'gave-up' = 'waiting';
+      let timer: NodeJS.Timeout | undefined;
+      const giveUp = (error: Error) => {
+        if (wait !== 'waiting') return;
+        wait = 'gave-up';
+        permit.holder = 'connect';
+        clearTimeout(timer);
+        reject(error);
+      };
+      const armDeadline = () => {
+        if (wait !== 'waiting') return;
+        timer = startTimer(
+          remaining,
+          () => {
+            this.#recordTimeout(options);
+            const message = `Connecting took longer than the acquire deadline (${Math.round(remaining)} ms)`;
+            giveUp(new PoolTimeoutError(message, this.snapshot()));
+          },
+          'unref',
+        );
+      };
+      // A caller's abort ends its wait for a new connection at once.
+      const onAbort = () => giveUp(cancelledError(options.signal!));
+      // A new connection: the deadline timer first, so at a tie it fires before the connect's own timeout.
+      if (isNew) {
+        armDeadline();
+        options.signal?.addEventListener('abort', onAbort, { once: true });
+      }
+      this.#pool.connect((error: Error | undefined, client: pg.PoolClient | undefined) => {
+        const hasGivenUp = wait === 'gave-up';
+        wait = 'settled';
+        clearTimeout(timer);
+        if (isNew) options.signal?.removeEventListener('abort', onAbort);
+        if (error || !client) {
+          const failure = this.#connectFailed(error);
+          if (hasGivenUp) this.#queue.give();
+          else reject(failure);
+          return;
+        }
+        if (isNew) this.circuit.recordSuccess();
+        if (!hasGivenUp) return resolve(client);
+        // The caller gave up, but the connection is good: keep it for the next caller.
+        this.#connections.putBack(client);
+        this.#queue.give();
+      });
+      // pg-pool hands an idle client over on its next tick (this tick runs after it): the deadline
+      // timer is needed only when that did not happen, i.e. a new connection is being opened.
+      if (!isNew) process.nextTick(armDeadline);
+    });
+  }
+
+  /** What a failed connect rejects with; a connect that shutdown destroyed is no server failure. */
+  #connectFailed(error: Error | undefined): Error {
+    if (this.#state !== 'open') return new PoolClosedError();
+    this.counters.connectionErrors++;
+    this.circuit.recordFailure();
+    this.#log.warn({ error: summarize(error) }, 'connection attempt failed');
+    // CREDENTIALS_FAILED (src/credentials/) already says what failed; it is passed on as it is.
+    if (error instanceof DbError) return error;
+    return new DatabaseConnectionError(`Could not connect to ${this.name}: ${error?.message}`, { cause: error });
+  }
+
+  /** A round trip with its own timeout; false when it fails or hangs. */
+  async #validate(client: pg.PoolClient, timeoutMillis: number): Promise<boolean> {
+    const answered = () =>
+      client.query('SELECT 1').then(
+        () => true,
+        () => false,
+      );
+    const ok = await raceDeadline(answered, Math.max(1, timeoutMillis), () => false, 'unref');
+    if (!ok) this.#log.warn('connection failed validation on checkout and was evicted');
+    return ok;
   }
 
   /** Counts an acquire that passed its deadline; ready()'s startup probes do not count (nothing was served yet). */
@@ -285,145 +350,14 @@ export class NodePool {
     this.lastAcquireTimeoutAt = Date.now();
   }
 
-  /** An idle connection that may be handed out as it is: alive, not past its lifetime, used recently. */
-  #isReady(client: pg.PoolClient): boolean {
-    const meta = this.#meta.get(client)!;
-    const now = Date.now();
-    return !meta.isBroken && now < meta.retireAt && isRecentlyUsed(meta, now, this.#config.validationIntervalMillis);
-  }
-
-  /**
-   * With a permit held: a pg client that is alive, not past its lifetime, validated when idle long.
-   * `taken`: one already checked out of pg-pool that {@link #isReady} refused, judged first.
-   */
-  async #checkout(options: AcquireOptions, permit: { isHeld: boolean }, taken?: pg.PoolClient): Promise<pg.PoolClient> {
-    for (;;) {
-      let client = taken;
-      taken = undefined;
-      if (!client) {
-        const remaining = options.deadline - Date.now();
-        if (remaining <= 0) {
-          this.#recordTimeout(options);
-          throw new PoolTimeoutError('No usable connection within the acquire deadline', this.snapshot());
-        }
-        const hasIdle = this.#pool.idleCount > 0;
-        if (!hasIdle && !options.isStartupProbe && !this.circuit.allowConnect()) {
-          this.counters.circuitRejections++;
-          throw new DatabaseConnectionError(
-            `The circuit breaker for ${this.name} is open after repeated connection failures; failing fast`,
-            { code: 'CIRCUIT_OPEN' },
-          );
-        }
-        client = await this.#connect(remaining, hasIdle, permit, options);
-      }
-      const meta = this.#meta.get(client)!;
-      const now = Date.now();
-      if (now >= meta.retireAt || meta.isBroken) {
-        this.#destroy(client);
-        continue;
-      }
-      const isFresh = meta.idleSince === meta.createdAt && now - meta.createdAt < 50;
-      if (isFresh || isRecentlyUsed(meta, now, this.#config.validationIntervalMillis)) return client;
-      if (await this.#validate(client, Math.min(this.#config.validationTimeoutMillis, options.deadline - now))) return client;
-      this.counters.validationFailures++;
-      this.#destroy(client);
-    }
-  }
-
-  /**
-   * pg.Pool.connect bounded by the remaining deadline. A connect that outlives the deadline keeps
-   * the permit (its slot in pg.Pool is taken) until it settles; a late client is put back, not leaked.
-   */
-  #connect(remaining: number, hasIdle: boolean, permit: { isHeld: boolean }, options: AcquireOptions): Promise<pg.PoolClient> {
-    return new Promise((resolve, reject) => {
-      let isSettled = false;
-      let isLate = false;
-      let timer: NodeJS.Timeout | undefined;
-      const armDeadline = () => {
-        if (isSettled) return;
-        timer = setTimeout(() => {
-          isLate = true;
-          permit.isHeld = false;
-          this.#recordTimeout(options);
-          reject(
-            new PoolTimeoutError(
-              `Connecting took longer than the acquire deadline (${Math.round(remaining)} ms)`,
-              this.snapshot(),
-            ),
-          );
-        }, remaining);
-        timer.unref();
-      };
-      // A caller's abort ends its wait for a new connection at once; like a late connect, the
-      // connection is kept for the next caller when it opens.
-      const onAbort = () => {
-        if (isSettled || isLate) return;
-        isLate = true;
-        permit.isHeld = false;
-        clearTimeout(timer);
-        reject(cancelledError(options.signal!));
-      };
-      // A new connection: the deadline timer first, so at a tie it fires before the connect's own timeout.
-      if (!hasIdle) {
-        armDeadline();
-        options.signal?.addEventListener('abort', onAbort, { once: true });
-      }
-      this.#pool.connect((error: Error | undefined, client: pg.PoolClient | undefined) => {
-        isSettled = true;
-        clearTimeout(timer);
-        if (!hasIdle) options.signal?.removeEventListener('abort', onAbort);
-        if (error || !client) {
-          // Shutdown destroyed this connect (see #drain): the pool closed, the server did not fail.
-          if (this.#state !== 'open') {
-            if (!isLate) reject(new PoolClosedError());
-            else this.#queue.give();
-            return;
-          }
-          this.counters.connectionErrors++;
-          this.circuit.recordFailure();
-          this.#log.warn({ error: summarize(error) }, 'connection attempt failed');
-          // CREDENTIALS_FAILED (src/credentials/) already says what failed; it is passed on as it is.
-          if (!isLate)
-            reject(
-              error instanceof DbError
-                ? error
-                : new DatabaseConnectionError(`Could not connect to ${this.name}: ${error?.message}`, { cause: error }),
-            );
-          else this.#queue.give();
-          return;
-        }
-        if (!hasIdle) this.circuit.recordSuccess();
-        if (!isLate) return resolve(client);
-        // We gave up waiting, but the connection is good: keep it for the next caller.
-        this.#meta.get(client)!.idleSince = Date.now();
-        client.release();
-        this.#queue.give();
-      });
-      // pg-pool hands an idle client over on its next tick (this tick runs after it): the deadline
-      // timer is needed only when that did not happen, i.e. a new connection is being opened.
-      if (hasIdle) process.nextTick(armDeadline);
-    });
-  }
-
-  /** A round trip with its own timeout; false when it fails or hangs. */
-  async #validate(client: pg.PoolClient, timeoutMillis: number): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), Math.max(1, timeoutMillis));
-      timer.unref();
-    });
-    const attempt = client.query('SELECT 1').then(
-      () => true,
-      () => false,
+  /** Leak detection's report: a lease held past `leakDetectionThresholdMillis`. */
+  #onLeak = (lease: Lease, stack: string | undefined): void => {
+    this.counters.leaksDetected++;
+    this.#log.warn(
+      { heldMillis: Date.now() - lease.acquiredAt, acquiredAt: stack },
+      `connection held longer than ${this.#config.leakDetectionThresholdMillis} ms (possible leak)`,
     );
-    try {
-      const ok = await Promise.race([attempt, timeout]);
-      if (!ok) this.#log.warn('connection failed validation on checkout and was evicted');
-      return ok;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
+  };
 
   /**
    * Gives a lease back. A connection still running a statement, broken, past its lifetime, or whose
@@ -431,73 +365,67 @@ export class NodePool {
    */
   release(lease: Lease): Promise<void> | undefined {
     if (!this.#leases.delete(lease)) return undefined;
-    const client = lease.client;
-    const meta = this.#meta.get(client)!;
-    const now = Date.now();
-    if (
-      !lease.isBroken &&
-      !meta.isBroken &&
-      lease.inFlight === 0 &&
-      isOutsideTransaction(client) &&
-      now < meta.retireAt &&
-      this.#state === 'open' &&
-      isQueryable(client)
-    ) {
-      try {
-        meta.idleSince = now;
-        meta.isSessionReadOnly = lease.isSessionReadOnly;
-        unwatchLease(meta);
-        client.release();
-      } finally {
-        this.#queue.give();
-      }
-      return undefined;
+    const facts = this.#connections.factsOf(lease.client);
+    if (!this.#isReusable(lease, facts) || !isOutsideTransaction(lease.client)) return this.#releaseSlowly(lease, facts);
+    try {
+      this.#returnToPool(lease, facts);
+    } finally {
+      this.#queue.give();
     }
-    return this.#releaseSlowly(lease, client, meta);
+    return undefined;
   }
 
   /** {@link release} when the connection needs a ROLLBACK, a cancel, or to be destroyed. */
-  async #releaseSlowly(lease: Lease, client: pg.PoolClient, meta: ClientMeta): Promise<void> {
+  async #releaseSlowly(lease: Lease, facts: ConnectionFacts): Promise<void> {
     try {
-      let isReusable = !lease.isBroken && !meta.isBroken && lease.inFlight === 0 && isQueryable(client) && this.#state === 'open';
-      if (isReusable && !isOutsideTransaction(client)) isReusable = await this.#rollback(client);
-      if (isReusable && Date.now() < meta.retireAt) {
-        meta.idleSince = Date.now();
-        meta.isSessionReadOnly = lease.isSessionReadOnly;
-        unwatchLease(meta);
-        client.release();
-      } else {
-        if (lease.inFlight > 0) await sendCancelRequest(client, this.#openCancelSocket, this.#config.validationTimeoutMillis);
-        unwatchLease(meta);
-        this.#destroy(client);
-      }
+      // A transaction left open is rolled back, and the connection judged again after it.
+      const isReusable =
+        this.#isReusable(lease, facts) &&
+        (isOutsideTransaction(lease.client) || ((await this.#rollback(lease.client)) && this.#isReusable(lease, facts)));
+      if (isReusable) return this.#returnToPool(lease, facts);
+      if (lease.callerUnanswered > 0)
+        await sendCancelRequest(lease.client, this.#connections.openCancelSocket, this.#config.validationTimeoutMillis);
+      unwatchLease(facts);
+      this.#connections.destroy(lease.client);
     } finally {
       this.#queue.give();
     }
   }
 
-  async #rollback(client: pg.PoolClient): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), this.#config.validationTimeoutMillis);
-      timer.unref();
-    });
-    try {
-      return await Promise.race([
-        client.query('ROLLBACK').then(
-          () => true,
-          () => false,
-        ),
-        timeout,
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+  /**
+   * May serve another caller: no failure seen, none of the caller's statements unanswered, not past
+   * its lifetime, pg still considers it usable, and the pool is open.
+   */
+  #isReusable(lease: Lease, facts: ConnectionFacts): boolean {
+    return (
+      !lease.isBroken &&
+      lease.callerUnanswered === 0 &&
+      this.#isAlive(facts, Date.now()) &&
+      this.#state === 'open' &&
+      isQueryable(lease.client)
+    );
+  }
+
+  /** Puts a lease's connection back in the pool, idle from now, with the session mode the lease left. */
+  #returnToPool(lease: Lease, facts: ConnectionFacts): void {
+    facts.isSessionReadOnly = lease.isSessionReadOnly;
+    unwatchLease(facts);
+    this.#connections.putBack(lease.client);
+  }
+
+  /** ROLLBACK within the validation timeout; false when it fails or hangs. */
+  #rollback(client: pg.PoolClient): Promise<boolean> {
+    const rolledBack = () =>
+      client.query('ROLLBACK').then(
+        () => true,
+        () => false,
+      );
+    return raceDeadline(rolledBack, this.#config.validationTimeoutMillis, () => false, 'unref');
   }
 
   /** Sends a cancel request for the statement a lease is running (used by timeouts and aborts). */
   cancel(lease: Lease): Promise<boolean> {
-    return sendCancelRequest(lease.client, this.#openCancelSocket, this.#config.validationTimeoutMillis);
+    return sendCancelRequest(lease.client, this.#connections.openCancelSocket, this.#config.validationTimeoutMillis);
   }
 
   /**
@@ -506,17 +434,8 @@ export class NodePool {
    * waiting for rejects with a connection error; {@link release} then closes it for good.
    */
   abandon(lease: Lease): void {
-    lease.isBroken = true;
+    markBroken(lease);
     destroySocket(lease.client);
-  }
-
-  #destroy(client: pg.PoolClient): void {
-    try {
-      client.release(true);
-    } catch {
-      // released already: the socket below is all that is left to close
-    }
-    destroySocket(client);
   }
 
   /**
@@ -528,9 +447,9 @@ export class NodePool {
       {
         pool: this.#pool,
         permits: this.#queue,
-        clients: this.#clients,
-        meta: (client) => this.#meta.get(client),
-        destroy: (client) => this.#destroy(client),
+        clients: this.#connections.open,
+        meta: (client) => this.#connections.factsOf(client),
+        destroy: (client) => this.#connections.destroy(client),
         isOpen: () => this.#state === 'open',
       },
       spreadMillis,
@@ -543,19 +462,11 @@ export class NodePool {
   }
 
   /**
-   * Number of connections currently open (idle + checked out). Not pg.Pool's totalCount, which also
-   * counts connects still in progress: ready() must not resolve while one of its `min` may yet fail.
-   */
-  get openConnections(): number {
-    return this.#clients.size;
-  }
-
-  /**
    * Starts shutdown: waiting callers reject with PoolClosedError at once, and so do callers waiting on
    * a connect in progress (the connect is destroyed); leases may finish until `deadline`, then their
    * statements are cancelled and their connections destroyed (see {@link drainPool}). Idempotent.
    */
-  async close(deadline: number): Promise<void> {
+  close(deadline: number): Promise<void> {
     if (this.#state !== 'open') return this.#closed;
     this.#state = 'closing';
     this.#watchdog?.stop();
@@ -564,8 +475,8 @@ export class NodePool {
     const target = {
       pool: this.#pool,
       leases: this.#leases,
-      connecting: this.#connecting,
-      clients: this.#clients,
+      connecting: this.#connections.connecting,
+      clients: this.#connections.open,
       log: this.#log,
       release: (lease: Lease) => this.release(lease),
     };
@@ -574,8 +485,6 @@ export class NodePool {
     });
     return this.#closed;
   }
-
-  #closed: Promise<void> = Promise.resolve();
 }
 
 /** pg's status from the last ReadyForQuery: 'I' outside a transaction ('T' in one, 'E' in a failed one; null before the first). */

@@ -1,4 +1,5 @@
 import { DatabaseQueryError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from '../errors.js';
+import { startTimer } from '../timers.js';
 
 /** What a queued caller brings: its deadline and abort signal (and anything the owner needs back on timeout). */
 export interface PermitRequest {
@@ -134,8 +135,7 @@ export class PermitQueue<R extends PermitRequest> {
   #armTimer(at: number): void {
     clearTimeout(this.#timer);
     this.#timerAt = at;
-    this.#timer = setTimeout(() => this.#expire(), Math.max(0, at - Date.now()));
-    this.#timer.unref();
+    this.#timer = startTimer(at - Date.now(), () => this.#expire(), 'unref');
   }
 
   /** Rejects every waiter whose deadline passed, then re-arms for the earliest deadline left. */

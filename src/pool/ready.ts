@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError } from '../errors.js';
 import { summarize } from '../error-summary.js';
 import type { NodePool } from './node-pool.js';
+import { sleep } from '../timers.js';
 
 const BACKOFF_MIN_MILLIS = 50;
 const BACKOFF_MAX_MILLIS = 2000;
@@ -10,6 +11,10 @@ const BACKOFF_MAX_MILLIS = 2000;
  * Waits until `node` answers and holds `min` open connections, retrying with backoff until
  * `deadline`. Startup attempts bypass the circuit breaker: a server that comes up a second late
  * must not leave the circuit open for the first requests.
+ *
+ * Its sleeps are `'ref'`, unlike the library's other timers: the caller awaits ready() (typically
+ * before anything else holds the event loop open), and between attempts nothing else may be pending,
+ * so an unref'd timer would let the process exit mid-wait. The deadline bounds them.
  * @throws {DatabaseConnectionError} `CONNECTION_FAILED` with the last connection error as `cause`.
  */
 export async function waitUntilReady(node: NodePool, deadline: number, log: Logger): Promise<void> {
@@ -21,7 +26,7 @@ export async function waitUntilReady(node: NodePool, deadline: number, log: Logg
       await node.release(lease);
       while (node.openConnections < node.target.min && Date.now() < deadline && node.state === 'open') {
         await node.refill();
-        if (node.openConnections < node.target.min) await sleep(Math.min(backoffMillis, deadline - Date.now()));
+        if (node.openConnections < node.target.min) await sleep(Math.min(backoffMillis, deadline - Date.now()), 'ref');
       }
       if (node.openConnections >= node.target.min) {
         log.info({ node: node.name, connections: node.openConnections, attempts: attempt }, 'database ready');
@@ -43,16 +48,7 @@ export async function waitUntilReady(node: NodePool, deadline: number, log: Logg
         : `only ${node.openConnections} of ${node.target.min} connections opened`;
       throw new DatabaseConnectionError(`The database ${node.name} was not ready in time: ${reason}`, { cause: lastError });
     }
-    await sleep(Math.min(remaining, backoffMillis * (0.5 + Math.random() * 0.5)));
+    await sleep(Math.min(remaining, backoffMillis * (0.5 + Math.random() * 0.5)), 'ref');
     backoffMillis = Math.min(BACKOFF_MAX_MILLIS, backoffMillis * 2);
   }
-}
-
-/**
- * Not unref'd, unlike every other timer of the library: the caller awaits ready() (typically before
- * anything else holds the event loop open), and between attempts nothing else may be pending, so an
- * unref'd timer would let the process exit mid-wait. The deadline bounds it.
- */
-function sleep(millis: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, millis)));
 }

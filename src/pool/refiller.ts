@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { CircuitBreaker } from './circuit-breaker.js';
 import { summarize } from '../error-summary.js';
 import type { NodeCounters } from '../stats.js';
+import { startTimer } from '../timers.js';
 
 const REFILL_BACKOFF_MIN_MILLIS = 100;
 const REFILL_BACKOFF_MAX_MILLIS = 5000;
@@ -27,8 +28,8 @@ export interface RefillerOptions {
   readonly log: Logger;
   /** False once shutdown started: no round starts and no failure is counted. */
   isOpen(): boolean;
-  /** Marks a connection the round checked out as idle from now, before it is released. */
-  markIdle(client: pg.PoolClient): void;
+  /** Puts a connection the round checked out back in the pool, idle from now. */
+  putBack(client: pg.PoolClient): void;
 }
 
 /**
@@ -48,11 +49,14 @@ export class Refiller {
   /** Runs a round after `delayMillis` unless one is scheduled already, shutdown started, or `min` is 0. */
   schedule(delayMillis: number): void {
     if (!this.#options.isOpen() || this.#timer || this.#options.min === 0) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      void this.refill();
-    }, delayMillis);
-    this.#timer.unref();
+    this.#timer = startTimer(
+      delayMillis,
+      () => {
+        this.#timer = undefined;
+        void this.refill();
+      },
+      'unref',
+    );
   }
 
   /** Cancels a scheduled round (a round already running finishes). */
@@ -80,8 +84,7 @@ export class Refiller {
     let failures = 0;
     for (const result of results) {
       if (result.status === 'fulfilled') {
-        this.#options.markIdle(result.value);
-        result.value.release();
+        this.#options.putBack(result.value);
       } else if (this.#options.isOpen()) {
         // (A connect that shutdown destroyed is not a server failure: not counted.)
         failures++;

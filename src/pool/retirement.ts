@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import type { ClientMeta } from './client-meta.js';
+import type { ConnectionFacts } from './lease.js';
+import { sleep } from '../timers.js';
 
 /** The permits a sweep takes: the pool's permit queue, seen only through what a sweep needs. */
 interface SweepPermits {
@@ -15,7 +16,7 @@ export interface RetireTarget {
   readonly permits: SweepPermits;
   /** The connections open now. */
   readonly clients: ReadonlySet<pg.Client>;
-  meta(client: pg.Client): ClientMeta | undefined;
+  meta(client: pg.Client): ConnectionFacts | undefined;
   destroy(client: pg.PoolClient): void;
   isOpen(): boolean;
 }
@@ -37,12 +38,12 @@ export async function retireConnections(target: RetireTarget, spreadMillis: numb
   const times = [...new Set(marked.map((meta) => meta.retireAt))].sort((a, b) => a - b);
   for (const time of times) {
     if (!target.isOpen()) break;
-    if (time > Date.now()) await sleep(time - Date.now());
+    if (time > Date.now()) await sleep(time - Date.now(), 'unref');
     await sweep(target);
   }
   // A sweep finds no free permits while a refill round holds them: try again shortly, for a while.
   for (let attempt = 0; attempt < SWEEP_RETRIES && target.isOpen() && hasRetiredIdle(target); attempt++) {
-    await sleep(SWEEP_RETRY_MILLIS);
+    await sleep(SWEEP_RETRY_MILLIS, 'unref');
     await sweep(target);
   }
   return marked.length;
@@ -83,8 +84,4 @@ async function sweep(target: RetireTarget): Promise<void> {
     }
     permits.give();
   }
-}
-
-function sleep(millis: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, millis)).unref());
 }

@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { destroySocket } from '../client-internals.js';
 import { summarize } from '../error-summary.js';
+import { probeConnection, type ProbeTarget } from './probe-connection.js';
+import { startInterval } from '../timers.js';
 
 /** What the watchdog needs to know about one checked-out connection. */
 export interface WatchedLease {
@@ -11,11 +12,9 @@ export interface WatchedLease {
 }
 
 /** The node the watchdog guards. */
-export interface WatchedNode {
+export interface WatchedNode extends ProbeTarget {
   readonly name: string;
   leases(): Iterable<WatchedLease>;
-  /** A standalone client to the same server, for the liveness probe. */
-  createClient(applicationSuffix: string, connectionTimeoutMillis: number): pg.Client;
   /** Destroys the lease's socket so its pending statement rejects with a connection error. */
   abandon(lease: WatchedLease): void;
 }
@@ -50,8 +49,7 @@ export class StatementWatchdog {
     this.#shouldMatchBackend = options.shouldMatchBackend;
     this.#log = options.log;
     const periodMillis = Math.min(1000, Math.max(50, Math.round(options.limitMillis / 4)));
-    this.#timer = setInterval(() => void this.#sweep(), periodMillis);
-    this.#timer.unref();
+    this.#timer = startInterval(periodMillis, () => void this.#sweep(), 'unref');
   }
 
   async #sweep(): Promise<void> {
@@ -84,31 +82,17 @@ export class StatementWatchdog {
 
   /** The set of active backend pids on the server, or undefined when it cannot be reached in time. */
   async #probe(leases: readonly WatchedLease[]): Promise<Set<number> | undefined> {
-    const client = this.#node.createClient('watchdog', this.#probeTimeoutMillis);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), this.#probeTimeoutMillis);
-      timer.unref();
-    });
     const pids = leases.map((lease) => (lease.client as unknown as { processID: number | null }).processID ?? -1);
-    const attempt = (async () => {
-      await client.connect();
-      const sql = this.#shouldMatchBackend
-        ? 'SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])'
-        : 'SELECT NULL::int AS pid WHERE $1::int[] IS NOT NULL';
-      const { rows } = await client.query<{ pid: number | null }>(sql, [pids]);
-      return new Set(rows.flatMap((row) => (row.pid === null ? [] : [row.pid])));
-    })().catch((error: unknown) => {
-      this.#log.debug({ error: summarize(error) }, 'watchdog probe failed');
+    const sql = this.#shouldMatchBackend
+      ? 'SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])'
+      : 'SELECT NULL::int AS pid WHERE $1::int[] IS NOT NULL';
+    const outcome = await probeConnection<{ pid: number | null }>(this.#node, 'watchdog', this.#probeTimeoutMillis, sql, [pids]);
+    if (outcome === 'timeout') return undefined;
+    if ('error' in outcome) {
+      this.#log.debug({ error: summarize(outcome.error) }, 'watchdog probe failed');
       return undefined;
-    });
-    try {
-      return await Promise.race([attempt, timeout]);
-    } finally {
-      clearTimeout(timer);
-      destroySocket(client);
-      void client.end().catch(() => undefined);
     }
+    return new Set(outcome.rows.flatMap((row) => (row.pid === null ? [] : [row.pid])));
   }
 
   stop(): void {

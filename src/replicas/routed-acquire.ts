@@ -1,7 +1,8 @@
 import type { CallScope } from '../call-scope.js';
 import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError } from '../errors.js';
-import { leaseQuery, type Lease } from '../pool/lease.js';
+import { leaseQuery, markBroken, type Lease } from '../pool/lease.js';
 import { parseLsn, type RoutedNode, type Router } from './router.js';
+import { sleep } from '../timers.js';
 
 /**
  * Checks out a connection on the first of `candidates` that gives one, within the scope's deadline:
@@ -69,11 +70,11 @@ async function hasReplayed(
       const replayed = parseLsn(rows[0]?.lsn);
       if (replayed !== undefined && replayed >= token) return true;
     } catch (error) {
-      lease.isBroken = true;
+      markBroken(lease);
       router.ban(node, error);
       return false;
     }
     if (Date.now() + 10 > until || scope.context.cancelled) return false;
-    await new Promise((resolve) => setTimeout(resolve, 10).unref());
+    await sleep(10, 'unref');
   }
 }

@@ -5,6 +5,7 @@ import { destroySocket } from '../client-internals.js';
 import { summarize } from '../error-summary.js';
 import type { NodePool } from '../pool/node-pool.js';
 import type { NodeStats } from '../stats.js';
+import { raceDeadline, startTimer } from '../timers.js';
 
 /** Where read-only work may go: `primary` only, `replica` only, or `any` node. */
 export type ReadTarget = 'primary' | 'replica' | 'any';
@@ -132,11 +133,11 @@ export class Router {
 
   #schedule(delayMillis: number): void {
     if (this.#isClosed) return;
-    this.#timer = setTimeout(
-      () => void this.probeAll().finally(() => this.#schedule(this.#config.replicaCheckIntervalMillis)),
+    this.#timer = startTimer(
       delayMillis,
+      () => void this.probeAll().finally(() => this.#schedule(this.#config.replicaCheckIntervalMillis)),
+      'unref',
     );
-    this.#timer.unref();
   }
 
   /** One probe round: the primary first (for its WAL position), then every replica. */
@@ -147,15 +148,17 @@ export class Router {
 
   async #probe(node: RoutedNode): Promise<void> {
     const timeoutMillis = Math.min(this.#config.validationTimeoutMillis, this.#config.replicaCheckIntervalMillis);
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const row = await Promise.race([
-        this.#query(node, timeoutMillis),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`probe did not answer within ${timeoutMillis} ms`)), timeoutMillis);
-          timer.unref();
-        }),
-      ]);
+      // The query (and its connect timeout) starts before the deadline is armed, as it always has.
+      const probing = this.#query(node, timeoutMillis);
+      const row = await raceDeadline(
+        () => probing,
+        timeoutMillis,
+        () => {
+          throw new Error(`probe did not answer within ${timeoutMillis} ms`);
+        },
+        'unref',
+      );
       this.#apply(node, row);
     } catch (error) {
       if (node.monitor) destroySocket(node.monitor);
@@ -163,8 +166,6 @@ export class Router {
       node.lastError = summarize(error).message;
       if (node === this.primary) this.#log.warn({ error: summarize(error) }, 'primary probe failed');
       else this.ban(node, error);
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -41,7 +41,7 @@ export function copyToOn(host: StreamHost, sql: string): CopyToStream {
   count(host, stream);
   stream.once('close', () => {
     // A server error ends the COPY cleanly (pg reads on); only a COPY cut short by us leaves data in flight.
-    if (!stream.readableEnded && host.streams.isOpen(stream)) host.lease.node.abandon(host.lease);
+    if (!stream.readableEnded && host.streams.isOpen(stream)) host.lease.owner.abandon(host.lease);
   });
   return host.streams.submit(stream);
 }

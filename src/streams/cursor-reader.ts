@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import Cursor from 'pg-cursor';
 import { DatabaseQueryError, type DbError } from '../errors.js';
-import { leaseQuery, type Lease } from '../pool/lease.js';
+import { leaseQuery, statementAnswered, statementSent, type Lease } from '../pool/lease.js';
+import { startTimer } from '../timers.js';
 import type { QueryContext } from '../query-client.js';
 import type { OpenStreams, Submittable } from './open-streams.js';
 
@@ -110,16 +111,19 @@ export async function openCursor<R extends pg.QueryResultRow>(
   });
   const fetch = (): Promise<R[]> => {
     if (isExhausted || isFinished) return Promise.resolve([]);
-    if (lease.pending++ === 0) lease.busySince = performance.now();
+    statementSent(lease, false, performance.now());
     let hasTimedOut = false;
     const batchTimer =
       limits.statementMillis > 0
-        ? setTimeout(() => {
-            hasTimedOut = true;
-            void lease.node.cancel(lease);
-          }, limits.statementMillis)
+        ? startTimer(
+            limits.statementMillis,
+            () => {
+              hasTimedOut = true;
+              void lease.owner.cancel(lease);
+            },
+            'unref',
+          )
         : undefined;
-    batchTimer?.unref();
     const read = new Promise<R[]>((resolve, reject) => {
       failInFlight = reject;
       cursor.read(batchSize).then(resolve, reject);
@@ -127,14 +131,14 @@ export async function openCursor<R extends pg.QueryResultRow>(
     return read.then(
       (rows) => {
         clearTimeout(batchTimer);
-        if (--lease.pending === 0) lease.busySince = 0;
+        statementAnswered(lease, false);
         // Fewer rows than asked for: the portal is complete and pg-cursor has closed it.
         if (rows.length < batchSize) isExhausted = true;
         return rows;
       },
       (error: unknown) => {
         clearTimeout(batchTimer);
-        if (--lease.pending === 0) lease.busySince = 0;
+        statementAnswered(lease, false);
         isExhausted = true;
         if (hasTimedOut && !context.cancelled)
           throw new DatabaseQueryError(
@@ -156,7 +160,8 @@ export async function openCursor<R extends pg.QueryResultRow>(
       ahead?.catch(() => undefined);
       if (rows.length === 0) await close();
       else if (limits.idleMillis > 0) {
-        idleTimer = setTimeout(
+        idleTimer = startTimer(
+          limits.idleMillis,
           () =>
             giveUp(
               new DatabaseQueryError(
@@ -165,9 +170,8 @@ export async function openCursor<R extends pg.QueryResultRow>(
                 'STREAM_IDLE_TIMEOUT',
               ),
             ),
-          limits.idleMillis,
+          'unref',
         );
-        idleTimer.unref();
       }
       return rows;
     },

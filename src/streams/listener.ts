@@ -4,6 +4,7 @@ import { destroySocket } from '../client-internals.js';
 import { summarize } from '../error-summary.js';
 import { DatabaseConnectionError, PoolClosedError } from '../errors.js';
 import type { ListenerStats } from '../stats.js';
+import { sleep, startInterval, startTimer } from '../timers.js';
 import { checkChannel, quoteChannel } from './channel.js';
 
 /** What a handler receives besides the payload. */
@@ -122,7 +123,7 @@ export class Listener {
         return subscription;
       } catch (error) {
         lastError = error;
-        if (this.#client === client) await new Promise((resolve) => setTimeout(resolve, 10).unref());
+        if (this.#client === client) await sleep(10, 'unref');
       }
     }
     if (this.#isClosed()) throw new PoolClosedError();
@@ -199,8 +200,7 @@ export class Listener {
         this.#client = client;
         this.#state = 'connected';
         client.once('end', () => this.#onLost(client));
-        this.#keepalive = setInterval(() => this.#ping(client), this.#settings.keepaliveMillis);
-        this.#keepalive.unref();
+        this.#keepalive = startInterval(this.#settings.keepaliveMillis, () => this.#ping(client), 'unref');
         const isReconnect = this.#hasConnectedBefore;
         this.#hasConnectedBefore = true;
         for (const wake of this.#waiters) wake();
@@ -220,8 +220,7 @@ export class Listener {
             { error: summarize(error), attempt: attempt + 1 },
             'notification listener could not connect; retrying',
           );
-        this.#retryTimer = setTimeout(() => this.#connect(attempt + 1), delay);
-        this.#retryTimer.unref();
+        this.#retryTimer = startTimer(delay, () => this.#connect(attempt + 1), 'unref');
       },
     );
   }
@@ -242,8 +241,7 @@ export class Listener {
 
   /** A round trip with a deadline: a black-holed link is noticed, and the connection replaced. */
   #ping(client: pg.Client): void {
-    const timer = setTimeout(() => destroySocket(client), this.#settings.pingTimeoutMillis);
-    timer.unref();
+    const timer = startTimer(this.#settings.pingTimeoutMillis, () => destroySocket(client), 'unref');
     this.#send(client, 'SELECT 1').then(
       () => clearTimeout(timer),
       () => {
@@ -300,8 +298,7 @@ export class Listener {
     while (this.#state !== 'connected' || !this.#client) {
       if (this.#state === 'closed' || this.#state === 'idle' || Date.now() >= deadline) return undefined;
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, deadline - Date.now());
-        timer.unref();
+        const timer = startTimer(deadline - Date.now(), done, 'unref');
         const waiters = this.#waiters;
         function done() {
           clearTimeout(timer);

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Lease } from '../pool/lease.js';
+import { streamClosed, streamOpened, type Lease } from '../pool/lease.js';
 
 /** How pg finished with a submittable: ReadyForQuery (`{}`), or an error (the server's, or a lost connection). */
 export interface StreamEnd {
@@ -30,7 +30,7 @@ interface OpenStream {
 
 /**
  * The cursors, streams and COPYs a withDb callback opened, so the transaction never commits (or
- * hangs) behind one. Each counts in `lease.inFlight` until pg is done with it: a cancel reaches it,
+ * hangs) behind one. Each counts in `lease.callerUnanswered` until pg is done with it: a cancel reaches it,
  * and a connection released with one still open is destroyed rather than reused.
  */
 export class OpenStreams {
@@ -64,7 +64,7 @@ export class OpenStreams {
     const end = (how: StreamEnd) => {
       if (isDone) return;
       isDone = true;
-      this.#lease.inFlight--;
+      streamClosed(this.#lease);
       this.#open.delete(entry);
       finish(how);
     };
@@ -83,7 +83,7 @@ export class OpenStreams {
     });
     const entry: OpenStream = { done, isConsumed: () => isConsumed(submittable), close, target: submittable };
     this.#submitted.set(submittable, entry);
-    this.#lease.inFlight++;
+    streamOpened(this.#lease);
     this.#open.add(entry);
     try {
       this.#lease.client.query(watched as unknown as pg.QueryConfig);

@@ -1,0 +1,105 @@
+import type { CheckedCall } from './call-options.js';
+import { openCallScope, type CallScope, type CallScopeSettings } from './call-scope.js';
+import { DatabaseConnectionError, PoolClosedError } from './errors.js';
+import type { Lease } from './pool/lease.js';
+import type { QueryContext } from './query-client.js';
+import { acquireRouted } from './replicas/routed-acquire.js';
+import type { Router } from './replicas/router.js';
+
+/**
+ * What one kind of call does with its connection. The frame around it is the same for every call;
+ * the work and its "may retry" rule are what differ (executeQuery's statement, a transaction).
+ */
+export interface CallWork<C extends CheckedCall, R, T> {
+  /** Does the call's work on the connection the frame checked out. */
+  run(call: C, lease: Lease, context: QueryContext): Promise<R>;
+  /** What the caller gets from the work's result, on success (synchronous). */
+  finish(result: R): T;
+  /**
+   * After the first attempt failed with `error` (and the caller did not cancel): may the call run
+   * again on another connection? The node that failed is banned from reads first.
+   */
+  mayRetry(call: C, lease: Lease, error: unknown): boolean;
+}
+
+/** What every call of one Database shares, made once at construction. */
+export interface CallFrameSettings extends CallScopeSettings {
+  readonly router: Router;
+  /** A stack is captured at each acquire for leak detection when above 0. */
+  readonly leakDetectionThresholdMillis: number;
+  readonly replicaWaitMillis: number;
+  /** False once shutdown started: new calls reject with PoolClosedError. */
+  isOpen(): boolean;
+}
+
+/**
+ * The one frame every call runs in: open a scope (deadline, signal, timeout), acquire on the node
+ * the router picks, run the work, retry once on another connection when the work's rule allows it
+ * (nothing ran, or a read found its connection dead), release, count a failed call, dispose the scope.
+ * One async function per call: the work's own promise is awaited inside it, with no wrapper.
+ */
+export class CallFrame {
+  readonly #settings: CallFrameSettings;
+
+  constructor(settings: CallFrameSettings) {
+    this.#settings = settings;
+  }
+
+  async run<C extends CheckedCall, R, T>(call: C, work: CallWork<C, R, T>): Promise<T> {
+    let scope: CallScope | undefined;
+    try {
+      scope = openCallScope(call, this.#settings);
+      for (let attempt = 1; ; attempt++) {
+        const lease = await this.#acquire(scope, call);
+        scope.lease = lease;
+        try {
+          return work.finish(await work.run(call, lease, scope.context));
+        } catch (error) {
+          if (attempt === 1 && !scope.context.cancelled && work.mayRetry(call, lease, error)) {
+            const router = this.#settings.router;
+            router.ban(
+              router.nodes.find((node) => node.pool === lease.owner)!,
+              error,
+            );
+            continue;
+          }
+          throw error;
+        } finally {
+          scope.lease = undefined;
+          const releasing = lease.owner.release(lease);
+          if (releasing) await releasing;
+        }
+      }
+    } catch (error) {
+      this.#settings.counters.errors++;
+      throw error;
+    } finally {
+      scope?.dispose();
+    }
+  }
+
+  /**
+   * Checks out a connection on the node the router picks. A replica that fails to connect is banned
+   * and the next candidate is tried within the same deadline (the primary is always last for reads).
+   * With `afterWrite`, a replica is used only once it has replayed that position (waiting at most
+   * `replicaWaitMillis`); otherwise the primary serves the read.
+   */
+  #acquire(scope: CallScope, call: CheckedCall): Promise<Lease> {
+    const { router, leakDetectionThresholdMillis, replicaWaitMillis } = this.#settings;
+    if (!this.#settings.isOpen()) throw new PoolClosedError();
+    if (!call.isReadOnly && router.primary.isInRecovery === true) {
+      throw new DatabaseConnectionError(
+        `The primary ${router.primary.pool.name} is in recovery (a standby); writes are refused until it is promoted`,
+        { code: 'CONNECTION_FAILED' },
+      );
+    }
+    const stack = leakDetectionThresholdMillis > 0 ? new Error('acquired here').stack : undefined;
+    const candidates = router.candidates(call.isReadOnly, call.target);
+    if (candidates.length === 0)
+      throw new DatabaseConnectionError('No replica is usable for a read with target: replica (all banned, lagging or down)');
+    // The common case, the primary alone: its acquire's own promise, no wrapper around it.
+    if (candidates.length === 1 && candidates[0] === router.primary)
+      return router.primary.pool.acquire({ deadline: scope.deadline, signal: scope.signal, stack });
+    return acquireRouted(router, scope, candidates, call.afterWrite, stack, replicaWaitMillis);
+  }
+}

@@ -1,0 +1,144 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { ConnectionTarget, ResolvedConfig } from '../config.js';
+import { destroySocket, type CancelSocket } from '../client-internals.js';
+import { summarize } from '../error-summary.js';
+import { markLost, newConnectionFacts, type ConnectionFacts } from './lease.js';
+import { sessionParameters } from '../session.js';
+import { connectNegotiated, createClientClass } from '../ssl/ssl-settings.js';
+import type { NodeCounters } from '../stats.js';
+import type { LoginCache } from '../credentials/login-cache.js';
+import { withLogin } from '../credentials/login-client.js';
+
+/**
+ * The connections of one server: how they are made (a pg.Pool whose clients negotiate TLS as the
+ * sslmode says and carry the session settings as startup parameters), which are connecting and which
+ * are open, the {@link ConnectionFacts} kept beside each, how one is put back idle or destroyed, and
+ * standalone clients outside the pool (health checks, the replica monitor, the watchdog's probe).
+ */
+export class Connections {
+  readonly pool: pg.Pool;
+  /** Clients from construction until their connect settles (pg-pool's 'connect', or 'end' on failure): shutdown destroys them. */
+  readonly connecting = new Set<pg.Client>();
+  /** Open clients (idle and checked out), from pg-pool's 'connect' to its 'remove'. */
+  readonly open = new Set<pg.Client>();
+  readonly #facts = new WeakMap<pg.Client, ConnectionFacts>();
+  readonly #Client: typeof pg.Client;
+  readonly #target: ConnectionTarget;
+  readonly #config: ResolvedConfig;
+  readonly #log: Logger;
+  readonly #counters: NodeCounters;
+  #hasWarnedFallback = false;
+
+  /** `logins`: where new connections get their login when `target.loginSource` is set (src/credentials/). */
+  constructor(target: ConnectionTarget, config: ResolvedConfig, log: Logger, counters: NodeCounters, logins?: LoginCache) {
+    this.#target = target;
+    this.#config = config;
+    this.#log = log;
+    this.#counters = counters;
+    const Negotiating = createClientClass(config.ssl, {
+      onPlaintextFallback: () => {
+        if (this.#hasWarnedFallback) return;
+        this.#hasWarnedFallback = true;
+        log.warn('sslmode=prefer: the server refused TLS, so connections of this pool are unencrypted');
+      },
+    });
+    this.#Client = logins && target.loginSource ? withLogin(Negotiating, logins) : Negotiating;
+    const Client = this.#Client;
+    const connectionTimeoutMillis = config.connectionTimeoutMillis;
+    const connecting = this.connecting;
+    this.pool = new pg.Pool({
+      // pg-pool arms a timer on every checkout when it has connectionTimeoutMillis, even for an idle
+      // client; our permits and the node pool's connect already bound every wait, so only the client
+      // gets the timeout, which pg applies to opening a new connection.
+      Client: class extends Client {
+        constructor(options: pg.ClientConfig) {
+          // pg-pool hides `password` as a non-enumerable property, so the spread drops it.
+          super({ ...options, password: options.password, connectionTimeoutMillis });
+          // Tracked from construction: a connect in progress has no other handle for shutdown to reach.
+          connecting.add(this);
+          this.once('end', () => connecting.delete(this));
+        }
+      } as typeof pg.Client,
+      host: target.host,
+      port: target.port,
+      user: target.user,
+      password: target.password,
+      database: target.database,
+      max: target.max,
+      min: target.min,
+      idleTimeoutMillis: config.idleTimeoutMillis,
+      allowExitOnIdle: true,
+      ...sessionParameters(config),
+    });
+    // An idle client's error is handled by pg-pool (it removes the client); we log it so it can
+    // never become an unhandled 'error' event that crashes the process.
+    this.pool.on('error', (error) => log.warn({ error: summarize(error) }, 'idle connection failed and was removed'));
+    this.pool.on('connect', (client) => this.#onConnect(client));
+    this.pool.on('remove', (client) => {
+      this.open.delete(client);
+      counters.connectionsClosed++;
+    });
+  }
+
+  #onConnect(client: pg.Client): void {
+    const facts = newConnectionFacts(Date.now(), this.#config.maxLifetimeMillis, !this.#config.pgbouncer);
+    this.#facts.set(client, facts);
+    this.connecting.delete(client);
+    this.open.add(client);
+    this.#counters.totalConnections++;
+    // pg-pool listens only while a client is idle in it: checked out (validation, a refill round
+    // holding idle clients, a lease) a server restart or pg_terminate_backend would otherwise be an
+    // unhandled 'error' event that crashes the process. One listener for the client's whole life, not
+    // one per lease: adding and removing a listener (and its closure) on every checkout is hot-path cost.
+    client.on('error', (error: Error) => {
+      facts.isBroken = true;
+      if (!facts.lease) return;
+      markLost(facts.lease, error);
+      this.#log.warn({ error: summarize(error) }, 'checked-out connection failed');
+    });
+  }
+
+  /** What is known about an open client (every client pg-pool hands out has passed 'connect'). */
+  factsOf(client: pg.Client): ConnectionFacts {
+    return this.#facts.get(client)!;
+  }
+
+  /** Puts a checked-out connection back in pg-pool, idle from now (the one writer of `idleSince`). */
+  putBack(client: pg.PoolClient): void {
+    this.#facts.get(client)!.idleSince = Date.now();
+    client.release();
+  }
+
+  /** Takes a checked-out connection out of pg-pool and closes its socket at once. */
+  destroy(client: pg.PoolClient): void {
+    try {
+      client.release(true);
+    } catch {
+      // released already: the socket below is all that is left to close
+    }
+    destroySocket(client);
+  }
+
+  /**
+   * A standalone client to this server with the pool's TLS and login settings, outside the pool. Its
+   * error events are swallowed; the caller ends it.
+   */
+  createClient(applicationSuffix: string, connectionTimeoutMillis: number): pg.Client {
+    const t = this.#target;
+    const client = new this.#Client({
+      host: t.host,
+      port: t.port,
+      user: t.user,
+      password: t.password,
+      database: t.database,
+      application_name: `${this.#config.applicationName} ${applicationSuffix}`,
+      connectionTimeoutMillis,
+    });
+    client.on('error', () => undefined);
+    return client;
+  }
+
+  /** A socket to the server for a cancel request, negotiated like a session (TLS as the sslmode says). */
+  openCancelSocket = (): CancelSocket => connectNegotiated(this.#config.ssl, this.#target);
+}
