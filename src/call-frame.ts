@@ -2,7 +2,7 @@ import type { CheckedCall } from './call-options.js';
 import { openCallScope, type CallScope, type CallScopeSettings } from './call-scope.js';
 import { DatabaseConnectionError, PoolClosedError } from './errors.js';
 import type { Lease } from './pool/lease.js';
-import type { QueryContext } from './query-client.js';
+import type { QueryContext } from './query-context.js';
 import { acquireRouted } from './replicas/routed-acquire.js';
 import type { Router } from './replicas/router.js';
 

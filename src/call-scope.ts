@@ -1,7 +1,7 @@
 import { DatabaseQueryError } from './errors.js';
 import type { Lease } from './pool/lease.js';
 import type { StatementNames } from './prepared-statements.js';
-import type { QueryContext } from './query-client.js';
+import type { QueryContext } from './query-context.js';
 import type { DatabaseCounters, DurationRecorder } from './stats.js';
 import { startTimer } from './timers.js';
 

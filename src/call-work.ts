@@ -3,7 +3,8 @@ import type { CallWork } from './call-frame.js';
 import type { QueryCall, TransactionCall } from './call-options.js';
 import { DatabaseConnectionError } from './errors.js';
 import { leaseQuery, markBroken, type Lease } from './pool/lease.js';
-import { sendQuery, type QueryContext } from './query-client.js';
+import { sendQuery } from './query-client.js';
+import type { QueryContext } from './query-context.js';
 import { BeginConnectionError, runStatement, runTransaction } from './transaction.js';
 
 /**

@@ -12,7 +12,7 @@ import {
 import { classifyTransactionControl, savepointName } from './nested-transactions.js';
 import { markBroken, statementAnswered, statementSent, type Lease } from './pool/lease.js';
 import { preparedStatementFailure, type StatementNames } from './prepared-statements.js';
-import type { DatabaseCounters, DurationRecorder } from './stats.js';
+import type { QueryContext } from './query-context.js';
 import { copyFromOn, copyToOn, type CopyFromStream, type CopyToStream } from './streams/copy.js';
 import { checkBatchSize, openCursor, type StreamHost } from './streams/cursor-reader.js';
 import { isSubmittable, OpenStreams, type Submittable } from './streams/open-streams.js';
@@ -53,24 +53,6 @@ export interface QueryClient {
   copyTo(sql: string): CopyToStream;
 }
 
-/** Shared by every statement a caller sends: counters, timing and the cancellation state. */
-export interface QueryContext {
-  readonly queryTime: DurationRecorder;
-  readonly counters: DatabaseCounters;
-  /** Set once the caller's signal or timeout fired: later statements reject at once. */
-  cancelled?: DatabaseQueryError;
-  /** Aborts when the call is cancelled while it holds a connection (absent without a signal or timeout). */
-  signal?: AbortSignal;
-  /** Behind PgBouncer (before 1.21), a named prepared statement would not survive the transaction. */
-  readonly shouldRefuseNamedStatements?: boolean;
-  /** Automatic prepared statements (`maxPreparedStatements`); absent when off. */
-  readonly statements?: StatementNames;
-  /**
-   * Statements run right after each BEGIN (SET LOCAL timeouts behind PgBouncer), sent in BEGIN's own
-   * message so they cost no round trip; constant text only, never caller input. Not counted as queries.
-   */
-  readonly preamble?: readonly string[];
-}
 
 /**
  * Sends one caller statement on a lease: counts it, times it, tracks it as in flight, and turns pg's

@@ -9,7 +9,8 @@ import {
 } from './errors.js';
 import { leaseQuery, markBroken, type Lease } from './pool/lease.js';
 import { sleep } from './timers.js';
-import { createQueryClient, sendQuery, toDbError, type QueryClient, type QueryContext } from './query-client.js';
+import { createQueryClient, sendQuery, toDbError, type QueryClient } from './query-client.js';
+import type { QueryContext } from './query-context.js';
 
 /** Transaction isolation levels accepted by `withDb({ isolationLevel })`. */
 export const ISOLATION_LEVELS = ['read committed', 'repeatable read', 'serializable'] as const;

@@ -3,7 +3,7 @@ import Cursor from 'pg-cursor';
 import { DatabaseQueryError, type DbError } from '../errors.js';
 import { leaseQuery, statementAnswered, statementSent, type Lease } from '../pool/lease.js';
 import { startTimer } from '../timers.js';
-import type { QueryContext } from '../query-client.js';
+import type { QueryContext } from '../query-context.js';
 import type { OpenStreams, Submittable } from './open-streams.js';
 
 /** The transaction a cursor, stream or COPY runs in: its connection, call state and open streams. */
