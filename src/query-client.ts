@@ -11,7 +11,7 @@ import {
 } from './errors.js';
 import { classifyTransactionControl, savepointName } from './nested-transactions.js';
 import { markBroken, statementAnswered, statementSent, type Lease } from './pool/lease.js';
-import { preparedStatementFailure, type StatementNames } from './prepared-statements.js';
+import { preparedStatementFailure } from './prepared-statements.js';
 import type { QueryContext } from './query-context.js';
 import { copyFromOn, copyToOn, type CopyFromStream, type CopyToStream } from './streams/copy.js';
 import { checkBatchSize, openCursor, type StreamHost } from './streams/cursor-reader.js';
@@ -52,7 +52,6 @@ export interface QueryClient {
   /** `COPY ... TO STDOUT`: a Readable of the data (pg-copy-streams); see src/streams/copy.ts. */
   copyTo(sql: string): CopyToStream;
 }
-
 
 /**
  * Sends one caller statement on a lease: counts it, times it, tracks it as in flight, and turns pg's
