@@ -16,6 +16,7 @@ import {
   type LeaseOwner,
 } from './lease.js';
 import { cancelledError, PermitQueue } from './permit-queue.js';
+import { probeConnection } from './probe-connection.js';
 import { drainPool } from './drain.js';
 import { retireConnections } from './retirement.js';
 import { Refiller } from './refiller.js';
@@ -98,7 +99,9 @@ export class NodePool implements LeaseOwner {
       onTimeout: (options) => this.#recordTimeout(options),
       onQueueFull: () => this.counters.poolExhaustedCount++,
     });
-    this.circuit = new CircuitBreaker(config.circuitBreakerThreshold, config.circuitBreakerResetMillis);
+    this.circuit = new CircuitBreaker(config.circuitBreakerThreshold, config.circuitBreakerResetMillis, () =>
+      this.#trialConnect(),
+    );
     this.#connections = new Connections(target, config, this.#log, this.counters, logins);
     this.#pool = this.#connections.pool;
     this.#refiller = new Refiller({
@@ -140,6 +143,12 @@ export class NodePool implements LeaseOwner {
    */
   get openConnections(): number {
     return this.#connections.open.size;
+  }
+
+  /** The circuit breaker's background trial: a standalone connection and one round trip. Never rejects. */
+  async #trialConnect(): Promise<boolean> {
+    const outcome = await probeConnection(this, 'circuit', this.#config.validationTimeoutMillis, 'SELECT 1');
+    return outcome !== 'timeout' && 'rows' in outcome;
   }
 
   /** A standalone client to this node, outside the pool (see {@link Connections.createClient}). */
@@ -471,6 +480,7 @@ export class NodePool implements LeaseOwner {
     this.#state = 'closing';
     this.#watchdog?.stop();
     this.#refiller.stop();
+    this.circuit.stop();
     this.#queue.close();
     const target = {
       pool: this.#pool,

@@ -5,6 +5,7 @@
  * the server is back (the circuit breaker's half-open probe closes it). Also: idle connections from
  * before the restart are dropped, never handed to a caller.
  */
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Database, DbError } from '../../../src/index.js';
 import { startPostgres, type PostgresServer, type StopMode } from '../../support/postgres-server.js';
@@ -14,6 +15,8 @@ const WORKERS = 8;
 const RESET_MILLIS = 500;
 /** Promised bound from "the server accepts connections again" to "the pool commits again". */
 const RECOVERY_BOUND_MILLIS = RESET_MILLIS + 2500;
+/** The target at the default settings (issue 12, item 4; docs/reliability.md): first success after the server is back. */
+const DEFAULT_RECOVERY_TARGET_MILLIS = 250;
 
 let server: PostgresServer;
 const guard = guardProcess();
@@ -207,6 +210,64 @@ describe('scenario 1: server restart under write load', () => {
         servedByPreRestartBackend: 0,
         closedPreRestart: stats.connectionsClosed - before.connectionsClosed,
       });
+    });
+  }
+
+  /** Resolves with `performance.now()` of the first new connection the server accepts (polled every 5 ms). */
+  async function firstAccepted(): Promise<number> {
+    for (;;) {
+      const client = new pg.Client({ connectionString: urlVia(server.url), connectionTimeoutMillis: 1000 });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        return performance.now();
+      } catch {
+        await sleep(5);
+      } finally {
+        void client.end().catch(() => undefined);
+      }
+    }
+  }
+
+  for (const outageMillis of [100, 1500]) {
+    test(`at the default settings, the first call succeeds within ${DEFAULT_RECOVERY_TARGET_MILLIS} ms of the server accepting connections again after a ${outageMillis / 1000} s outage`, async () => {
+      // Nothing but the URL: the circuit breaker, timeouts and validation at their defaults.
+      const db = new Database({ connectionString: urlVia(server.url), logLevel: 'silent' });
+      await db.ready({ timeoutMillis: 5000 });
+      const prefix = `restart-defaults-${outageMillis}`;
+      const load = writeLoad(db, prefix);
+      await sleep(300);
+      await server.stop('fast');
+      const downAt = performance.now();
+      await sleep(outageMillis);
+      const accepted = firstAccepted();
+      await server.start();
+      const backAt = await accepted;
+      const recovered = await eventually(
+        async () => load.writes.find((w) => w.outcome === 'committed' && w.endedAt > backAt),
+        10_000,
+        5,
+      );
+      const recoveryMillis = Math.max(0, Math.round(recovered.endedAt - backAt));
+      await load.stop();
+      const stats = db.getStats();
+      await db.shutdown({ timeoutMillis: 1000 });
+      const failedAfterBack = load.writes.filter((w) => w.startedAt > backAt && w.outcome !== 'committed');
+      const codes: Record<string, number> = {};
+      for (const w of failedAfterBack) codes[w.code ?? 'none'] = (codes[w.code ?? 'none'] ?? 0) + 1;
+      printFigures(`restart-defaults-${outageMillis}ms`, {
+        downMillis: Math.round(backAt - downAt),
+        recoveryMillis,
+        targetMillis: DEFAULT_RECOVERY_TARGET_MILLIS,
+        failedAfterBack: failedAfterBack.length,
+        failedAfterBackByCode:
+          Object.entries(codes)
+            .map(([code, n]) => `${code}:${n}`)
+            .join(',') || 'none',
+        circuitRejections: stats.circuitRejections,
+      });
+      expect(recoveryMillis).toBeLessThanOrEqual(DEFAULT_RECOVERY_TARGET_MILLIS);
+      expect(guard.crashes).toEqual([]);
     });
   }
 });
