@@ -11,6 +11,7 @@ import {
 } from './errors.js';
 import { classifyTransactionControl, savepointName } from './nested-transactions.js';
 import { markBroken, statementAnswered, statementSent, type Lease } from './pool/lease.js';
+import { observeStatement } from './pool/session-state.js';
 import { preparedStatementFailure } from './prepared-statements.js';
 import type { QueryContext } from './query-context.js';
 import { copyFromOn, copyToOn, type CopyFromStream, type CopyToStream } from './streams/copy.js';
@@ -78,11 +79,12 @@ export async function sendQuery<R extends pg.QueryResultRow>(
   context.counters.queriesExecuted++;
   statementSent(lease, true, startedAt);
   try {
-    if (typeof query !== 'string') return await lease.client.query<R>(query, values as unknown[]);
+    if (typeof query !== 'string') return observed(lease, query.text, await lease.client.query<R>(query, values as unknown[]));
     const name = values !== undefined && values.length > 0 ? context.statements?.nameFor(query) : undefined;
-    if (name === undefined) return await submit<R>(lease.client, { text: query, values: values as unknown[] | undefined });
+    if (name === undefined)
+      return observed(lease, query, await submit<R>(lease.client, { text: query, values: values as unknown[] | undefined }));
     try {
-      return await submit<R>(lease.client, { text: query, values: values as unknown[], name });
+      return observed(lease, query, await submit<R>(lease.client, { text: query, values: values as unknown[], name }));
     } catch (error) {
       // A value pg could not serialize: pg 8.23 has sent Parse, then closes the statement, yet records
       // the name as prepared when ParseComplete arrives. The next use would Bind a statement the server
@@ -95,7 +97,7 @@ export async function sendQuery<R extends pg.QueryResultRow>(
       if (failure === 'missing') markBroken(lease);
       // In a transaction the failed statement aborted it; outside one nothing ran, so send it again.
       if (lease.client.getTransactionStatus() !== 'I') throw error;
-      return await submit<R>(lease.client, { text: query, values: values as unknown[] });
+      return observed(lease, query, await submit<R>(lease.client, { text: query, values: values as unknown[] }));
     }
   } catch (error) {
     const mapped = toDbError(error, lease, context);
@@ -106,6 +108,12 @@ export async function sendQuery<R extends pg.QueryResultRow>(
     statementAnswered(lease, true);
     context.queryTime.record(performance.now() - startedAt);
   }
+}
+
+/** Notes what a caller statement changed in the session (src/pool/session-state.ts); returns its result. */
+function observed<T>(lease: Lease, text: string | undefined, result: T): T {
+  lease.sessionChanges = observeStatement(lease.sessionChanges, text, result as pg.QueryResult | pg.QueryResult[]);
+  return result;
 }
 
 /**

@@ -86,6 +86,10 @@ export interface NodeCounters {
   leaksDetected: number;
   /** Acquires refused at once because the circuit breaker was open. */
   circuitRejections: number;
+  /** Connections whose session a caller changed (SET, LISTEN, ...), reset on release in one round trip. */
+  sessionResets: number;
+  /** Connections closed on release because their session could not be reset (SET ROLE, PREPARE, a failed reset). */
+  sessionDiscards: number;
 }
 
 export function newNodeCounters(): NodeCounters {
@@ -98,6 +102,8 @@ export function newNodeCounters(): NodeCounters {
     poolExhaustedCount: 0,
     leaksDetected: 0,
     circuitRejections: 0,
+    sessionResets: 0,
+    sessionDiscards: 0,
   };
 }
 
@@ -173,6 +179,8 @@ const SUMMED: readonly (keyof NodeStats & keyof PoolStats)[] = [
   'poolExhaustedCount',
   'leaksDetected',
   'circuitRejections',
+  'sessionResets',
+  'sessionDiscards',
 ];
 
 /** Builds the frozen `getStats()` snapshot. */

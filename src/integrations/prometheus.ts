@@ -122,6 +122,8 @@ const NODE_COUNTERS: readonly (readonly [string, NodeNumber, string])[] = [
   ],
   ['leaks_detected_total', 'leaksDetected', 'Connections held longer than leakDetectionThresholdMillis.'],
   ['circuit_rejections_total', 'circuitRejections', 'Acquires refused at once because the circuit breaker was open.'],
+  ['session_resets_total', 'sessionResets', 'Connections whose session a caller changed, reset on release.'],
+  ['session_discards_total', 'sessionDiscards', 'Connections closed on release because their session could not be reset.'],
 ];
 
 /** Database-wide counters. */

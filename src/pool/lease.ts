@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { startTimer } from '../timers.js';
+import { SESSION_CLEAN, type SessionChanges } from './session-state.js';
 
 /**
  * A pooled connection has two records: {@link ConnectionFacts}, kept beside pg's client for its whole
@@ -42,6 +43,11 @@ export interface Lease {
   lostError?: Error;
   /** The session's `default_transaction_read_only`; kept with the connection across leases. */
   isSessionReadOnly: boolean;
+  /**
+   * What the caller's statements changed in the session (SET, LISTEN, temp tables...), read from their
+   * command tags by `sendQuery`: release resets or destroys a changed session (src/pool/session-state.ts).
+   */
+  sessionChanges: SessionChanges;
 }
 
 /** A lease on `client`, acquired now. */
@@ -55,6 +61,7 @@ export function newLease(client: pg.PoolClient, owner: LeaseOwner, isSessionRead
     busySince: 0,
     isBroken: false,
     isSessionReadOnly,
+    sessionChanges: SESSION_CLEAN,
   };
 }
 

@@ -17,6 +17,7 @@ import {
 } from './lease.js';
 import { cancelledError, PermitQueue } from './permit-queue.js';
 import { probeConnection } from './probe-connection.js';
+import { planRelease, SESSION_CLEAN } from './session-state.js';
 import { drainPool } from './drain.js';
 import { retireConnections } from './retirement.js';
 import { Refiller } from './refiller.js';
@@ -375,7 +376,8 @@ export class NodePool implements LeaseOwner {
   release(lease: Lease): Promise<void> | undefined {
     if (!this.#leases.delete(lease)) return undefined;
     const facts = this.#connections.factsOf(lease.client);
-    if (!this.#isReusable(lease, facts) || !isOutsideTransaction(lease.client)) return this.#releaseSlowly(lease, facts);
+    if (!this.#isReusable(lease, facts) || !isOutsideTransaction(lease.client) || this.#hasSessionChanges(lease))
+      return this.#releaseSlowly(lease, facts);
     try {
       this.#returnToPool(lease, facts);
     } finally {
@@ -391,7 +393,7 @@ export class NodePool implements LeaseOwner {
       const isReusable =
         this.#isReusable(lease, facts) &&
         (isOutsideTransaction(lease.client) || ((await this.#rollback(lease.client)) && this.#isReusable(lease, facts)));
-      if (isReusable) return this.#returnToPool(lease, facts);
+      if (isReusable && (await this.#resetSession(lease))) return this.#returnToPool(lease, facts);
       if (lease.callerUnanswered > 0)
         await sendCancelRequest(lease.client, this.#connections.openCancelSocket, this.#config.validationTimeoutMillis);
       unwatchLease(facts);
@@ -399,6 +401,45 @@ export class NodePool implements LeaseOwner {
     } finally {
       this.#queue.give();
     }
+  }
+
+  /**
+   * A caller changed the session (SET, LISTEN, a temp table, an advisory lock...): the next caller must
+   * not see it. Behind PgBouncer the session is not ours to reset (the next statement may run on another
+   * server connection), so nothing is tracked there (docs/operations.md).
+   */
+  #hasSessionChanges(lease: Lease): boolean {
+    return lease.sessionChanges !== SESSION_CLEAN && !this.#config.pgbouncer;
+  }
+
+  /**
+   * Undoes a caller's session changes in one message within the validation timeout; false (destroy)
+   * when that fails, or when no statement can undo them (src/pool/session-state.ts). After `RESET ALL`
+   * the session's read-only default is its startup value again (`on`).
+   */
+  async #resetSession(lease: Lease): Promise<boolean> {
+    if (!this.#hasSessionChanges(lease)) return true;
+    const plan = planRelease(lease.sessionChanges);
+    if (plan.action === 'reuse') return true;
+    if (plan.action === 'destroy') {
+      this.counters.sessionDiscards++;
+      this.#log.debug({ reason: plan.reason }, 'connection closed on release: session state cannot be reset');
+      return false;
+    }
+    const reset = () =>
+      lease.client.query(plan.sql).then(
+        () => true,
+        () => false,
+      );
+    const isReset = await raceDeadline(reset, this.#config.validationTimeoutMillis, () => false, 'unref');
+    if (!isReset) {
+      this.counters.sessionDiscards++;
+      return false;
+    }
+    this.counters.sessionResets++;
+    lease.sessionChanges = SESSION_CLEAN;
+    if (plan.resetsSettings) lease.isSessionReadOnly = true;
+    return true;
   }
 
   /**
