@@ -77,6 +77,11 @@ export class NodePool implements LeaseOwner {
   #closed: Promise<void> = Promise.resolve();
   #queue: PermitQueue<AcquireOptions>;
   #leases = new Set<Lease>();
+  #closing = new AbortController();
+  /** Aborts when shutdown starts: waits that are not acquires (ready()'s backoff) end on it. */
+  readonly closeSignal: AbortSignal = this.#closing.signal;
+  /** Acquires waiting on pg.Pool.connect: shutdown rejects them at once (see {@link #connect}). */
+  #connectWaits = new Set<(error: Error) => void>();
   #watchdog: StatementWatchdog | undefined;
   #refiller: Refiller;
 
@@ -204,6 +209,13 @@ export class NodePool implements LeaseOwner {
       const idle = this.#pool.idleCount > 0 && remaining > 0 ? await this.#connect(remaining, false, permit, options) : undefined;
       client =
         idle && this.#isReady(this.#connections.factsOf(idle), Date.now()) ? idle : await this.#checkout(options, permit, idle);
+      // Shutdown started while this acquire was in a later stage (pg-pool's idle handover, a
+      // validation): the caller gets PoolClosedError, never a connection of a closing pool.
+      if (this.#state !== 'open') {
+        this.#connections.destroy(client);
+        client = undefined;
+        throw new PoolClosedError();
+      }
     } finally {
       if (!client && permit.holder === 'acquire') this.#queue.give();
     }
@@ -301,12 +313,16 @@ export class NodePool implements LeaseOwner {
       };
       // A caller's abort ends its wait for a new connection at once.
       const onAbort = () => giveUp(cancelledError(options.signal!));
+      // So does shutdown: pg-pool hands an idle client over on a later tick, and its end() (in the
+      // drain) forgets a handover still pending, whose callback then never comes.
+      this.#connectWaits.add(giveUp);
       // A new connection: the deadline timer first, so at a tie it fires before the connect's own timeout.
       if (isNew) {
         armDeadline();
         options.signal?.addEventListener('abort', onAbort, { once: true });
       }
       this.#pool.connect((error: Error | undefined, client: pg.PoolClient | undefined) => {
+        this.#connectWaits.delete(giveUp);
         const hasGivenUp = wait === 'gave-up';
         wait = 'settled';
         clearTimeout(timer);
@@ -523,6 +539,9 @@ export class NodePool implements LeaseOwner {
     this.#refiller.stop();
     this.circuit.stop();
     this.#queue.close();
+    this.#closing.abort();
+    for (const giveUp of [...this.#connectWaits]) giveUp(new PoolClosedError());
+    this.#connectWaits.clear();
     const target = {
       pool: this.#pool,
       leases: this.#leases,

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError } from '../errors.js';
 import { summarize } from '../error-summary.js';
 import type { NodePool } from './node-pool.js';
-import { sleep } from '../timers.js';
+import { startTimer } from '../timers.js';
 
 const BACKOFF_MIN_MILLIS = 50;
 const BACKOFF_MAX_MILLIS = 2000;
@@ -26,7 +26,7 @@ export async function waitUntilReady(node: NodePool, deadline: number, log: Logg
       await node.release(lease);
       while (node.openConnections < node.target.min && Date.now() < deadline && node.state === 'open') {
         await node.refill();
-        if (node.openConnections < node.target.min) await sleep(Math.min(backoffMillis, deadline - Date.now()), 'ref');
+        if (node.openConnections < node.target.min) await pause(Math.min(backoffMillis, deadline - Date.now()), node.closeSignal);
       }
       if (node.openConnections >= node.target.min) {
         log.info({ node: node.name, connections: node.openConnections, attempts: attempt }, 'database ready');
@@ -48,7 +48,24 @@ export async function waitUntilReady(node: NodePool, deadline: number, log: Logg
         : `only ${node.openConnections} of ${node.target.min} connections opened`;
       throw new DatabaseConnectionError(`The database ${node.name} was not ready in time: ${reason}`, { cause: lastError });
     }
-    await sleep(Math.min(remaining, backoffMillis * (0.5 + Math.random() * 0.5)), 'ref');
+    await pause(Math.min(remaining, backoffMillis * (0.5 + Math.random() * 0.5)), node.closeSignal);
     backoffMillis = Math.min(BACKOFF_MAX_MILLIS, backoffMillis * 2);
   }
+}
+
+/**
+ * A backoff sleep that shutdown ends at once (`signal` aborts when the node starts closing): a
+ * `ready()` still retrying must not hold the process open after `shutdown()` resolved.
+ */
+function pause(millis: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = startTimer(millis, done, 'ref');
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
