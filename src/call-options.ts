@@ -79,8 +79,8 @@ export function checkQueryCall(text: unknown, params: unknown, options: ExecuteQ
   if (typeof text !== 'string' || text.trim() === '') throw new TypeError('executeQuery needs SQL text as its first argument');
   if (params !== undefined && !Array.isArray(params))
     throw new TypeError('executeQuery params must be an array (bound as $1, $2, ...)');
-  if (typeof options !== 'object' || options === null) throw new TypeError('executeQuery options must be an object');
-  const isReadOnly = options.readOnly ?? true;
+  checkOptionsObject(options, 'executeQuery options');
+  const isReadOnly = checkReadOnly(options.readOnly, true);
   const { target, signal, timeoutMillis } = options;
   const afterWrite = checkCallOptions(options, isReadOnly);
   return { isReadOnly, target, afterWrite, signal, timeoutMillis, text, params: params as readonly unknown[] | undefined };
@@ -91,8 +91,10 @@ export function checkQueryCall(text: unknown, params: unknown, options: ExecuteQ
  * @throws {TypeError} naming the first argument or option that is malformed.
  */
 export function checkWithDbCall<T>(readOnlyOrOptions: boolean | WithDbOptions, fn: unknown): TransactionCall<T> {
-  const options: WithDbOptions =
-    typeof readOnlyOrOptions === 'boolean' ? { readOnly: readOnlyOrOptions } : (readOnlyOrOptions ?? {});
+  // Only a boolean or an options object: `withDb('true', fn)` must not run READ WRITE (or READ ONLY) by accident.
+  if (typeof readOnlyOrOptions !== 'boolean' && !isPlainObject(readOnlyOrOptions))
+    throw new TypeError('withDb needs readOnly (true or false) or an options object as its first argument');
+  const options: WithDbOptions = typeof readOnlyOrOptions === 'boolean' ? { readOnly: readOnlyOrOptions } : readOnlyOrOptions;
   if (typeof fn !== 'function') throw new TypeError('withDb needs a callback: withDb(readOnly, async (client) => ...)');
   return checkTransactionCall(options, fn as TransactionCall<T>['fn']);
 }
@@ -117,7 +119,7 @@ export function checkOperations(operations: unknown): readonly Operation[] {
 export function checkTransactionCall<T>(options: WithDbOptions, fn: TransactionCall<T>['fn']): TransactionCall<T> {
   const isolationLevel = parseIsolationLevel(options.isolationLevel);
   const retries = checkRetries(options.retries);
-  const isReadOnly = options.readOnly ?? false;
+  const isReadOnly = checkReadOnly(options.readOnly, false);
   const { target, signal, timeoutMillis } = options;
   const afterWrite = checkCallOptions(options, isReadOnly);
   return { isReadOnly, target, afterWrite, signal, timeoutMillis, isolationLevel, retries, fn };
@@ -139,6 +141,28 @@ function checkCallOptions(options: CallOptions, isReadOnly: boolean): bigint | u
   if (afterWrite !== undefined && token === undefined)
     throw new TypeError('afterWrite must be a token from getWriteToken() (a WAL position such as 0/16B3748)');
   return token;
+}
+
+/** A plain object: made by `{ ... }` or `Object.create(null)`, not an array, a string or a class instance. */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const prototype = Object.getPrototypeOf(value) as unknown;
+  return prototype === Object.prototype || prototype === null;
+}
+
+/**
+ * Checks that `options` (named `what` in the message) is an options object; undefined counts as `{}`.
+ * @throws {TypeError} `<what> must be an object` for null, a string, an array, a number...
+ */
+export function checkOptionsObject(options: unknown, what: string): void {
+  if (options !== undefined && !isPlainObject(options)) throw new TypeError(`${what} must be an object`);
+}
+
+/** `readOnly` when it is a boolean, `fallback` when absent; `'false'` and `1` are refused, never guessed. */
+function checkReadOnly(value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new TypeError('readOnly must be true or false');
+  return value;
 }
 
 /** Validates an isolation level given by a caller; the SQL text comes from our list, never from input. */

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { CallFrame } from './call-frame.js';
 import {
   checkOperations,
+  checkOptionsObject,
   checkQueryCall,
   checkTransactionCall,
   checkWithDbCall,
@@ -139,7 +140,8 @@ export class Database {
    */
   async ready(options: { timeoutMillis?: number } = {}): Promise<void> {
     this.#assertOpen();
-    const timeoutMillis = checkMillis(options?.timeoutMillis, 'ready timeoutMillis');
+    checkOptionsObject(options, 'ready options');
+    const timeoutMillis = checkMillis(options.timeoutMillis, 'ready timeoutMillis');
     const deadline = Date.now() + (timeoutMillis ?? this.config.connectionTimeoutMillis);
     await waitUntilReady(this.#primary, deadline, this.log);
     // Replicas warm up in the background: one that is down is banned, never a reason to fail startup.
@@ -154,6 +156,7 @@ export class Database {
    * @throws {DatabaseConnectionError}, {@link PoolTimeoutError}, {@link PoolClosedError}.
    */
   async getWriteToken(options: CallOptions = {}): Promise<string> {
+    checkOptionsObject(options, 'getWriteToken options');
     const rows = await this.executeQuery<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn', [], {
       ...options,
       target: 'primary',
@@ -208,6 +211,7 @@ export class Database {
     let call: TransactionCall<R[][]>;
     try {
       const checked = checkOperations(operations);
+      checkOptionsObject(options, 'executeTransaction options');
       call = checkTransactionCall({ readOnly: false, ...options }, async (client) => {
         const results: R[][] = [];
         for (const op of checked) results.push(rowsOf(await client.query<R>(op.text, op.params)));
@@ -358,7 +362,8 @@ export class Database {
     if (this.#shutdown) return this.#shutdown;
     let timeoutMillis: number | undefined;
     try {
-      timeoutMillis = checkMillis(options?.timeoutMillis, 'shutdown timeoutMillis', 0);
+      checkOptionsObject(options, 'shutdown options');
+      timeoutMillis = checkMillis(options.timeoutMillis, 'shutdown timeoutMillis', 0);
     } catch (error) {
       return Promise.reject(error);
     }

@@ -63,6 +63,44 @@ describe('bad arguments', () => {
   });
 });
 
+describe('arguments of the wrong type (item 8)', () => {
+  test("withDb('true', fn) and every other first argument that is neither a boolean nor a plain object is a TypeError, and nothing runs", async () => {
+    const db = open();
+    let ran = 0;
+    const fn = async () => void ran++;
+    for (const first of ['true', 'false', 1, 0, null, undefined, [], new Date(), () => true]) {
+      await expect(db.withDb(first as never, fn), String(first)).rejects.toThrow(
+        new TypeError('withDb needs readOnly (true or false) or an options object as its first argument'),
+      );
+    }
+    expect(ran).toBe(0);
+    expect(db.getStats()).toMatchObject({ errors: 9, queriesExecuted: 0, transactionsExecuted: 0 });
+  });
+
+  test('readOnly given as anything but a boolean is a TypeError for withDb, executeQuery and executeTransaction', async () => {
+    const db = open();
+    const refused = new TypeError('readOnly must be true or false');
+    await expect(db.withDb({ readOnly: 'false' as never }, async () => undefined)).rejects.toThrow(refused);
+    await expect(db.executeQuery('SELECT 1', [], { readOnly: 0 as never })).rejects.toThrow(refused);
+    await expect(db.executeTransaction([{ text: 'SELECT 1' }], { readOnly: 'yes' as never })).rejects.toThrow(refused);
+    expect(db.getStats()).toMatchObject({ errors: 3, queriesExecuted: 0 });
+  });
+
+  test('options that are not an object are a TypeError naming the method, for every method that takes them', async () => {
+    const db = open();
+    await expect(db.executeTransaction([{ text: 'SELECT 1' }], 'x' as never)).rejects.toThrow(
+      new TypeError('executeTransaction options must be an object'),
+    );
+    await expect(db.executeQuery('SELECT 1', [], [] as never)).rejects.toThrow(
+      new TypeError('executeQuery options must be an object'),
+    );
+    await expect(db.getWriteToken('x' as never)).rejects.toThrow(new TypeError('getWriteToken options must be an object'));
+    await expect(db.ready(5 as never)).rejects.toThrow(new TypeError('ready options must be an object'));
+    await expect(db.shutdown('now' as never)).rejects.toThrow(new TypeError('shutdown options must be an object'));
+    expect(await db.executeQuery('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+  });
+});
+
 describe('durations beyond what a Node timer keeps (2^31−1 ms)', () => {
   const TOO_LONG = 2 ** 31;
   const message = (name: string, min = 1) =>
