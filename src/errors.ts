@@ -168,6 +168,15 @@ export function sqlStateOf(error: unknown): string | undefined {
 }
 
 /**
+ * SQLSTATE 53300 (too_many_connections) or 53400 (configuration_limit_exceeded, e.g. a role's
+ * connection limit): the server is up and answered, it only cannot take another connection now.
+ */
+export function isCannotGrow(error: unknown): boolean {
+  const state = sqlStateOf(error);
+  return state === '53300' || state === '53400';
+}
+
+/**
  * True when a pg error means the connection itself is unusable (class 08, admin shutdown, or a socket
  * error). A class-08 error the server sent at severity ERROR is not: it rejected one message and the
  * session goes on (08P01 for a Bind whose parameter count does not match the statement's `$n`s).

@@ -4,7 +4,7 @@ import { CircuitBreaker } from './circuit-breaker.js';
 import { Connections } from './connections.js';
 import { destroySocket, isQueryable, sendCancelRequest } from '../client-internals.js';
 import type { ConnectionTarget, ResolvedConfig } from '../config.js';
-import { DatabaseConnectionError, DbError, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from '../errors.js';
+import { DatabaseConnectionError, DbError, isCannotGrow, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from '../errors.js';
 import {
   isRecentlyUsed,
   markBroken,
@@ -50,6 +50,9 @@ interface Permit {
   holder: 'acquire' | 'connect';
 }
 
+/** How long new connections pause after the server refused one for want of slots (53300, 53400). */
+const GROWTH_PAUSE_MILLIS = 1000;
+
 /** How long after opening an unused connection is handed out without validation (it just answered the login). */
 const FRESH_MILLIS = 50;
 
@@ -80,6 +83,10 @@ export class NodePool implements LeaseOwner {
   #closing = new AbortController();
   /** Aborts when shutdown starts: waits that are not acquires (ready()'s backoff) end on it. */
   readonly closeSignal: AbortSignal = this.#closing.signal;
+  /** Until when (epoch ms) no new connection is tried after the server said it has no slot (53300). */
+  #growthPausedUntil = 0;
+  /** Acquires waiting for a pooled connection while growth is paused. */
+  #idleWaiters = new Set<() => void>();
   /** Acquires waiting on pg.Pool.connect: shutdown rejects them at once (see {@link #connect}). */
   #connectWaits = new Set<(error: Error) => void>();
   #watchdog: StatementWatchdog | undefined;
@@ -206,7 +213,14 @@ export class NodePool implements LeaseOwner {
     try {
       // The common case inline (an idle connection used recently): no extra async layer per acquire.
       const remaining = options.deadline - Date.now();
-      const idle = this.#pool.idleCount > 0 && remaining > 0 ? await this.#connect(remaining, false, permit, options) : undefined;
+      let idle: pg.PoolClient | undefined;
+      try {
+        idle = this.#pool.idleCount > 0 && remaining > 0 ? await this.#connect(remaining, false, permit, options) : undefined;
+      } catch (error) {
+        // The idle connection went to another caller first and pg-pool opened a new one, which the
+        // server refused for want of slots: wait for a pooled connection like any other refusal.
+        if (!this.#isGrowthRefusal(error)) throw error;
+      }
       client =
         idle && this.#isReady(this.#connections.factsOf(idle), Date.now()) ? idle : await this.#checkout(options, permit, idle);
       // Shutdown started while this acquire was in a later stage (pg-pool's idle handover, a
@@ -233,7 +247,15 @@ export class NodePool implements LeaseOwner {
    */
   async #checkout(options: AcquireOptions, permit: Permit, taken?: pg.PoolClient): Promise<pg.PoolClient> {
     for (;;) {
-      const client = taken ?? (await this.#next(options, permit));
+      let client: pg.PoolClient;
+      try {
+        client = taken ?? (await this.#next(options, permit));
+      } catch (error) {
+        // The server has no slot for another connection (max_connections) but this pool holds live
+        // ones: wait for one of them (in #next) until the deadline, rather than fail the caller now.
+        if (this.#isGrowthRefusal(error)) continue;
+        throw error;
+      }
       taken = undefined;
       const facts = this.#connections.factsOf(client);
       const now = Date.now();
@@ -256,6 +278,8 @@ export class NodePool implements LeaseOwner {
       throw new PoolTimeoutError('No usable connection within the acquire deadline', this.snapshot());
     }
     const isNew = this.#pool.idleCount === 0;
+    if (isNew && Date.now() < this.#growthPausedUntil && this.#hasOthers())
+      return this.#waitForIdle(Math.min(options.deadline, this.#growthPausedUntil)).then(() => this.#next(options, permit));
     if (isNew && !options.isStartupProbe && !this.circuit.allowConnect()) {
       this.counters.circuitRejections++;
       throw new DatabaseConnectionError(
@@ -264,6 +288,29 @@ export class NodePool implements LeaseOwner {
       );
     }
     return this.#connect(remaining, isNew, permit, options);
+  }
+
+  /** A new connection refused for want of server slots (53300, 53400) while the pool holds others to wait for. */
+  #isGrowthRefusal(error: unknown): boolean {
+    return error instanceof DatabaseConnectionError && isCannotGrow(error.cause) && this.#hasOthers();
+  }
+
+  /** The pool holds connections, open or opening, that may come back idle (pg.Pool's count includes connects in progress). */
+  #hasOthers(): boolean {
+    return this.#pool.totalCount > 0;
+  }
+
+  /** Resolves when a connection goes back to the pool idle, or at `until` (epoch ms), whichever is first. */
+  #waitForIdle(until: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#idleWaiters.delete(done);
+        resolve();
+      };
+      const timer = startTimer(until - Date.now(), done, 'unref');
+      this.#idleWaiters.add(done);
+    });
   }
 
   /** Not broken and not past its lifetime. */
@@ -349,6 +396,16 @@ export class NodePool implements LeaseOwner {
   #connectFailed(error: Error | undefined): Error {
     if (this.#state !== 'open') return new PoolClosedError();
     this.counters.connectionErrors++;
+    if (isCannotGrow(error)) {
+      // 53300/53400: the server is up but has no slot for us now. Not a reason to open the circuit;
+      // new connections pause for a moment while the live ones serve (see #next).
+      this.#growthPausedUntil = Date.now() + GROWTH_PAUSE_MILLIS;
+      this.#log.warn(
+        { error: summarize(error) },
+        'the server refused another connection (too many connections); waiting for a pooled one',
+      );
+      return new DatabaseConnectionError(`Could not connect to ${this.name}: ${error?.message}`, { cause: error });
+    }
     this.circuit.recordFailure();
     this.#log.warn({ error: summarize(error) }, 'connection attempt failed');
     // CREDENTIALS_FAILED (src/credentials/) already says what failed; it is passed on as it is.
@@ -477,6 +534,8 @@ export class NodePool implements LeaseOwner {
     facts.isSessionReadOnly = lease.isSessionReadOnly;
     unwatchLease(facts);
     this.#connections.putBack(lease.client);
+    // Acquires waiting because the server cannot take more connections look again.
+    for (const wake of [...this.#idleWaiters]) wake();
   }
 
   /** ROLLBACK within the validation timeout; false when it fails or hangs. */

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CircuitBreaker } from './circuit-breaker.js';
 import { summarize } from '../error-summary.js';
+import { isCannotGrow } from '../errors.js';
 import type { NodeCounters } from '../stats.js';
 import { startTimer } from '../timers.js';
 
@@ -89,7 +90,8 @@ export class Refiller {
         // (A connect that shutdown destroyed is not a server failure: not counted.)
         failures++;
         this.#options.counters.connectionErrors++;
-        circuit.recordFailure();
+        // "Too many connections" says the server is up: no reason to open the circuit.
+        if (!isCannotGrow(result.reason)) circuit.recordFailure();
         this.#options.log.debug({ error: summarize(result.reason) }, 'refill connect failed');
       }
       permits.give();
