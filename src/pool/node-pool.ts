@@ -4,7 +4,14 @@ import { CircuitBreaker } from './circuit-breaker.js';
 import { Connections } from './connections.js';
 import { destroySocket, isQueryable, sendCancelRequest } from '../client-internals.js';
 import type { ConnectionTarget, ResolvedConfig } from '../config.js';
-import { DatabaseConnectionError, DbError, isCannotGrow, PoolClosedError, PoolTimeoutError, type PoolSnapshot } from '../errors.js';
+import {
+  DatabaseConnectionError,
+  DbError,
+  isCannotGrow,
+  PoolClosedError,
+  PoolTimeoutError,
+  type PoolSnapshot,
+} from '../errors.js';
 import {
   isRecentlyUsed,
   markBroken,
