@@ -1,4 +1,5 @@
 import type ts from 'typescript';
+import { bindScopes, memberOf, resolveName } from './binder-scopes.js';
 import { loadTypeScript } from './load-typescript.js';
 
 const MAX_SNIPPET_LINES = 8;
@@ -14,7 +15,8 @@ export class SourceAnalysis {
   readonly sourceFile: ts.SourceFile;
   readonly calls: ts.CallExpression[] = [];
   readonly constructions: ts.NewExpression[] = [];
-  readonly #checker: ts.TypeChecker;
+  /** Only when the binder's scopes cannot be read (see binder-scopes.ts): a one-file program's checker. */
+  readonly #checker: ts.TypeChecker | undefined;
   readonly #references = new Map<ts.Symbol, ts.MemberName[]>();
 
   constructor(fileName: string, text: string) {
@@ -23,26 +25,13 @@ export class SourceAnalysis {
     // A virtual absolute name keeps the compiler host from touching the disk.
     const virtualName = `/migrate-scan/source${scriptExtension(fileName)}`;
     this.sourceFile = t.createSourceFile(virtualName, text, t.ScriptTarget.Latest, true, scriptKind(t, fileName));
-    const sourceFile = this.sourceFile;
-    const host: ts.CompilerHost = {
-      getSourceFile: (name) => (name === virtualName ? sourceFile : undefined),
-      getDefaultLibFileName: () => '/migrate-scan/lib.d.ts',
-      writeFile: () => undefined,
-      getCurrentDirectory: () => '/migrate-scan',
-      getCanonicalFileName: (name) => name,
-      useCaseSensitiveFileNames: () => true,
-      getNewLine: () => '\n',
-      fileExists: (name) => name === virtualName,
-      readFile: () => undefined,
-    };
-    const options: ts.CompilerOptions = { noLib: true, noResolve: true, allowJs: true, types: [] };
-    this.#checker = t.createProgram({ rootNames: [virtualName], options, host }).getTypeChecker();
+    this.#checker = bindScopes(t, this.sourceFile) ? undefined : checkerFor(t, this.sourceFile, virtualName);
     // An explicit stack rather than recursion: generated code nests deeper than the call stack allows.
     const pending: ts.Node[] = [this.sourceFile];
     for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
       if (t.isCallExpression(node)) this.calls.push(node);
       else if (t.isNewExpression(node)) this.constructions.push(node);
-      else if (t.isIdentifier(node) || t.isPrivateIdentifier(node)) {
+      else if ((t.isIdentifier(node) || t.isPrivateIdentifier(node)) && this.#isIndexed(node)) {
         const symbol = this.symbolOf(node);
         const known = symbol === undefined ? undefined : this.#references.get(symbol);
         if (known !== undefined) known.push(node);
@@ -56,17 +45,50 @@ export class SourceAnalysis {
     }
   }
 
+  /**
+   * Whether an identifier goes into the reference index: all but the names after a dot, which only
+   * the checker's type pass can bind (slow, and it allocates: most of a file's analysis time); of
+   * those, `this.pool` and `this.#pool` are kept, which the rules follow as bindings.
+   */
+  #isIndexed(node: ts.Identifier | ts.PrivateIdentifier): boolean {
+    const t = this.ts;
+    const parent = node.parent;
+    if (!t.isPropertyAccessExpression(parent) || parent.name !== node) return true;
+    return parent.expression.kind === t.SyntaxKind.ThisKeyword;
+  }
+
   /** The symbol an identifier or `a.b` (by its name) binds to; shorthand `{ pool }` means the variable. */
   symbolOf(node: ts.Node): ts.Symbol | undefined {
     const t = this.ts;
     const target = this.unwrap(node);
     if (t.isPropertyAccessExpression(target)) return this.symbolOf(target.name);
-    if (t.isPrivateIdentifier(target)) return this.#checker.getSymbolAtLocation(target); // this.#pool
-    if (!t.isIdentifier(target)) return undefined;
+    if (!t.isIdentifier(target) && !t.isPrivateIdentifier(target)) return undefined;
+    const access = target.parent;
+    if (t.isPropertyAccessExpression(access) && access.name === target) return this.#memberOfThis(access);
+    if (this.#checker === undefined) return t.isIdentifier(target) ? resolveName(t, target) : undefined;
     if (t.isShorthandPropertyAssignment(target.parent) && target.parent.name === target) {
       return this.#checker.getShorthandAssignmentValueSymbol(target.parent);
     }
     return this.#checker.getSymbolAtLocation(target);
+  }
+
+  /**
+   * The class member `this.name` denotes, looked up in the enclosing class's members (the binder puts
+   * declared fields, parameter properties and, in JavaScript, `this.x = ...` assignments there), or
+   * undefined for other property accesses. The checker's own resolution would type-check the receiver
+   * with flow analysis: slow, and deep enough to exhaust the stack on large generated files.
+   */
+  #memberOfThis(access: ts.PropertyAccessExpression): ts.Symbol | undefined {
+    const t = this.ts;
+    if (access.expression.kind !== t.SyntaxKind.ThisKeyword) return undefined;
+    let owner: ts.Node | undefined = access.parent;
+    while (owner !== undefined && !t.isClassLike(owner)) owner = owner.parent;
+    if (owner === undefined) return undefined;
+    if (this.#checker === undefined) return memberOf(owner, access.name);
+    const name = access.name;
+    if (t.isPrivateIdentifier(name)) return this.#checker.getSymbolAtLocation(name); // a private name's key is mangled
+    const classSymbol = owner.name === undefined ? undefined : this.#checker.getSymbolAtLocation(owner.name);
+    return classSymbol?.members?.get(name.escapedText);
   }
 
   /** The first declaration of what a node binds to. */
@@ -209,4 +231,21 @@ function scriptKind(t: typeof ts, fileName: string): ts.ScriptKind {
   if (extension === '.tsx') return t.ScriptKind.TSX;
   if (extension === '.jsx') return t.ScriptKind.JSX;
   return /^\.[cm]?ts$/.test(extension) ? t.ScriptKind.TS : t.ScriptKind.JS;
+}
+
+/** A checker over a program of this one file: no lib, no module resolution, nothing read from disk. */
+function checkerFor(t: typeof ts, sourceFile: ts.SourceFile, virtualName: string): ts.TypeChecker {
+  const host: ts.CompilerHost = {
+    getSourceFile: (name) => (name === virtualName ? sourceFile : undefined),
+    getDefaultLibFileName: () => '/migrate-scan/lib.d.ts',
+    writeFile: () => undefined,
+    getCurrentDirectory: () => '/migrate-scan',
+    getCanonicalFileName: (name) => name,
+    useCaseSensitiveFileNames: () => true,
+    getNewLine: () => '\n',
+    fileExists: (name) => name === virtualName,
+    readFile: () => undefined,
+  };
+  const options: ts.CompilerOptions = { noLib: true, noResolve: true, allowJs: true, types: [] };
+  return t.createProgram({ rootNames: [virtualName], options, host }).getTypeChecker();
 }
