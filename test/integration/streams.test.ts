@@ -127,7 +127,7 @@ describe('db.stream', () => {
   it('releases the connection when timeoutMillis passes while the consumer is slow, then rejects the next step', async () => {
     db = openSingle();
     const iterator = db
-      .stream<{ g: number }>('SELECT g FROM generate_series(1, 100000) AS g', [], { timeoutMillis: 1000 })
+      .stream<{ g: number }>('SELECT g FROM generate_series(1, 100000) AS g', [], { timeoutMillis: 2000 })
       [Symbol.asyncIterator]();
     expect((await iterator.next()).value).toEqual({ g: 1 });
     // The consumer does nothing; the timeout alone ends the transaction and frees the connection.
@@ -156,14 +156,14 @@ describe('db.stream', () => {
   });
 
   it('applies statement_timeout to each batch, not to the whole stream', async () => {
-    db = openSingle({ statementTimeoutMillis: 400 });
+    db = openSingle({ statementTimeoutMillis: 1000 });
     let count = 0;
-    // Each batch of 50 rows takes ~250 ms on the server (5 ms per row): the whole stream takes far longer than 400 ms.
-    for await (const _row of db.stream('SELECT g, pg_sleep(0.005) FROM generate_series(1, 200) AS g', [], { batchSize: 50 }))
+    // Each batch of 20 rows takes ~100 ms on the server (5 ms per row): the whole stream takes longer than 1 s.
+    for await (const _row of db.stream('SELECT g, pg_sleep(0.005) FROM generate_series(1, 300) AS g', [], { batchSize: 20 }))
       count++;
-    expect(count).toBe(200);
+    expect(count).toBe(300);
     // The session's statement_timeout is back for the next caller on the same connection.
-    expect(await db.executeQuery("SELECT current_setting('statement_timeout') AS t")).toEqual([{ t: '400ms' }]);
+    expect(await db.executeQuery("SELECT current_setting('statement_timeout') AS t")).toEqual([{ t: '1s' }]);
   });
 
   it('cancels a batch that takes longer than statement_timeout, with a message that says so', async () => {
