@@ -44,6 +44,23 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     url: 'port',
     description: 'Server port.',
   },
+  {
+    option: 'targetSessionAttrs',
+    env: 'DB_TARGET_SESSION_ATTRS',
+    kind: 'string',
+    default: undefined,
+    url: 'target_session_attrs',
+    description:
+      "any, read-write, read-only, primary, standby or prefer-standby, with libpq's meanings; default read-write with a host list, any otherwise.",
+  },
+  {
+    option: 'loadBalanceHosts',
+    env: 'DB_LOAD_BALANCE_HOSTS',
+    kind: 'string',
+    default: 'disable',
+    url: 'load_balance_hosts',
+    description: 'disable (try hosts in order) or random (shuffle them), as libpq 16.',
+  },
   { option: 'user', env: 'DB_USER', kind: 'string', default: 'postgres', url: 'user', description: 'User name.' },
   {
     option: 'password',

@@ -9,6 +9,15 @@ import {
   type PasswordProvider,
 } from './credentials/login-source.js';
 import { resolveSsl, type SslInputs, type SslMode, type SslSettings, type SslSource } from './ssl/ssl-settings.js';
+import {
+  LOAD_BALANCE_HOSTS,
+  parseHostSpec,
+  splitUrlHostList,
+  zipHostsAndPorts,
+  type HostAddress,
+  type LoadBalanceHosts,
+} from './replicas/host-list.js';
+import { TARGET_SESSION_ATTRS, type TargetSessionAttrs } from './replicas/session-attrs.js';
 
 /** A replica given as an object instead of a URL. Missing fields fall back to the primary's. */
 export interface ReplicaOptions {
@@ -29,10 +38,19 @@ export interface ReplicaOptions {
  * over DATABASE_URL, the DB_* variables and the defaults (docs/configuration.md).
  */
 export interface DatabaseOptions {
-  /** A postgres:// URL; replaces DATABASE_URL when given. */
+  /** A postgres:// URL; replaces DATABASE_URL when given. May carry a libpq host list (`h1:5432,h2:5432`). */
   connectionString?: string;
   host?: string;
   port?: number;
+  /**
+   * The primary's candidate servers, tried in order (libpq's host list); wins over `host`/`port`, the
+   * URL and `DB_HOST`/`DB_PORT`. A missing `port` is the resolved `port` (default 5432).
+   */
+  hosts?: ReadonlyArray<{ host: string; port?: number }>;
+  /** Which server of the list the primary pool uses, with libpq's meanings. @default 'read-write' with several hosts, else 'any' (DB_TARGET_SESSION_ATTRS) */
+  targetSessionAttrs?: TargetSessionAttrs;
+  /** `random` shuffles the host list for each search, as libpq 16. @default 'disable' (DB_LOAD_BALANCE_HOSTS) */
+  loadBalanceHosts?: LoadBalanceHosts;
   user?: string;
   /**
    * The password, or a function returning it (or a promise of it), called when a new connection needs
@@ -102,6 +120,10 @@ export interface ConnectionTarget {
 
 /** The resolved, validated, frozen configuration. */
 export interface ResolvedConfig extends ConnectionTarget {
+  /** The primary's candidate servers in the order given; `host`/`port` are the first one's. */
+  readonly hosts: readonly HostAddress[];
+  readonly targetSessionAttrs: TargetSessionAttrs;
+  readonly loadBalanceHosts: LoadBalanceHosts;
   readonly ssl: SslSettings;
   readonly applicationName: string;
   readonly connectionTimeoutMillis: number;
@@ -145,7 +167,11 @@ const URL_PARAMS: Record<string, string> = {
   sslcert: 'sslCert',
   sslkey: 'sslKey',
   application_name: 'applicationName',
+  target_session_attrs: 'targetSessionAttrs',
+  load_balance_hosts: 'loadBalanceHosts',
 };
+/** Set by {@link parseUrl} when the URL's authority holds a host list: its hostspec, `h1:p1,h2:p2`. */
+const HOST_SPEC_FIELD = 'hostSpec';
 const PASSWORD_TEXT = '<redacted>';
 /** Query parameters pg-connection-string itself reads into host, port, user and password (as libpq does). */
 const URL_FIELD_PARAMS = new Set(['host', 'port', 'user', 'password']);
@@ -163,6 +189,9 @@ function hidePassword<T extends { password?: string | undefined }>(target: T): T
 /** Parses a postgres URL into option-named text fields; problems never quote the URL. */
 function parseUrl(text: string, name: string, problems: string[], warnings: string[]): Record<string, string> {
   const fields: Record<string, string> = {};
+  // A libpq host list in the authority is not a WHATWG URL: parse the URL with its first host, keep the list.
+  const split = splitUrlHostList(text);
+  text = split.url;
   let url: URL;
   try {
     url = new URL(text);
@@ -188,6 +217,14 @@ function parseUrl(text: string, name: string, problems: string[], warnings: stri
   for (const param of [...loginOnly.searchParams.keys()])
     if (param !== 'host' && param !== 'port' && param !== 'user' && param !== 'password' && param !== 'dbname')
       loginOnly.searchParams.delete(param);
+  // `?host=a,b&port=1,2` is a host list: ours to pair up, not pg-connection-string's.
+  const queryHosts = url.searchParams.get('host');
+  const queryPorts = url.searchParams.get('port');
+  const isQueryList = queryHosts?.includes(',') === true || queryPorts?.includes(',') === true;
+  if (isQueryList) {
+    loginOnly.searchParams.delete('host');
+    loginOnly.searchParams.delete('port');
+  }
   let parsed: ReturnType<typeof parseConnectionString>;
   try {
     parsed = parseConnectionString(loginOnly.toString());
@@ -198,6 +235,17 @@ function parseUrl(text: string, name: string, problems: string[], warnings: stri
   for (const key of ['host', 'port', 'user', 'password', 'database'] as const) {
     const value = parsed[key];
     if (typeof value === 'string' && value !== '') fields[key] = value;
+  }
+  if (split.hostSpec !== undefined) {
+    if (isQueryList) problems.push(`${name} has a host list both in its authority and in ?host=; use one of them.`);
+    fields[HOST_SPEC_FIELD] = split.hostSpec;
+    delete fields.host;
+    delete fields.port;
+  } else if (isQueryList) {
+    if (queryHosts !== null) fields.host = queryHosts;
+    else delete fields.host;
+    if (queryPorts !== null) fields.port = queryPorts;
+    else delete fields.port;
   }
   for (const [param, value] of url.searchParams) {
     const option = URL_PARAMS[param];
@@ -351,6 +399,13 @@ function resolveReplicas(
         );
       }
     }
+    if (fields[HOST_SPEC_FIELD] !== undefined || String(fields.host ?? '').includes(','))
+      problems.push(`${label} names several hosts; a replica URL names one server (list each replica on its own).`);
+    for (const [field, param] of [
+      ['targetSessionAttrs', 'target_session_attrs'],
+      ['loadBalanceHosts', 'load_balance_hosts'],
+    ] as const)
+      if (fields[field] !== undefined) warnings.push(`${label}: ${param} is ignored; it applies to the primary's host list.`);
     if (fields.applicationName !== undefined)
       warnings.push(`${label}: application_name is ignored; replicas use the primary's (DB_APPLICATION_NAME).`);
     const out: Record<string, unknown> = {};
@@ -368,6 +423,83 @@ function resolveReplicas(
     out.name = given.name ?? `${String(out.host)}:${String(out.port)}`;
     return [Object.freeze(hidePassword(out)) as unknown as ConnectionTarget];
   });
+}
+
+const HOST_SPEC = SETTINGS.find((s) => s.option === 'host')!;
+const PORT_SPEC = SETTINGS.find((s) => s.option === 'port')!;
+
+/**
+ * The primary's host list: the `hosts` option, else a list in the URL (`h1:p1,h2:p2` or
+ * `?host=a,b&port=p1,p2`) or in `DB_HOST`/`DB_PORT`, else the one `host`/`port`.
+ */
+function resolveHosts(
+  option: DatabaseOptions['hosts'],
+  hostRaw: RawValue | undefined,
+  portRaw: RawValue | undefined,
+  isUrlHostSpec: boolean,
+  problems: string[],
+): HostAddress[] {
+  const portText = typeof portRaw?.value === 'string' ? portRaw.value : undefined;
+  const isPortList = portText?.includes(',') === true;
+  const defaultPort = (): number => {
+    if (!portRaw) return PORT_SPEC.default as number;
+    if (isPortList) {
+      problems.push(`${portRaw.name} lists several ports, but the host list gives each host its own port; set one port or none.`);
+      return PORT_SPEC.default as number;
+    }
+    return (convert(PORT_SPEC, portRaw, problems) as number | undefined) ?? (PORT_SPEC.default as number);
+  };
+  if (option !== undefined) {
+    if (!Array.isArray(option) || option.length === 0) {
+      problems.push('option hosts must be a non-empty array of { host, port? } objects.');
+      return [];
+    }
+    const port = defaultPort();
+    return option.flatMap((entry: unknown, index) => {
+      const label = `option hosts[${index}]`;
+      const given = entry as { host?: unknown; port?: unknown } | null;
+      if (given === null || typeof given !== 'object' || typeof given.host !== 'string' || given.host.trim() === '') {
+        problems.push(`${label} must be an object with a non-empty host (and optionally a port).`);
+        return [];
+      }
+      const converted =
+        given.port === undefined
+          ? port
+          : (convert(PORT_SPEC, { value: given.port, name: `${label} port`, fromText: false }, problems) as number | undefined);
+      return converted === undefined ? [] : [Object.freeze({ host: given.host.trim(), port: converted })];
+    });
+  }
+  const hostText = typeof hostRaw?.value === 'string' ? hostRaw.value : undefined;
+  if (isUrlHostSpec && hostRaw) return parseHostSpec(hostText ?? '', defaultPort(), hostRaw.name, problems);
+  if (hostText?.includes(',') === true || isPortList) {
+    return zipHostsAndPorts(
+      hostText ?? (HOST_SPEC.default as string),
+      portRaw === undefined ? undefined : String(portRaw.value),
+      PORT_SPEC.default as number,
+      { hosts: hostRaw?.name ?? 'DB_HOST', ports: portRaw?.name ?? 'DB_PORT' },
+      problems,
+    );
+  }
+  const host = hostRaw === undefined ? HOST_SPEC.default : convert(HOST_SPEC, hostRaw, problems);
+  const port = portRaw === undefined ? PORT_SPEC.default : convert(PORT_SPEC, portRaw, problems);
+  return typeof host === 'string' && typeof port === 'number' ? [Object.freeze({ host, port })] : [];
+}
+
+/** Checks target_session_attrs and load_balance_hosts; the former defaults to read-write for a host list. */
+function resolveRoleSettings(resolved: Record<string, unknown>, hostCount: number, problems: string[]): void {
+  const attrs = resolved.targetSessionAttrs;
+  if (attrs === undefined) resolved.targetSessionAttrs = hostCount > 1 ? 'read-write' : 'any';
+  else if (typeof attrs === 'string' && !(TARGET_SESSION_ATTRS as readonly string[]).includes(attrs)) {
+    problems.push(
+      `target_session_attrs (DB_TARGET_SESSION_ATTRS / option targetSessionAttrs) is ${JSON.stringify(attrs.slice(0, 40))}; expected one of ${TARGET_SESSION_ATTRS.join(', ')}.`,
+    );
+  }
+  const balance = resolved.loadBalanceHosts;
+  if (typeof balance === 'string' && !(LOAD_BALANCE_HOSTS as readonly string[]).includes(balance)) {
+    problems.push(
+      `load_balance_hosts (DB_LOAD_BALANCE_HOSTS / option loadBalanceHosts) is ${JSON.stringify(balance.slice(0, 40))}; expected disable or random.`,
+    );
+  }
 }
 
 /**
@@ -389,6 +521,10 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
         ? { text: env.DATABASE_URL.trim(), name: 'DATABASE_URL' }
         : undefined;
   const urlFields = urlSource ? parseUrl(urlSource.text, urlSource.name, problems, warnings) : {};
+  const hostSpec = urlFields[HOST_SPEC_FIELD];
+  // The host list stands in for the URL's host, so DB_HOST still gets its "ignored" warning.
+  if (hostSpec !== undefined) urlFields.host = hostSpec;
+  const hostRaws: { host?: RawValue; port?: RawValue } = {};
   const resolved: Record<string, unknown> = {};
   // A password function is a login source, not a setting of the table.
   const settingOptions = typeof options.password === 'function' ? { ...options, password: undefined } : options;
@@ -410,8 +546,18 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
       resolved[`${spec.option}Raw`] = raw;
       continue;
     }
+    if (spec.option === 'host' || spec.option === 'port') {
+      hostRaws[spec.option] = raw;
+      continue;
+    }
     resolved[spec.option] = raw === undefined ? spec.default : convert(spec, raw, problems);
   }
+  const isUrlHostSpec = hostSpec !== undefined && hostRaws.host?.name === `${urlSource?.name} host`;
+  const hosts = resolveHosts(options.hosts, hostRaws.host, hostRaws.port, isUrlHostSpec, problems);
+  resolved.hosts = Object.freeze(hosts);
+  resolved.host = hosts[0]?.host;
+  resolved.port = hosts[0]?.port;
+  resolveRoleSettings(resolved, hosts.length, problems);
   const min = resolved.min as number | undefined;
   const max = resolved.max as number | undefined;
   if (min !== undefined && max !== undefined && min > max)

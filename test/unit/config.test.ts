@@ -73,6 +73,10 @@ function sampleFor(spec: SettingSpec): { text: string; expected: unknown } {
     case 'passwordFile':
       // Any readable file: it is checked at construction, read for each connection.
       return { text: certFile, expected: certFile };
+    case 'targetSessionAttrs':
+      return { text: 'standby', expected: 'standby' };
+    case 'loadBalanceHosts':
+      return { text: 'random', expected: 'random' };
     case 'replicas':
       return {
         text: 'postgres://r1.example:5433/app, postgres://r2.example/app',
@@ -110,6 +114,8 @@ describe('loadConfig defaults', () => {
     for (const spec of SETTINGS) {
       const value = resolvedValue(config, spec.option);
       if (spec.option === 'replicas') expect(value, spec.option).toEqual([]);
+      // Unset, it resolves to libpq's `any` for one host (read-write for a host list: test/unit/host-list.test.ts).
+      else if (spec.option === 'targetSessionAttrs') expect(value, spec.option).toBe('any');
       else expect(value, spec.option).toEqual(spec.default);
     }
     expect(config.warnings).toEqual([]);

@@ -1,0 +1,149 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/index.js';
+import { formatHost, orderHosts, parseHostSpec, splitUrlHostList, zipHostsAndPorts } from '../../src/replicas/host-list.js';
+import { matchesTarget, TARGET_SESSION_ATTRS, type TargetSessionAttrs } from '../../src/replicas/session-attrs.js';
+
+const SECRET = 'Hosts-Secret-Pw';
+
+function problemsOf(env: Record<string, string>, options = {}): string[] {
+  try {
+    loadConfig(env, options);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return [...(error as ConfigError).problems];
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('host lists', () => {
+  it('reads host:port pairs from the URL authority, giving a host without a port DB_PORT or 5432', () => {
+    const config = loadConfig({ DATABASE_URL: `postgres://app:${SECRET}@db-a:5433,db-b,[::1]:6000/app` });
+    expect(config.hosts).toEqual([
+      { host: 'db-a', port: 5433 },
+      { host: 'db-b', port: 5432 },
+      { host: '::1', port: 6000 },
+    ]);
+    expect([config.host, config.port, config.user, config.password, config.database]).toEqual(['db-a', 5433, 'app', SECRET, 'app']);
+    expect(loadConfig({ DATABASE_URL: 'postgres://u@a,b:1/db', DB_PORT: '7000' }).hosts).toEqual([
+      { host: 'a', port: 7000 },
+      { host: 'b', port: 1 },
+    ]);
+  });
+
+  it('pairs ?host=a,b with ?port=p1,p2 and DB_HOST=a,b with DB_PORT (one port for all, or one each)', () => {
+    expect(loadConfig({ DATABASE_URL: 'postgres:///db?host=a,b&port=1,2' }).hosts).toEqual([
+      { host: 'a', port: 1 },
+      { host: 'b', port: 2 },
+    ]);
+    expect(loadConfig({ DB_HOST: 'a, b', DB_PORT: '7' }).hosts).toEqual([
+      { host: 'a', port: 7 },
+      { host: 'b', port: 7 },
+    ]);
+    expect(loadConfig({ DB_HOST: 'a,b', DB_PORT: '1,2' }).hosts).toEqual([
+      { host: 'a', port: 1 },
+      { host: 'b', port: 2 },
+    ]);
+  });
+
+  it('takes the hosts option over the URL and DB_HOST, with port defaulting to the resolved port', () => {
+    const config = loadConfig({ DB_HOST: 'ignored-a,ignored-b', DB_PORT: '6543' }, { hosts: [{ host: 'x' }, { host: 'y', port: 7 }] });
+    expect(config.hosts).toEqual([
+      { host: 'x', port: 6543 },
+      { host: 'y', port: 7 },
+    ]);
+  });
+
+  it('keeps one host as a list of one, with target_session_attrs any (libpq default)', () => {
+    const config = loadConfig({ DB_HOST: 'solo', DB_PORT: '5444' });
+    expect(config.hosts).toEqual([{ host: 'solo', port: 5444 }]);
+    expect(config.targetSessionAttrs).toBe('any');
+    expect(config.loadBalanceHosts).toBe('disable');
+  });
+
+  it('defaults target_session_attrs to read-write for a host list, and reads it from the URL, DB_* and options', () => {
+    expect(loadConfig({ DB_HOST: 'a,b' }).targetSessionAttrs).toBe('read-write');
+    expect(loadConfig({ DATABASE_URL: 'postgres://u@a,b/db?target_session_attrs=prefer-standby' }).targetSessionAttrs).toBe(
+      'prefer-standby',
+    );
+    expect(loadConfig({ DB_HOST: 'a,b', DB_TARGET_SESSION_ATTRS: 'any', DB_LOAD_BALANCE_HOSTS: 'random' })).toMatchObject({
+      targetSessionAttrs: 'any',
+      loadBalanceHosts: 'random',
+    });
+    expect(loadConfig({}, { hosts: [{ host: 'a' }, { host: 'b' }], targetSessionAttrs: 'standby' }).targetSessionAttrs).toBe(
+      'standby',
+    );
+  });
+
+  it('reports every malformed entry in one ConfigError naming the variable and the entry, never the password', () => {
+    const problems = problemsOf({ DATABASE_URL: `postgres://u:${SECRET}@h1:99999,h2:x,,h3/db` });
+    expect(problems).toEqual([
+      'DATABASE_URL host (host 1 of the list) has the port "99999", which is not a port number; expected 1–65535.',
+      'DATABASE_URL host (host 2 of the list) has the port "x", which is not a port number; expected 1–65535.',
+      'DATABASE_URL host (host 3 of the list) is "", which is not host or host:port.',
+    ]);
+    expect(problems.join('\n')).not.toContain(SECRET);
+    expect(problemsOf({ DB_HOST: 'a,,b' })).toEqual([
+      'DB_HOST has an empty entry (host 2 of the list); expected host names separated by commas.',
+    ]);
+    expect(problemsOf({ DB_HOST: 'a,b', DB_PORT: '1,2,3' })).toEqual([
+      'DB_PORT lists 3 ports for 2 hosts in DB_HOST; give one port for all hosts or one per host.',
+    ]);
+    expect(problemsOf({}, { hosts: [] })).toEqual(['option hosts must be a non-empty array of { host, port? } objects.']);
+    expect(problemsOf({}, { hosts: [{ host: 'a', port: 70000 }] })).toEqual([
+      'option hosts[0] port is "70000", out of range; expected 1–65535.',
+    ]);
+    expect(problemsOf({ DB_TARGET_SESSION_ATTRS: 'master', DB_LOAD_BALANCE_HOSTS: 'yes' })).toEqual([
+      'target_session_attrs (DB_TARGET_SESSION_ATTRS / option targetSessionAttrs) is "master"; expected one of any, read-write, read-only, primary, standby, prefer-standby.',
+      'load_balance_hosts (DB_LOAD_BALANCE_HOSTS / option loadBalanceHosts) is "yes"; expected disable or random.',
+    ]);
+  });
+
+  it('applies the URL TLS settings to every host: one sslmode for the whole list', () => {
+    const config = loadConfig({ DATABASE_URL: 'postgres://u@a:1,b:2/db?sslmode=require' });
+    expect(config.ssl.mode).toBe('require');
+    expect(config.hosts).toHaveLength(2);
+  });
+
+  it('parses the building blocks: hostspec, host and port lists, URL splitting, order, formatting', () => {
+    const problems: string[] = [];
+    expect(parseHostSpec('a:1,[fe80::1]:2,b', 9, 'X', problems)).toEqual([
+      { host: 'a', port: 1 },
+      { host: 'fe80::1', port: 2 },
+      { host: 'b', port: 9 },
+    ]);
+    expect(zipHostsAndPorts('a,b', undefined, 5, { hosts: 'H', ports: 'P' }, problems)).toEqual([
+      { host: 'a', port: 5 },
+      { host: 'b', port: 5 },
+    ]);
+    expect(problems).toEqual([]);
+    expect(splitUrlHostList('postgres://u:p@a:1,b:2/db?x=1')).toEqual({ url: 'postgres://u:p@localhost/db?x=1', hostSpec: 'a:1,b:2' });
+    expect(splitUrlHostList('postgres://u:p@a:1/db')).toEqual({ url: 'postgres://u:p@a:1/db', hostSpec: undefined });
+    expect(orderHosts([1, 2, 3], 'disable')).toEqual([1, 2, 3]);
+    expect(orderHosts([1, 2, 3], 'random', () => 0)).toEqual([2, 3, 1]);
+    expect(formatHost({ host: '::1', port: 5 })).toBe('[::1]:5');
+  });
+});
+
+describe('target_session_attrs', () => {
+  const primary = { isInHotStandby: false, isDefaultReadOnly: undefined };
+  const standby = { isInHotStandby: true, isDefaultReadOnly: undefined };
+  const readOnlyPrimary = { isInHotStandby: false, isDefaultReadOnly: true };
+
+  it("matches servers with libpq's meanings", () => {
+    const table = Object.fromEntries(
+      TARGET_SESSION_ATTRS.map((target: TargetSessionAttrs) => [
+        target,
+        [matchesTarget(target, primary), matchesTarget(target, standby), matchesTarget(target, readOnlyPrimary)],
+      ]),
+    );
+    expect(table).toEqual({
+      any: [true, true, true],
+      'read-write': [true, false, false],
+      'read-only': [false, true, true],
+      primary: [true, false, true],
+      standby: [false, true, false],
+      'prefer-standby': [false, true, false],
+    });
+    expect(matchesTarget('prefer-standby', primary, 2)).toBe(true);
+  });
+});
