@@ -5,6 +5,7 @@ import type { Lease } from './pool/lease.js';
 import type { QueryContext } from './query-context.js';
 import { acquireRouted } from './replicas/routed-acquire.js';
 import type { Router } from './replicas/router.js';
+import { sleep } from './timers.js';
 
 /**
  * What one kind of call does with its connection. The frame around it is the same for every call;
@@ -16,10 +17,12 @@ export interface CallWork<C extends CheckedCall, R, T> {
   /** What the caller gets from the work's result, on success (synchronous). */
   finish(result: R): T;
   /**
-   * After the first attempt failed with `error` (and the caller did not cancel): may the call run
-   * again on another connection? The node that failed is banned from reads first.
+   * After attempt number `attempt` failed with `error` (and the caller did not cancel): may the call
+   * run again on another connection, and after what pause? `false`: no; a number: yes, after that many
+   * ms (0: at once). The frame retries only when the pause ends before the call's deadline; the node
+   * that failed is banned from reads first.
    */
-  mayRetry(call: C, lease: Lease, error: unknown): boolean;
+  mayRetry(call: C, lease: Lease, error: unknown, attempt: number): number | false;
 }
 
 /** What every call of one Database shares, made once at construction. */
@@ -34,8 +37,9 @@ export interface CallFrameSettings extends CallScopeSettings {
 
 /**
  * The one frame every call runs in: open a scope (deadline, signal, timeout), acquire on the node
- * the router picks, run the work, retry once on another connection when the work's rule allows it
- * (nothing ran, or a read found its connection dead), release, count a failed call, dispose the scope.
+ * the router picks, run the work, retry on another connection when the work's rule allows it (nothing
+ * ran: a read found its connection dead, BEGIN did, or a standby refused the write while the pool
+ * follows the primary), release, count a failed call, dispose the scope.
  * One async function per call: the work's own promise is awaited inside it, with no wrapper.
  */
 export class CallFrame {
@@ -49,18 +53,23 @@ export class CallFrame {
     let scope: CallScope | undefined;
     try {
       scope = openCallScope(call, this.#settings);
+      let pauseMillis = 0;
       for (let attempt = 1; ; attempt++) {
+        // A retry after a standby refused the work: the primary may still be being promoted.
+        if (pauseMillis > 0) await sleep(pauseMillis, 'unref');
         const lease = await this.#acquire(scope, call);
         scope.lease = lease;
         try {
           return work.finish(await work.run(call, lease, scope.context));
         } catch (error) {
-          if (attempt === 1 && !scope.context.cancelled && work.mayRetry(call, lease, error)) {
+          const pause = scope.context.cancelled ? false : work.mayRetry(call, lease, error, attempt);
+          if (pause !== false && Date.now() + pause < scope.deadline) {
             const router = this.#settings.router;
             router.ban(
               router.nodes.find((node) => node.pool === lease.owner)!,
               error,
             );
+            pauseMillis = pause;
             continue;
           }
           throw error;
@@ -87,7 +96,8 @@ export class CallFrame {
   #acquire(scope: CallScope, call: CheckedCall): Promise<Lease> {
     const { router, leakDetectionThresholdMillis, replicaWaitMillis } = this.#settings;
     if (!this.#settings.isOpen()) throw new PoolClosedError();
-    if (!call.isReadOnly && router.primary.isInRecovery === true) {
+    // A primary pool that checks roles (target_session_attrs) finds the primary itself; otherwise the probe's word stands.
+    if (!call.isReadOnly && router.primary.isInRecovery === true && !router.primary.pool.hosts.needsRole) {
       throw new DatabaseConnectionError(
         `The primary ${router.primary.pool.name} is in recovery (a standby); writes are refused until it is promoted`,
         { code: 'CONNECTION_FAILED' },

@@ -5,7 +5,8 @@ import { DatabaseConnectionError } from './errors.js';
 import { leaseQuery, markBroken, type Lease } from './pool/lease.js';
 import { sendQuery } from './query-client.js';
 import type { QueryContext } from './query-context.js';
-import { BeginConnectionError, runStatement, runTransaction } from './transaction.js';
+import { retryAfter } from './replicas/failover-retry.js';
+import { runStatement, runTransaction } from './transaction.js';
 
 /**
  * The two kinds of work a call frame (src/call-frame.ts) runs, each with its "may retry" rule:
@@ -14,7 +15,8 @@ import { BeginConnectionError, runStatement, runTransaction } from './transactio
 
 /**
  * executeQuery's work: one statement, whose rows the caller gets. A read may be re-sent on a dead
- * connection; a write only when BEGIN showed that nothing ran. Behind PgBouncer (`isPgBouncer`) the
+ * connection; a write only when nothing of it ran: BEGIN found the connection dead, or a standby
+ * refused it (the pool then follows the primary; src/replicas/failover-retry.ts). Behind PgBouncer (`isPgBouncer`) the
  * session is not ours between transactions (no SET SESSION, no session timeouts), so the statement
  * gets a transaction of its own that carries its read-only mode and the timeouts; elsewhere it runs
  * on the session's read-only default, switched first when the statement needs the other one.
@@ -28,16 +30,20 @@ export function queryWork(isPgBouncer: boolean): CallWork<QueryCall, pg.QueryRes
       return runAfterSet(call, lease, context);
     },
     finish: rowsOf,
-    mayRetry: (call, lease, error) =>
-      call.isReadOnly ? lease.isBroken && error instanceof DatabaseConnectionError : error instanceof BeginConnectionError,
+    mayRetry: (call, lease, error, attempt) =>
+      retryAfter(lease, error, { isReadOnly: call.isReadOnly, isStatement: true, attempt }),
   };
 }
 
-/** A transaction's work. BEGIN found the connection dead: nothing of the caller's ran, so one more connection is safe. */
+/**
+ * A transaction's work. BEGIN found the connection dead, or a standby refused `BEGIN READ WRITE`:
+ * nothing of the caller's ran, so another connection (the primary's, wherever it is now) is safe.
+ */
 export const transactionWork: CallWork<TransactionCall<unknown>, unknown, unknown> = {
   run: (call, lease, context) => runTransaction(lease, context, call, call.fn),
   finish: (result) => result,
-  mayRetry: (_call, _lease, error) => error instanceof BeginConnectionError,
+  mayRetry: (call, lease, error, attempt) =>
+    retryAfter(lease, error, { isReadOnly: call.isReadOnly, isStatement: false, attempt }),
 };
 
 /**

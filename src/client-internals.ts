@@ -150,3 +150,18 @@ export function shortenConnectTimeout(client: pg.Client, spentMillis: number): v
 export function isSocketDestroyed(client: pg.Client): boolean {
   return (client as unknown as { connection?: { stream?: { destroyed?: boolean } } }).connection?.stream?.destroyed === true;
 }
+
+/**
+ * Calls `listener` with every ParameterStatus the server sends on the client's connection: the ones
+ * sent at startup (server_version, in_hot_standby, default_transaction_read_only, ...) and any later
+ * change (in_hot_standby turns off when a standby is promoted). pg parses these messages but keeps
+ * none of them (its Client has no handler), and its Connection emits each parsed message under its
+ * name, so this listens there. Call it before `connect()` to see the startup values.
+ */
+export function onParameterStatus(client: pg.Client, listener: (name: string, value: string) => void): void {
+  const connection = (client as unknown as { connection?: NodeJS.EventEmitter }).connection;
+  connection?.on('parameterStatus', (message: { parameterName?: unknown; parameterValue?: unknown }) => {
+    if (typeof message.parameterName === 'string' && typeof message.parameterValue === 'string')
+      listener(message.parameterName, message.parameterValue);
+  });
+}

@@ -525,6 +525,7 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
   // The host list stands in for the URL's host, so DB_HOST still gets its "ignored" warning.
   if (hostSpec !== undefined) urlFields.host = hostSpec;
   const hostRaws: { host?: RawValue; port?: RawValue } = {};
+  let hostProblemsAt: number | undefined;
   const resolved: Record<string, unknown> = {};
   // A password function is a login source, not a setting of the table.
   const settingOptions = typeof options.password === 'function' ? { ...options, password: undefined } : options;
@@ -548,12 +549,16 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
     }
     if (spec.option === 'host' || spec.option === 'port') {
       hostRaws[spec.option] = raw;
+      // Their problems are reported here, in table order, once the host list is resolved below.
+      hostProblemsAt ??= problems.length;
       continue;
     }
     resolved[spec.option] = raw === undefined ? spec.default : convert(spec, raw, problems);
   }
   const isUrlHostSpec = hostSpec !== undefined && hostRaws.host?.name === `${urlSource?.name} host`;
-  const hosts = resolveHosts(options.hosts, hostRaws.host, hostRaws.port, isUrlHostSpec, problems);
+  const hostProblems: string[] = [];
+  const hosts = resolveHosts(options.hosts, hostRaws.host, hostRaws.port, isUrlHostSpec, hostProblems);
+  problems.splice(hostProblemsAt ?? problems.length, 0, ...hostProblems);
   resolved.hosts = Object.freeze(hosts);
   resolved.host = hosts[0]?.host;
   resolved.port = hosts[0]?.port;

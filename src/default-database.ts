@@ -73,6 +73,7 @@ export async function databaseHealthCheck(options?: { timeoutMillis?: number }):
       databaseTime: null,
       latencyMillis: 0,
       tls: null,
+      primaryHost: null,
       poolStats: buildStats([], empty, new DurationRecorder(), new DurationRecorder()),
       error: (error as Error).message.replace(/\s*\n\s*/g, ' '), // one line, as every health error (a ConfigError lists its problems on lines)
     });

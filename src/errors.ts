@@ -11,6 +11,7 @@ export type DbErrorCode =
   | 'CONNECTION_LOST'
   | 'CIRCUIT_OPEN'
   | 'CREDENTIALS_FAILED'
+  | 'NO_SUITABLE_HOST'
   | 'POOL_TIMEOUT'
   | 'POOL_QUEUE_FULL'
   | 'POOL_CLOSED'
@@ -60,7 +61,10 @@ export class ConfigError extends DbError {
 export class DatabaseConnectionError extends DbError {
   constructor(
     message: string,
-    options?: { cause?: unknown; code?: 'CONNECTION_FAILED' | 'CONNECTION_LOST' | 'CIRCUIT_OPEN' | 'CREDENTIALS_FAILED' },
+    options?: {
+      cause?: unknown;
+      code?: 'CONNECTION_FAILED' | 'CONNECTION_LOST' | 'CIRCUIT_OPEN' | 'CREDENTIALS_FAILED' | 'NO_SUITABLE_HOST';
+    },
   ) {
     super(options?.code ?? 'CONNECTION_FAILED', message, options);
   }

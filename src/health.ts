@@ -23,6 +23,12 @@ export interface HealthReport {
   /** Time the check took, ms. */
   readonly latencyMillis: number;
   readonly tls: TlsReport | null;
+  /**
+   * The server the primary's pool connects to now (`host:port`, the one of the host list that satisfied
+   * target_session_attrs last); null while it is being found (the status is then `degraded`, and
+   * `error` says why each host was passed over).
+   */
+  readonly primaryHost: string | null;
   readonly poolStats: PoolStats;
   /** Why the status is not healthy (never a secret). */
   readonly error?: string;
@@ -83,12 +89,14 @@ export async function checkHealth(input: {
   });
   const listener = input.stats().listener;
   const isListening = listener.channels > 0;
+  const hosts = router.primary.pool.hosts.status();
   const report = (fields: Partial<HealthReport> & Pick<HealthReport, 'status'>): HealthReport =>
     Object.freeze({
       databaseVersion: null,
       isReplica: null,
       databaseTime: null,
       tls: null,
+      primaryHost: hosts.currentHost,
       ...fields,
       latencyMillis: Math.round((performance.now() - startedAt) * 1000) / 1000,
       poolStats: input.stats(),
@@ -104,14 +112,25 @@ export async function checkHealth(input: {
     });
   }
   const outcome = await probeConnection<HealthRow>(router.primary.pool, 'health', input.timeoutMillis, HEALTH_SQL);
-  if (outcome === 'timeout')
-    return report({ status: 'unhealthy', error: `The server did not answer within ${input.timeoutMillis} ms` });
-  if ('error' in outcome) return report({ status: 'unhealthy', error: summarize(outcome.error).message });
+  // A host was passed over and none satisfies target_session_attrs yet: a failover is being followed.
+  // The pool is working on it (writes wait within their deadlines), so that is `degraded`, even when
+  // the host the check reached first did not answer.
+  const isFinding = hosts.isFinding && hosts.reason !== undefined;
+  const finding = `the primary is being found: ${hosts.reason}`;
+  if (outcome === 'timeout' || 'error' in outcome) {
+    const error =
+      outcome === 'timeout' ? `The server did not answer within ${input.timeoutMillis} ms` : summarize(outcome.error).message;
+    return report(isFinding ? { status: 'degraded', error: `${finding}; ${error}` } : { status: 'unhealthy', error });
+  }
   const row = outcome.rows[0]!;
+  // The check reached a standby while the pool checks roles and has no primary yet: it is searching too.
+  const isSearching = isFinding || (row.is_replica && router.primary.pool.hosts.needsRole && hosts.currentHost === null);
+  const searching = isFinding ? finding : 'the primary is being found: the host the check reached is a standby';
   const recentTimeout = router.nodes.some((node) => Date.now() - node.pool.lastAcquireTimeoutAt < DEGRADED_WINDOW_MILLIS);
   const downReplicas = replicas.filter((replica) => replica.status !== 'up');
   const problems = [
-    ...(row.is_replica ? ['the configured primary is in recovery (a standby): writes are refused'] : []),
+    ...(isSearching ? [searching] : []),
+    ...(row.is_replica && !isSearching ? ['the configured primary is in recovery (a standby): writes are refused'] : []),
     ...(recentTimeout ? ['an acquire timed out in the last 60 seconds (pool exhausted)'] : []),
     ...downReplicas.map((replica) => `replica ${replica.name} is ${replica.status}`),
     ...(isListening && !listener.connected ? ['the notification listener lost its connection and is reconnecting'] : []),

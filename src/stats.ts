@@ -90,6 +90,12 @@ export interface NodeCounters {
   sessionResets: number;
   /** Connections closed on release because their session could not be reset (SET ROLE, PREPARE, a failed reset). */
   sessionDiscards: number;
+  /** Times the pool took up a new primary after losing the one it had (host lists, a moved DNS name). */
+  primaryChanges: number;
+  /** New connections closed at once: the server's role did not satisfy target_session_attrs. */
+  roleMismatches: number;
+  /** Pooled connections evicted because their server stopped being the primary (SQLSTATE 25006, in_hot_standby). */
+  notPrimaryEvictions: number;
 }
 
 export function newNodeCounters(): NodeCounters {
@@ -104,6 +110,9 @@ export function newNodeCounters(): NodeCounters {
     circuitRejections: 0,
     sessionResets: 0,
     sessionDiscards: 0,
+    primaryChanges: 0,
+    roleMismatches: 0,
+    notPrimaryEvictions: 0,
   };
 }
 
@@ -118,6 +127,8 @@ export interface NodeStats extends Readonly<NodeCounters> {
   /** `pg_is_in_recovery()` from the background probe (replicas configured), null when unknown. */
   readonly isInRecovery: boolean | null;
   readonly circuit: 'closed' | 'open' | 'half-open';
+  /** The server new connections go to (`host:port`); null while a host list is being searched for a suitable one. */
+  readonly currentHost: string | null;
   readonly poolSize: number;
   readonly availableConnections: number;
   readonly activeConnections: number;
@@ -181,6 +192,9 @@ const SUMMED: readonly (keyof NodeStats & keyof PoolStats)[] = [
   'circuitRejections',
   'sessionResets',
   'sessionDiscards',
+  'primaryChanges',
+  'roleMismatches',
+  'notPrimaryEvictions',
 ];
 
 /** Builds the frozen `getStats()` snapshot. */

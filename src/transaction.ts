@@ -63,6 +63,18 @@ export class BeginConnectionError extends DatabaseConnectionError {
 }
 
 /**
+ * Thrown when the server refused `BEGIN ... READ WRITE` because it is in recovery (a standby: SQLSTATE
+ * 0A000, or 25006), so nothing ran and the caller's work may go to the primary instead.
+ */
+export class BeginRefusedError extends DatabaseTransactionError {
+  constructor(message: string, options: { cause?: unknown; attempts: number }) {
+    super(message, options);
+    // Callers see the public class name; the subclass only tells Database that a retry is safe.
+    this.name = 'DatabaseTransactionError';
+  }
+}
+
+/**
  * Runs `fn` inside BEGIN ... COMMIT on `lease`. ROLLBACK when fn throws, rethrowing fn's own error;
  * a serialization failure or deadlock re-runs fn up to `spec.retries` times with jittered backoff,
  * then rejects with DatabaseTransactionError `SERIALIZATION_FAILURE`. A COMMIT answered with
@@ -206,6 +218,11 @@ async function control(lease: Lease, context: QueryContext, statement: string, w
       throw new BeginConnectionError(`${what} failed: the connection to ${lease.owner.name} was lost (${mapped.message})`, {
         cause: error,
       });
+    // A standby refuses BEGIN READ WRITE with 0A000 "cannot set transaction read-write mode during
+    // recovery" (25006 from poolers and older forks): nothing ran, the work belongs on the primary.
+    const state = sqlStateOf(error);
+    if (what === 'BEGIN' && (state === '0A000' || state === '25006') && statement.includes('READ WRITE'))
+      throw new BeginRefusedError(`${what} failed: ${mapped.message}`, { cause: mapped, attempts: attempt });
     throw new DatabaseTransactionError(`${what} failed: ${mapped.message}`, { cause: mapped, attempts: attempt });
   }
 }

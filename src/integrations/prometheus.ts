@@ -124,6 +124,21 @@ const NODE_COUNTERS: readonly (readonly [string, NodeNumber, string])[] = [
   ['circuit_rejections_total', 'circuitRejections', 'Acquires refused at once because the circuit breaker was open.'],
   ['session_resets_total', 'sessionResets', 'Connections whose session a caller changed, reset on release.'],
   ['session_discards_total', 'sessionDiscards', 'Connections closed on release because their session could not be reset.'],
+  [
+    'primary_changes_total',
+    'primaryChanges',
+    'Times the pool took up a new primary after losing the one it had (failovers followed).',
+  ],
+  [
+    'role_mismatches_total',
+    'roleMismatches',
+    'New connections closed at once because the server role did not satisfy target_session_attrs.',
+  ],
+  [
+    'not_primary_evictions_total',
+    'notPrimaryEvictions',
+    'Pooled connections evicted because their server stopped being the primary (SQLSTATE 25006, in_hot_standby).',
+  ],
 ];
 
 /** Database-wide counters. */

@@ -9,12 +9,15 @@ import { connectNegotiated, createClientClass } from '../ssl/ssl-settings.js';
 import type { NodeCounters } from '../stats.js';
 import type { LoginCache } from '../credentials/login-cache.js';
 import { withLogin } from '../credentials/login-client.js';
+import { HostPlacement } from './host-placement.js';
 
 /**
  * The connections of one server: how they are made (a pg.Pool whose clients negotiate TLS as the
  * sslmode says and carry the session settings as startup parameters), which are connecting and which
  * are open, the {@link ConnectionFacts} kept beside each, how one is put back idle or destroyed, and
  * standalone clients outside the pool (health checks, the replica monitor, the watchdog's probe).
+ * Which server each new connection goes to, and whether its role fits, is the {@link HostPlacement}'s
+ * word: a client whose server fails target_session_attrs never reaches pg-pool.
  */
 export class Connections {
   readonly pool: pg.Pool;
@@ -22,6 +25,7 @@ export class Connections {
   readonly connecting = new Set<pg.Client>();
   /** Open clients (idle and checked out), from pg-pool's 'connect' to its 'remove'. */
   readonly open = new Set<pg.Client>();
+  readonly placement: HostPlacement;
   readonly #facts = new WeakMap<pg.Client, ConnectionFacts>();
   readonly #Client: typeof pg.Client;
   readonly #target: ConnectionTarget;
@@ -30,12 +34,34 @@ export class Connections {
   readonly #counters: NodeCounters;
   #hasWarnedFallback = false;
 
-  /** `logins`: where new connections get their login when `target.loginSource` is set (src/credentials/). */
-  constructor(target: ConnectionTarget, config: ResolvedConfig, log: Logger, counters: NodeCounters, logins?: LoginCache) {
+  /**
+   * `logins`: where new connections get their login when `target.loginSource` is set (src/credentials/).
+   * `node.isPrimary`: the primary's connections walk the host list; `node.isOpen`: false once shutdown started.
+   */
+  constructor(
+    target: ConnectionTarget,
+    config: ResolvedConfig,
+    log: Logger,
+    counters: NodeCounters,
+    node: { readonly isPrimary: boolean; isOpen(): boolean },
+    logins?: LoginCache,
+  ) {
     this.#target = target;
     this.#config = config;
     this.#log = log;
     this.#counters = counters;
+    const placement = new HostPlacement({
+      name: target.name,
+      isPrimary: node.isPrimary,
+      target,
+      config,
+      counters,
+      log,
+      open: this.open,
+      factsOf: (client) => this.#facts.get(client),
+      isOpen: node.isOpen,
+    });
+    this.placement = placement;
     const Negotiating = createClientClass(config.ssl, {
       onPlaintextFallback: () => {
         if (this.#hasWarnedFallback) return;
@@ -53,11 +79,39 @@ export class Connections {
       // gets the timeout, which pg applies to opening a new connection.
       Client: class extends Client {
         constructor(options: pg.ClientConfig) {
+          // Each new connection goes to the host the placement picks (libpq's host list walk).
+          const choice = placement.choose();
+          const { host, port } = choice.host.address;
           // pg-pool hides `password` as a non-enumerable property, so the spread drops it.
-          super({ ...options, password: options.password, connectionTimeoutMillis });
+          super({ ...options, host, port, password: options.password, connectionTimeoutMillis });
+          placement.track(this, choice);
           // Tracked from construction: a connect in progress has no other handle for shutdown to reach.
           connecting.add(this);
           this.once('end', () => connecting.delete(this));
+        }
+
+        /**
+         * pg-pool connects with a callback. A connection is only handed to pg-pool once its server's
+         * role satisfies target_session_attrs; otherwise it is closed and the connect fails with
+         * RoleMismatchError (pg-pool then forgets it, as any failed connect).
+         */
+        override connect(): Promise<pg.Client>;
+        override connect(callback: (error: Error) => void): void;
+        override connect(callback?: (error: Error) => void): Promise<pg.Client> | void {
+          const settled = new Promise<pg.Client>((resolve, reject) => {
+            super.connect((error: Error | undefined) => {
+              if (error) {
+                placement.connectFailed(this, error);
+                return reject(error);
+              }
+              placement.judge(this).then(() => resolve(this), reject);
+            });
+          });
+          if (!callback) return settled;
+          settled.then(
+            () => callback(undefined as unknown as Error),
+            (error: Error) => callback(error),
+          );
         }
       } as typeof pg.Client,
       host: target.host,
@@ -73,7 +127,12 @@ export class Connections {
     });
     // An idle client's error is handled by pg-pool (it removes the client); we log it so it can
     // never become an unhandled 'error' event that crashes the process.
-    this.pool.on('error', (error) => log.warn({ error: summarize(error) }, 'idle connection failed and was removed'));
+    this.pool.on('error', (error, client) => {
+      // A connection let go on purpose (its host is not the primary any more) is closed without a word.
+      if (placement.isEvicted(client)) return;
+      placement.connectionLost(client, error);
+      log.warn({ error: summarize(error) }, 'idle connection failed and was removed');
+    });
     this.pool.on('connect', (client) => this.#onConnect(client));
     this.pool.on('remove', (client) => {
       this.open.delete(client);
@@ -87,12 +146,14 @@ export class Connections {
     this.connecting.delete(client);
     this.open.add(client);
     this.#counters.totalConnections++;
+    this.placement.opened(client, facts);
     // pg-pool listens only while a client is idle in it: checked out (validation, a refill round
     // holding idle clients, a lease) a server restart or pg_terminate_backend would otherwise be an
     // unhandled 'error' event that crashes the process. One listener for the client's whole life, not
     // one per lease: adding and removing a listener (and its closure) on every checkout is hot-path cost.
     client.on('error', (error: Error) => {
       facts.isBroken = true;
+      this.placement.connectionLost(client, error);
       if (!facts.lease) return;
       markLost(facts.lease, error);
       this.#log.warn({ error: summarize(error) }, 'checked-out connection failed');
@@ -126,9 +187,11 @@ export class Connections {
    */
   createClient(applicationSuffix: string, connectionTimeoutMillis: number): pg.Client {
     const t = this.#target;
+    // The host pool connections go to now (while a host list is searched: the host the search is at).
+    const { host, port } = this.placement.address();
     const client = new this.#Client({
-      host: t.host,
-      port: t.port,
+      host,
+      port,
       user: t.user,
       password: t.password,
       database: t.database,
@@ -139,6 +202,11 @@ export class Connections {
     return client;
   }
 
-  /** A socket to the server for a cancel request, negotiated like a session (TLS as the sslmode says). */
-  openCancelSocket = (): CancelSocket => connectNegotiated(this.#config.ssl, this.#target);
+  /**
+   * Opens a socket for a cancel request to the server `client` is connected to (with a host list, not
+   * necessarily the first host), negotiated like a session (TLS as the sslmode says).
+   */
+  cancelSocketFor(client: pg.Client): () => CancelSocket {
+    return () => connectNegotiated(this.#config.ssl, { host: client.host, port: client.port });
+  }
 }

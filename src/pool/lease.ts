@@ -18,6 +18,12 @@ export interface LeaseOwner {
   cancel(lease: Lease): Promise<boolean>;
   /** Destroys the lease's connection at once and marks the lease broken. */
   abandon(lease: Lease): void;
+  /**
+   * The lease's server refused read-write work as a standby would: the owner lets go of that server's
+   * connections and looks for the primary (a node pool with one server and no role to check just
+   * closes them; a replica's pool ignores it).
+   */
+  markNotPrimary(lease: Lease, reason: string): void;
 }
 
 /** A checked-out connection. Given back with {@link LeaseOwner.release} exactly once. */

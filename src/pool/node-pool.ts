@@ -33,6 +33,9 @@ import { StatementWatchdog } from './statement-watchdog.js';
 import { newNodeCounters, type DurationRecorder, type NodeCounters, type NodeStats } from '../stats.js';
 import { raceDeadline, startTimer } from '../timers.js';
 import type { LoginCache } from '../credentials/login-cache.js';
+import type { HostPlacement, HostSearch } from './host-placement.js';
+import type { HostSelector } from '../replicas/host-selector.js';
+import { RoleMismatchError } from '../replicas/role-check.js';
 
 /** Options for one acquire. */
 export interface AcquireOptions {
@@ -79,6 +82,7 @@ export class NodePool implements LeaseOwner {
   /** When an acquire last passed its deadline (epoch ms); health reports `degraded` for a minute after. */
   lastAcquireTimeoutAt = -Infinity;
   #connections: Connections;
+  #placement: HostPlacement;
   #pool: pg.Pool;
   #config: ResolvedConfig;
   #log: Logger;
@@ -122,7 +126,9 @@ export class NodePool implements LeaseOwner {
     this.circuit = new CircuitBreaker(config.circuitBreakerThreshold, config.circuitBreakerResetMillis, () =>
       this.#trialConnect(),
     );
-    this.#connections = new Connections(target, config, this.#log, this.counters, logins);
+    const node = { isPrimary: role === 'primary', isOpen: () => this.#state === 'open' };
+    this.#connections = new Connections(target, config, this.#log, this.counters, node, logins);
+    this.#placement = this.#connections.placement;
     this.#pool = this.#connections.pool;
     this.#refiller = new Refiller({
       min: target.min,
@@ -150,6 +156,20 @@ export class NodePool implements LeaseOwner {
   /** The connections checked out now. */
   leases(): Iterable<Lease> {
     return this.#leases.values();
+  }
+
+  /** Which server new connections go to: the primary's host list with target_session_attrs, or the one host. */
+  get hosts(): HostSelector {
+    return this.#placement.hosts;
+  }
+
+  /**
+   * The lease's server refused read-write work as a standby would (SQLSTATE 25006, BEGIN READ WRITE
+   * refused): its host's connections are let go and new ones search for the primary (see
+   * {@link HostPlacement.markNotPrimary}).
+   */
+  markNotPrimary(lease: Lease, reason: string): void {
+    this.#placement.markNotPrimary(lease.client, reason);
   }
 
   /** The lifecycle state: open, closing (shutdown started) or closed. */
@@ -192,6 +212,7 @@ export class NodePool implements LeaseOwner {
       lagMillis: extra.lagMillis ?? null,
       isInRecovery: extra.isInRecovery ?? null,
       circuit: this.circuit.state(),
+      currentHost: this.#placement.hosts.current?.key ?? null,
       poolSize: snap.total,
       availableConnections: snap.idle,
       activeConnections: this.#leases.size,
@@ -225,8 +246,9 @@ export class NodePool implements LeaseOwner {
         idle = this.#pool.idleCount > 0 && remaining > 0 ? await this.#connect(remaining, false, permit, options) : undefined;
       } catch (error) {
         // The idle connection went to another caller first and pg-pool opened a new one, which the
-        // server refused for want of slots: wait for a pooled connection like any other refusal.
-        if (!this.#isGrowthRefusal(error)) throw error;
+        // server refused for want of slots (wait for a pooled connection like any other refusal), or
+        // which reached the wrong host of a list (the checkout below searches on).
+        if (!this.#isGrowthRefusal(error) && !this.#placement.isSearchable(error)) throw error;
       }
       client =
         idle && this.#isReady(this.#connections.factsOf(idle), Date.now()) ? idle : await this.#checkout(options, permit, idle);
@@ -253,6 +275,7 @@ export class NodePool implements LeaseOwner {
    * idle long. `taken`: one already checked out of pg-pool that {@link #isReady} refused, judged first.
    */
   async #checkout(options: AcquireOptions, permit: Permit, taken?: pg.PoolClient): Promise<pg.PoolClient> {
+    const search: HostSearch = { attempts: 0, hasSeenWrongRole: false, hasEverSeenWrongRole: false };
     for (;;) {
       let client: pg.PoolClient;
       try {
@@ -261,7 +284,10 @@ export class NodePool implements LeaseOwner {
         // The server has no slot for another connection (max_connections) but this pool holds live
         // ones: wait for one of them (in #next) until the deadline, rather than fail the caller now.
         if (this.#isGrowthRefusal(error)) continue;
-        throw error;
+        // A host of the list refused or had the wrong role: the next one (or, after a round, a pause
+        // and the list again); throws when there is nothing to search (or NO_SUITABLE_HOST at the deadline).
+        await this.#placement.searchOn(error, search, options.deadline);
+        continue;
       }
       taken = undefined;
       const facts = this.#connections.factsOf(client);
@@ -402,6 +428,12 @@ export class NodePool implements LeaseOwner {
   /** What a failed connect rejects with; a connect that shutdown destroyed is no server failure. */
   #connectFailed(error: Error | undefined): Error {
     if (this.#state !== 'open') return new PoolClosedError();
+    // The server answered, with the wrong role for target_session_attrs: no connection failure, and
+    // proof the server is reachable (the circuit stays closed). Counted in roleMismatches.
+    if (error instanceof RoleMismatchError) {
+      this.circuit.recordSuccess();
+      return error;
+    }
     this.counters.connectionErrors++;
     if (isCannotGrow(error)) {
       // 53300/53400: the server is up but has no slot for us now. Not a reason to open the circuit;
@@ -475,7 +507,11 @@ export class NodePool implements LeaseOwner {
         (isOutsideTransaction(lease.client) || ((await this.#rollback(lease.client)) && this.#isReusable(lease, facts)));
       if (isReusable && (await this.#resetSession(lease))) return this.#returnToPool(lease, facts);
       if (lease.callerUnanswered > 0)
-        await sendCancelRequest(lease.client, this.#connections.openCancelSocket, this.#config.validationTimeoutMillis);
+        await sendCancelRequest(
+          lease.client,
+          this.#connections.cancelSocketFor(lease.client),
+          this.#config.validationTimeoutMillis,
+        );
       unwatchLease(facts);
       this.#connections.destroy(lease.client);
     } finally {
@@ -557,7 +593,7 @@ export class NodePool implements LeaseOwner {
 
   /** Sends a cancel request for the statement a lease is running (used by timeouts and aborts). */
   cancel(lease: Lease): Promise<boolean> {
-    return sendCancelRequest(lease.client, this.#connections.openCancelSocket, this.#config.validationTimeoutMillis);
+    return sendCancelRequest(lease.client, this.#connections.cancelSocketFor(lease.client), this.#config.validationTimeoutMillis);
   }
 
   /**

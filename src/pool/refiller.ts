@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { RoleMismatchError } from '../replicas/role-check.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 import { summarize } from '../error-summary.js';
 import { isCannotGrow } from '../errors.js';
@@ -87,12 +88,15 @@ export class Refiller {
       if (result.status === 'fulfilled') {
         this.#options.putBack(result.value);
       } else if (this.#options.isOpen()) {
-        // (A connect that shutdown destroyed is not a server failure: not counted.)
         failures++;
-        this.#options.counters.connectionErrors++;
-        // "Too many connections" says the server is up: no reason to open the circuit.
-        if (!isCannotGrow(result.reason)) circuit.recordFailure();
-        this.#options.log.debug({ error: summarize(result.reason) }, 'refill connect failed');
+        // (A connect that shutdown destroyed is not a server failure: not counted. Nor is a server of
+        // the wrong role for target_session_attrs: it answered, and the pool counts it as a role mismatch.)
+        if (!(result.reason instanceof RoleMismatchError)) {
+          this.#options.counters.connectionErrors++;
+          // "Too many connections" says the server is up: no reason to open the circuit.
+          if (!isCannotGrow(result.reason)) circuit.recordFailure();
+          this.#options.log.debug({ error: summarize(result.reason) }, 'refill connect failed');
+        }
       }
       permits.give();
     }

@@ -89,7 +89,9 @@ export function zipHostsAndPorts(
     parsePort(text, portTexts.length > 1 ? `${labels.ports} (port ${index + 1} of the list)` : labels.ports, problems),
   );
   if (ports.some((port) => port === undefined)) return [];
-  return names.map((host, index) => Object.freeze({ host, port: ports.length === 0 ? defaultPort : ports[ports.length > 1 ? index : 0]! }));
+  return names.map((host, index) =>
+    Object.freeze({ host, port: ports.length === 0 ? defaultPort : ports[ports.length > 1 ? index : 0]! }),
+  );
 }
 
 /**

@@ -56,19 +56,16 @@ export function describeRole(role: ServerRole): string {
   return 'a primary';
 }
 
-/** What `target` asked for, as a phrase for "no host ..." messages. */
-export function describeTarget(target: TargetSessionAttrs): string {
-  switch (target) {
-    case 'read-write':
-      return 'accepted writes';
-    case 'read-only':
-      return 'was read-only';
-    case 'primary':
-      return 'was a primary';
-    case 'standby':
-    case 'prefer-standby':
-      return 'was a standby';
-    case 'any':
-      return 'answered';
-  }
+const WANTED: Record<TargetSessionAttrs, readonly [present: string, past: string]> = {
+  any: ['answers', 'answered'],
+  'read-write': ['accepts writes', 'accepted writes'],
+  'read-only': ['is read-only', 'was read-only'],
+  primary: ['is a primary', 'was a primary'],
+  standby: ['is a standby', 'was a standby'],
+  'prefer-standby': ['is a standby', 'was a standby'],
+};
+
+/** What `target` asks for, as a phrase: `accepts writes` (present) or `accepted writes` (past). */
+export function describeTarget(target: TargetSessionAttrs, tense: 'present' | 'past' = 'present'): string {
+  return WANTED[target][tense === 'present' ? 0 : 1];
 }

@@ -73,6 +73,9 @@ const NODE_COUNTERS: Record<string, keyof NodeStats> = {
   codecheck_db_pool_exhausted_total: 'poolExhaustedCount',
   codecheck_db_leaks_detected_total: 'leaksDetected',
   codecheck_db_circuit_rejections_total: 'circuitRejections',
+  codecheck_db_primary_changes_total: 'primaryChanges',
+  codecheck_db_role_mismatches_total: 'roleMismatches',
+  codecheck_db_not_primary_evictions_total: 'notPrimaryEvictions',
 };
 const DATABASE_COUNTERS: Record<string, keyof PoolStats> = {
   codecheck_db_queries_total: 'queriesExecuted',

@@ -30,6 +30,11 @@ export interface FaultProxy {
   stall(): void;
   /** Delays each chunk in both directions by `ms` (order is kept). */
   setLatency(ms: number): void;
+  /**
+   * New connections go to `target` from now on, as when a DNS name moves to another server; open
+   * connections stay with the server they reached.
+   */
+  retarget(target: { host: string; port: number }): void;
   /** Back to pass-through with no latency; black-holed connections are closed so clients notice. */
   heal(): void;
   /** Closes the listener and every socket; resolves when nothing is left open. */
@@ -113,6 +118,7 @@ class Pump {
 /** Starts a proxy on a free 127.0.0.1 port forwarding to `targetHost:targetPort`, in pass-through mode. */
 export async function startFaultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
   const state: { mode: FaultMode; latencyMillis: number } = { mode: 'pass', latencyMillis: 0 };
+  const target = { host: options.targetHost, port: options.targetPort };
   const links = new Set<Link>();
 
   const drop = (link: Link, reset = false): void => {
@@ -149,7 +155,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       client.on('close', () => drop(link));
       return;
     }
-    const upstream = connect({ host: options.targetHost, port: options.targetPort });
+    const upstream = connect({ host: target.host, port: target.port });
     upstream.setNoDelay(true);
     const toUpstream = new Pump(client, upstream, state);
     const toClient = new Pump(upstream, client, state);
@@ -206,6 +212,10 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       if (state.mode === 'blackhole') return;
       state.mode = 'stall';
       for (const link of links) for (const socket of sockets(link)) socket.pause();
+    },
+    retarget(next: { host: string; port: number }) {
+      target.host = next.host;
+      target.port = next.port;
     },
     setLatency(ms: number) {
       if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`latency must be a finite number >= 0, got ${ms}`);

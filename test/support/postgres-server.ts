@@ -302,3 +302,22 @@ export async function startStandby(
     throw error;
   }
 }
+
+/**
+ * Starts `server`, a former primary stopped cleanly while `newPrimary` (its standby) was promoted, as a
+ * streaming standby of `newPrimary`: what Patroni does with the old primary after a clean switchover.
+ * A clean stop sends everything the old primary wrote (its shutdown checkpoint included) to its
+ * standby first, so the new primary's timeline branches after it and no pg_rewind is needed.
+ * @throws Error when the server does not start (its log tail is in the message).
+ */
+export async function restartAsStandby(server: PostgresServer, newPrimary: PostgresServer): Promise<void> {
+  if (!(server instanceof Server)) throw new Error('restartAsStandby needs a server from this harness');
+  await server.stop('fast');
+  server.settings.hot_standby = 'on';
+  server.settings.primary_conninfo = `host=127.0.0.1 port=${newPrimary.port} user=${newPrimary.user} password=${quoteConninfo(newPrimary.password)} application_name=standby`;
+  // A standby waiting for a synchronous standby of its own would make no sense; it follows the new primary.
+  server.settings.synchronous_standby_names = '';
+  await server.writeSettings();
+  await giveToPostgres(join(server.dataDir, 'standby.signal'), '');
+  await server.start();
+}

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/index.js';
 import { formatHost, orderHosts, parseHostSpec, splitUrlHostList, zipHostsAndPorts } from '../../src/replicas/host-list.js';
+import { HostSelector } from '../../src/replicas/host-selector.js';
 import { matchesTarget, TARGET_SESSION_ATTRS, type TargetSessionAttrs } from '../../src/replicas/session-attrs.js';
 
 const SECRET = 'Hosts-Secret-Pw';
@@ -23,7 +24,13 @@ describe('host lists', () => {
       { host: 'db-b', port: 5432 },
       { host: '::1', port: 6000 },
     ]);
-    expect([config.host, config.port, config.user, config.password, config.database]).toEqual(['db-a', 5433, 'app', SECRET, 'app']);
+    expect([config.host, config.port, config.user, config.password, config.database]).toEqual([
+      'db-a',
+      5433,
+      'app',
+      SECRET,
+      'app',
+    ]);
     expect(loadConfig({ DATABASE_URL: 'postgres://u@a,b:1/db', DB_PORT: '7000' }).hosts).toEqual([
       { host: 'a', port: 7000 },
       { host: 'b', port: 1 },
@@ -46,7 +53,10 @@ describe('host lists', () => {
   });
 
   it('takes the hosts option over the URL and DB_HOST, with port defaulting to the resolved port', () => {
-    const config = loadConfig({ DB_HOST: 'ignored-a,ignored-b', DB_PORT: '6543' }, { hosts: [{ host: 'x' }, { host: 'y', port: 7 }] });
+    const config = loadConfig(
+      { DB_HOST: 'ignored-a,ignored-b', DB_PORT: '6543' },
+      { hosts: [{ host: 'x' }, { host: 'y', port: 7 }] },
+    );
     expect(config.hosts).toEqual([
       { host: 'x', port: 6543 },
       { host: 'y', port: 7 },
@@ -116,7 +126,10 @@ describe('host lists', () => {
       { host: 'b', port: 5 },
     ]);
     expect(problems).toEqual([]);
-    expect(splitUrlHostList('postgres://u:p@a:1,b:2/db?x=1')).toEqual({ url: 'postgres://u:p@localhost/db?x=1', hostSpec: 'a:1,b:2' });
+    expect(splitUrlHostList('postgres://u:p@a:1,b:2/db?x=1')).toEqual({
+      url: 'postgres://u:p@localhost/db?x=1',
+      hostSpec: 'a:1,b:2',
+    });
     expect(splitUrlHostList('postgres://u:p@a:1/db')).toEqual({ url: 'postgres://u:p@a:1/db', hostSpec: undefined });
     expect(orderHosts([1, 2, 3], 'disable')).toEqual([1, 2, 3]);
     expect(orderHosts([1, 2, 3], 'random', () => 0)).toEqual([2, 3, 1]);
@@ -145,5 +158,54 @@ describe('target_session_attrs', () => {
       'prefer-standby': [false, true, false],
     });
     expect(matchesTarget('prefer-standby', primary, 2)).toBe(true);
+  });
+});
+
+describe('HostSelector', () => {
+  const a = { host: 'a', port: 1 };
+  const b = { host: 'b', port: 2 };
+
+  it('walks the list in order, keeps the first host that fits, and counts a primary taken up after a loss', () => {
+    const selector = new HostSelector([a, b], 'read-write', 'disable');
+    const first = selector.pick();
+    expect(first.host.key).toBe('a:1');
+    selector.reject(first.host, 'wrong-role', 'is a standby (in hot standby)');
+    const second = selector.pick();
+    expect(second.host.key).toBe('b:2');
+    selector.accept(second, true);
+    expect(selector.current?.key).toBe('b:2');
+    expect(selector.primaryChanges).toBe(0);
+    selector.markNotPrimary(second.host, 'refused read-write work');
+    expect(selector.isCurrentGeneration(second.host, 0)).toBe(false);
+    expect(selector.status()).toEqual({
+      currentHost: null,
+      isFinding: true,
+      reason:
+        'no host accepted writes (target_session_attrs=read-write): a:1 is a standby (in hot standby); b:2 refused read-write work',
+    });
+    const third = selector.pick();
+    expect(third.host.key).toBe('a:1');
+    selector.accept(third, true);
+    expect(selector.primaryChanges).toBe(1);
+  });
+
+  it('tries every host twice for prefer-standby, taking any host in the second pass', () => {
+    const selector = new HostSelector([a, b], 'prefer-standby', 'disable');
+    for (const key of ['a:1', 'b:2']) {
+      const choice = selector.pick();
+      expect([choice.host.key, choice.pass]).toEqual([key, 1]);
+      selector.reject(choice.host, 'wrong-role', 'is a primary');
+    }
+    expect(selector.pick()).toMatchObject({ host: { key: 'a:1' }, pass: 2 });
+  });
+
+  it('asks for a primary after a not-primary mark with target any, until one is found or a search gives up', () => {
+    const selector = new HostSelector([a], 'any', 'disable', { followsPrimary: true });
+    selector.accept(selector.pick(), true);
+    expect(selector.needsRole).toBe(false);
+    selector.markNotPrimary(selector.current!, 'refused read-write work');
+    expect(selector.effectiveTarget).toBe('primary');
+    selector.giveUp();
+    expect(selector.effectiveTarget).toBe('any');
   });
 });

@@ -11,7 +11,13 @@ import {
   type LeaseOwner,
 } from '../../src/pool/lease.js';
 
-const owner: LeaseOwner = { name: 'primary', release: () => undefined, cancel: async () => true, abandon: () => undefined };
+const owner: LeaseOwner = {
+  name: 'primary',
+  release: () => undefined,
+  cancel: async () => true,
+  abandon: () => undefined,
+  markNotPrimary: () => undefined,
+};
 const lease = () => newLease({} as pg.PoolClient, owner, true);
 
 describe('lease bookkeeping', () => {
