@@ -24,9 +24,13 @@ export interface WatchedNode extends ProbeTarget {
  * that silently dies mid-statement (a black hole, a lost FIN) would leave the caller waiting forever.
  * Every `periodMillis` the watchdog looks for statements unanswered for longer than `limitMillis`
  * (statement_timeout plus a grace) and probes the server on a new connection: if the probe cannot
- * reach it, or the statement's backend no longer exists, the connection is abandoned and the
- * caller's call rejects with a connection error. A backend that is alive and still running (the
- * caller raised statement_timeout for a long report) is left alone. Off when statement_timeout is 0.
+ * reach it, the statement's backend no longer exists, or the backend is not running a statement
+ * (`idle`, `idle in transaction`: our statement never arrived or its answer was lost on a link that
+ * went silent while new connections still get through), the connection is abandoned and the caller's
+ * call rejects with a connection error. A backend still running a statement (the caller raised
+ * statement_timeout for a long report) is left alone, and so is one whose state the probe's login may
+ * not see (another role's backend after a credentials rotation: `state` is null). Off when
+ * statement_timeout is 0.
  */
 export class StatementWatchdog {
   #node: WatchedNode;
@@ -61,17 +65,19 @@ export class StatementWatchdog {
     if (overdue.length === 0) return;
     this.#isSweeping = true;
     try {
-      const liveBackends = await this.#probe(overdue);
-      for (const lease of overdue) {
-        if (lease.busySince === 0) continue;
+      // A lease that got its answer, or sent another statement, while the probe ran is judged again later.
+      const sentAt = overdue.map((lease) => lease.busySince);
+      const runningBackends = await this.#probe(overdue);
+      for (const [index, lease] of overdue.entries()) {
+        if (lease.busySince !== sentAt[index]) continue;
         const pid = (lease.client as unknown as { processID: number | null }).processID;
-        if (liveBackends !== undefined && (!this.#shouldMatchBackend || (pid !== null && liveBackends.has(pid)))) {
+        if (runningBackends !== undefined && (!this.#shouldMatchBackend || (pid !== null && runningBackends.has(pid)))) {
           this.#clearedAt.set(lease, performance.now());
           continue;
         }
         this.#log.warn(
           { node: this.#node.name, waitedMillis: Math.round(performance.now() - lease.busySince) },
-          'no answer from the server past statement_timeout and the connection failed its liveness probe: abandoning it',
+          'no answer from the server past statement_timeout and its backend is gone or not running our statement: abandoning the connection',
         );
         this.#node.abandon(lease);
       }
@@ -80,11 +86,15 @@ export class StatementWatchdog {
     }
   }
 
-  /** The set of active backend pids on the server, or undefined when it cannot be reached in time. */
+  /**
+   * The pids, among the leases' backends, that are still running a statement (or whose state this
+   * login may not read), or undefined when the server cannot be reached in time. Behind PgBouncer the
+   * pids are not the server's, so only reachability is probed.
+   */
   async #probe(leases: readonly WatchedLease[]): Promise<Set<number> | undefined> {
     const pids = leases.map((lease) => (lease.client as unknown as { processID: number | null }).processID ?? -1);
     const sql = this.#shouldMatchBackend
-      ? 'SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])'
+      ? "SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[]) AND (state IS NULL OR state NOT LIKE 'idle%')"
       : 'SELECT NULL::int AS pid WHERE $1::int[] IS NOT NULL';
     const outcome = await probeConnection<{ pid: number | null }>(this.#node, 'watchdog', this.#probeTimeoutMillis, sql, [pids]);
     if (outcome === 'timeout') return undefined;

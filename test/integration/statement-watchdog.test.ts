@@ -60,6 +60,43 @@ describe('statement watchdog', () => {
     expect(await db.executeQuery<{ n: number }>('SELECT 1 AS n')).toEqual([{ n: 1 }]);
   });
 
+  test('a link that goes silent while new connections still get through: the idle backend does not keep the caller waiting', async () => {
+    const db = open(true);
+    await db.ready({ timeoutMillis: 5000 });
+    await db.executeQuery('SELECT 1');
+    // The pooled connection's link goes silent (a lost NAT entry): the statement never reaches its
+    // backend, which stays alive and idle; the watchdog's probe connection still gets through.
+    proxy.silenceOpen();
+    const outcome = await db.executeQuery('SELECT 1', [], { readOnly: false }).then(
+      () => 'resolved',
+      (error: unknown) => error,
+    );
+    proxy.heal();
+    expect(outcome).toBeInstanceOf(DatabaseConnectionError);
+    expect((outcome as DatabaseConnectionError).code).toBe('CONNECTION_LOST');
+    expect(db.getStats().activeConnections).toBe(0);
+    expect(await db.executeQuery<{ n: number }>('SELECT 1 AS n')).toEqual([{ n: 1 }]);
+  });
+
+  test('a link that goes silent inside withDb: the backend idle in transaction does not keep the caller waiting', async () => {
+    const db = open(true);
+    await db.ready({ timeoutMillis: 5000 });
+    const outcome = await db
+      .withDb(false, async (client) => {
+        await client.query('SELECT 1');
+        proxy.silenceOpen();
+        await client.query('SELECT 2');
+      })
+      .then(
+        () => 'resolved',
+        (error: unknown) => error,
+      );
+    proxy.heal();
+    expect(outcome).toBeInstanceOf(DatabaseConnectionError);
+    expect((outcome as DatabaseConnectionError).code).toBe('CONNECTION_LOST');
+    expect(db.getStats().activeConnections).toBe(0);
+  });
+
   test('a long statement whose backend is alive is left to finish when the caller raised statement_timeout', async () => {
     const db = open(false);
     const rows = await db.withDb(true, async (client) => {

@@ -26,6 +26,11 @@ export interface FaultProxy {
   cut(): void;
   /** New and open connections stay open but nothing is forwarded or answered; data is swallowed. */
   blackhole(): void;
+  /**
+   * The connections open now go silent (nothing forwarded either way, no FIN, no RST: a lost NAT
+   * entry) while new connections still pass; {@link heal} closes the silent ones.
+   */
+  silenceOpen(): void;
   /** Stops reading from both sides (data waits in TCP buffers) until {@link heal}, which delivers it. */
   stall(): void;
   /** Delays each chunk in both directions by `ms` (order is kept). */
@@ -183,6 +188,14 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
 
   let closing: Promise<void> | undefined;
   const sockets = (link: Link): Socket[] => (link.upstream ? [link.client, link.upstream] : [link.client]);
+  const silence = (): void => {
+    for (const link of links) {
+      link.blackholed = true;
+      link.toUpstream?.clear();
+      link.toClient?.clear();
+      for (const socket of sockets(link)) socket.resume(); // keep swallowing, even after a stall
+    }
+  };
 
   return {
     host: '127.0.0.1',
@@ -201,12 +214,10 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     },
     blackhole() {
       state.mode = 'blackhole';
-      for (const link of links) {
-        link.blackholed = true;
-        link.toUpstream?.clear();
-        link.toClient?.clear();
-        for (const socket of sockets(link)) socket.resume(); // keep swallowing, even after a stall
-      }
+      silence();
+    },
+    silenceOpen() {
+      silence();
     },
     stall() {
       if (state.mode === 'blackhole') return;
