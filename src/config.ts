@@ -40,7 +40,9 @@ export interface ReplicaOptions {
 export interface DatabaseOptions {
   /** A postgres:// URL; replaces DATABASE_URL when given. May carry a libpq host list (`h1:5432,h2:5432`). */
   connectionString?: string;
+  /** Server host name, IP address or Unix socket directory. @default 'localhost' (DB_HOST) */
   host?: string;
+  /** Server port. @default 5432 (DB_PORT) */
   port?: number;
   /**
    * The primary's candidate servers, tried in order (libpq's host list); wins over `host`/`port`, the
@@ -51,54 +53,114 @@ export interface DatabaseOptions {
   targetSessionAttrs?: TargetSessionAttrs;
   /** `random` shuffles the host list for each search, as libpq 16. @default 'disable' (DB_LOAD_BALANCE_HOSTS) */
   loadBalanceHosts?: LoadBalanceHosts;
+  /** User name. @default 'postgres' (DB_USER) */
   user?: string;
   /**
-   * The password, or a function returning it (or a promise of it), called when a new connection needs
-   * a login (for tokens such as RDS IAM's); see `credentialsCacheMillis`. @default DB_PASSWORD
+   * The password, or a function returning it (or a promise of it), called when a new connection needs a login (for tokens such
+   * as RDS IAM's; see `credentialsCacheMillis`). Never logged.
+   * @default unset (DB_PASSWORD)
    */
   password?: string | PasswordProvider;
   /** A function returning `{ user, password, expiresAt? }` for providers that rotate both (Vault); excludes `password`. */
   credentials?: CredentialsProvider;
-  /** A file holding the password, read again for every new connection. @default DB_PASSWORD_FILE */
+  /** A file holding the password, read again for every new connection. @default unset (DB_PASSWORD_FILE) */
   passwordFile?: string;
   /** Deadline of one provider call or password-file read, ms. @default 5000 (DB_CREDENTIALS_TIMEOUT) */
   credentialsTimeoutMillis?: number;
   /** How long a provider's login is reused, ms; 0 = never. @default 300000 (DB_CREDENTIALS_CACHE) */
   credentialsCacheMillis?: number;
+  /** Database name. @default 'postgres' (DB_NAME) */
   database?: string;
+  /**
+   * TLS mode with libpq's meanings: disable, allow, prefer, require, verify-ca or verify-full (docs/security.md).
+   * @default 'prefer' (DB_SSLMODE)
+   */
   sslMode?: SslMode;
+  /** Root certificate file, or `system` for the system trust store. @default unset (DB_SSLROOTCERT) */
   sslRootCert?: string;
+  /** Client certificate file. @default unset (DB_SSLCERT) */
   sslCert?: string;
+  /** Client private key file. @default unset (DB_SSLKEY) */
   sslKey?: string;
+  /** Connections kept open (opened by `ready()`, refilled after losses). @default 2 (DB_POOL_MIN) */
   min?: number;
+  /** Most connections open at once. @default 10 (DB_POOL_MAX) */
   max?: number;
+  /** Deadline to open a connection and deadline to acquire one, ms (DB_TIMEOUT is in seconds). @default 30000 (DB_TIMEOUT) */
   connectionTimeoutMillis?: number;
+  /**
+   * Server `statement_timeout`, ms; 0 = not set by us (the server's own setting applies).
+   * @default 30000 (DB_STATEMENT_TIMEOUT)
+   */
   statementTimeoutMillis?: number;
+  /**
+   * Server `idle_in_transaction_session_timeout`, ms; 0 = not set by us (the server's own setting applies).
+   * @default 60000 (DB_IDLE_TIMEOUT)
+   */
   idleInTransactionTimeoutMillis?: number;
+  /** Server `lock_timeout`, ms; 0 = not set by us (the server's own setting applies). @default 0 (DB_LOCK_TIMEOUT) */
   lockTimeoutMillis?: number;
+  /** An unused connection above `min` is closed after this long, ms; 0 = never. @default 10000 (DB_POOL_IDLE_TIMEOUT) */
   idleTimeoutMillis?: number;
+  /** A connection is retired after this long (minus up to 10% jitter), ms; 0 = never. @default 1800000 (DB_POOL_MAX_LIFETIME) */
   maxLifetimeMillis?: number;
+  /** Most callers queued for a connection; past it an acquire fails at once. 0 = no cap. @default 0 (DB_POOL_MAX_WAITING) */
   maxWaiting?: number;
+  /** A connection idle longer than this is validated on checkout, ms; 0 = always. @default 1000 (DB_VALIDATION_INTERVAL) */
   validationIntervalMillis?: number;
+  /** How long one validation may take before the connection is evicted, ms. @default 1000 (DB_VALIDATION_TIMEOUT) */
   validationTimeoutMillis?: number;
+  /** Warn, with the acquiring stack, when a connection is held longer, ms; 0 = off. @default 0 (DB_LEAK_DETECTION_THRESHOLD) */
   leakDetectionThresholdMillis?: number;
+  /** Server `application_name`. @default 'codecheck-api' (DB_APPLICATION_NAME) */
   applicationName?: string;
+  /** Read replicas: URLs or replica objects (docs/operations.md). @default unset (DB_REPLICA_URLS) */
   replicas?: ReadonlyArray<string | ReplicaOptions>;
+  /** A replica lagging more than this gets no reads, ms. @default 10000 (DB_REPLICA_MAX_LAG) */
   replicaMaxLagMillis?: number;
+  /**
+   * A replica that fails to connect or answer gets no reads for at least this long, then needs a successful probe, ms.
+   * @default 10000 (DB_REPLICA_BAN_TIME)
+   */
   replicaBanMillis?: number;
+  /**
+   * How often each node's role, replay position and lag are checked in the background, ms.
+   * @default 1000 (DB_REPLICA_CHECK_INTERVAL)
+   */
   replicaCheckIntervalMillis?: number;
+  /**
+   * How long a read with a write token waits for a replica to replay that write before it goes to the primary, ms.
+   * @default 500 (DB_REPLICA_WAIT)
+   */
   replicaWaitMillis?: number;
-  /** URL for the notification listener's connection (`db.listen`); the primary when unset. (DB_LISTEN_URL) */
+  /** URL for the notification listener's connection (`db.listen`); the primary when unset. @default unset (DB_LISTEN_URL) */
   listenUrl?: string;
   /** Keepalive ping interval of the listener connection, ms. @default 10000 (DB_LISTEN_KEEPALIVE) */
   listenKeepaliveMillis?: number;
+  /** `true` behind PgBouncer transaction pooling (docs/operations.md). @default false (DB_PGBOUNCER) */
   pgbouncer?: boolean;
-  /** Behind PgBouncer, let `name` in a query config through (PgBouncer 1.21+ with `max_prepared_statements`). */
+  /**
+   * Behind PgBouncer, let `name` in a query config through (PgBouncer 1.21+ with `max_prepared_statements`).
+   * @default false (DB_PGBOUNCER_PREPARED_STATEMENTS)
+   */
   pgbouncerPreparedStatements?: boolean;
-  /** Automatic prepared statements: most statement texts prepared per connection; 0 = off. @default 100 (DB_MAX_PREPARED_STATEMENTS) */
+  /**
+   * Automatic prepared statements: most statement texts prepared per connection; 0 = off.
+   * @default 100 (DB_MAX_PREPARED_STATEMENTS)
+   */
   maxPreparedStatements?: number;
+  /**
+   * Consecutive connect failures that open the circuit (acquires then fail fast); 0 = off.
+   * @default 5 (DB_CIRCUIT_BREAKER_THRESHOLD)
+   */
   circuitBreakerThreshold?: number;
+  /**
+   * How long an open circuit refuses callers' connects before one is let through (half-open), ms; background trial connects
+   * close it sooner (after 25, 50, then every 100 ms) and space out towards this value after 30 s open.
+   * @default 5000 (DB_CIRCUIT_BREAKER_RESET)
+   */
   circuitBreakerResetMillis?: number;
+  /** pino level of the library's own logger: fatal, error, warn, info, debug, trace or silent. @default 'info' (DB_LOG_LEVEL) */
   logLevel?: LogLevel;
   /** A pino logger (or child) to log through; without one the library makes its own at `logLevel`. */
   logger?: Logger;

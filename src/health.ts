@@ -12,7 +12,11 @@ export interface TlsReport {
 
 /** What `healthCheck()` resolves with. */
 export interface HealthReport {
-  /** healthy; degraded (the primary answers but a replica is down, the primary is in recovery, the notification listener is reconnecting, or an acquire timed out in the last 60 s); unhealthy (the primary did not answer, or shutdown). */
+  /**
+   * healthy; degraded (the primary answers but a replica is down, the primary is in recovery, the
+   * notification listener is reconnecting, or an acquire timed out in the last 60 s); unhealthy (the
+   * primary did not answer, or shutdown).
+   */
   readonly status: 'healthy' | 'degraded' | 'unhealthy';
   /** `version()` of the server, or null when it did not answer. */
   readonly databaseVersion: string | null;

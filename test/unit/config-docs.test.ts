@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { SETTINGS, type SettingSpec } from '../../src/index.js';
 import { ROOT } from '../support/test-database.js';
@@ -115,6 +116,53 @@ describe('.env.example', () => {
     expect(assignments.has(env), `${env}=... in .env.example`).toBe(true);
     expect(assignments.get(env)).toBe(envDefault(spec));
   });
+});
+
+/** The members of `DatabaseOptions` in src/config.ts with their TSDoc summary and `@default` tag text. */
+function optionDocs(): Map<string, { summary: string; defaultTag: string | undefined }> {
+  const path = join(ROOT, 'src', 'config.ts');
+  const file = ts.createSourceFile(path, readFileSync(path, 'utf8'), ts.ScriptTarget.Latest, true);
+  const docs = new Map<string, { summary: string; defaultTag: string | undefined }>();
+  file.forEachChild((node) => {
+    if (!ts.isInterfaceDeclaration(node) || node.name.text !== 'DatabaseOptions') return;
+    for (const member of node.members) {
+      const jsDoc = ts.getJSDocCommentsAndTags(member).find(ts.isJSDoc);
+      const tag = ts.getJSDocTags(member).find((candidate) => candidate.tagName.text === 'default');
+      docs.set((member.name as ts.Identifier).text, {
+        summary: ts.getTextOfJSDocComment(jsDoc?.comment) ?? '',
+        defaultTag: tag ? ts.getTextOfJSDocComment(tag.comment) : undefined,
+      });
+    }
+  });
+  return docs;
+}
+
+/** How an option's TSDoc spells a default: the value in option units (or `unset`), then the variable. */
+function tsDocDefault(spec: SettingSpec): string {
+  const value =
+    spec.default === undefined ? 'unset' : typeof spec.default === 'string' ? `'${spec.default}'` : String(spec.default);
+  return spec.env === undefined ? value : `${value} (${spec.env})`;
+}
+
+describe('DatabaseOptions TSDoc (what an editor shows on hover)', () => {
+  const docs = optionDocs();
+
+  it('documents every option with a sentence', () => {
+    const undocumented = [...docs].filter(([, doc]) => doc.summary.trim().length < 8).map(([name]) => name);
+    expect(undocumented).toEqual([]);
+  });
+
+  it.each(SETTINGS.map((spec) => [spec.option, spec] as const))(
+    'gives %s a @default tag with the default of SETTINGS and its variable',
+    (option, spec) => {
+      const tag = docs.get(option)?.defaultTag;
+      // A default the table leaves unset may be worked out from other settings (targetSessionAttrs):
+      // the tag then says how, and still names the variable.
+      if (spec.default === undefined && tag !== 'unset' && spec.env !== undefined)
+        expect(tag, option).toMatch(new RegExp(`\\(${spec.env}\\)$`));
+      else expect(tag, option).toBe(tsDocDefault(spec));
+    },
+  );
 });
 
 describe('docs/errors.md', () => {
