@@ -350,7 +350,8 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     default: 5000,
     min: 1,
     max: DAY_MILLIS,
-    description: 'How long the circuit stays open before one probe connect is let through, ms.',
+    description:
+      "How long an open circuit refuses callers' connects before one is let through, ms; background trial connects (25, 50, then every 100 ms) close it sooner.",
   },
   {
     option: 'logLevel',
