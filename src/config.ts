@@ -308,6 +308,9 @@ function parseUrl(text: string, name: string, problems: string[], warnings: stri
     else delete fields.host;
     if (queryPorts !== null) fields.port = queryPorts;
     else delete fields.port;
+  } else if (split.hasEmptyHost && queryHosts === null) {
+    // `user@/db` names no host: the placeholder is not one (DB_HOST or the default applies, as in libpq).
+    delete fields.host;
   }
   for (const [param, value] of url.searchParams) {
     const option = URL_PARAMS[param];

@@ -100,19 +100,22 @@ export function zipHostsAndPorts(
  * by `localhost` (so the rest parses as usual) and the list itself; `hostSpec` is undefined when
  * the authority names one host.
  */
-export function splitUrlHostList(text: string): { url: string; hostSpec: string | undefined } {
+export function splitUrlHostList(text: string): { url: string; hostSpec: string | undefined; hasEmptyHost: boolean } {
   const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(text);
-  if (!scheme) return { url: text, hostSpec: undefined };
+  if (!scheme) return { url: text, hostSpec: undefined, hasEmptyHost: false };
   const start = scheme[0].length;
   const rest = text.slice(start);
   const end = rest.search(/[/?#]/);
   const authority = end === -1 ? rest : rest.slice(0, end);
   const at = authority.lastIndexOf('@');
   const hostSpec = authority.slice(at + 1);
-  if (!hostSpec.includes(',')) return { url: text, hostSpec: undefined };
+  // libpq takes `postgres://user:secret@/db?host=a,b`, an empty host after the user; a WHATWG URL
+  // refuses it, so it gets the placeholder too (and the caller takes the host from ?host= or the default).
+  const hasEmptyHost = at !== -1 && hostSpec === '';
+  if (!hostSpec.includes(',') && !hasEmptyHost) return { url: text, hostSpec: undefined, hasEmptyHost };
   // A placeholder host: the list's entries are checked by parseHostSpec, with messages that name them.
   const url = text.slice(0, start) + authority.slice(0, at + 1) + 'localhost' + rest.slice(authority.length);
-  return { url, hostSpec };
+  return { url, hostSpec: hasEmptyHost ? undefined : hostSpec, hasEmptyHost };
 }
 
 /**

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { Database } from '../../src/database.js';
+import { DatabaseConnectionError } from '../../src/errors.js';
 import {
   SSL_MODES,
   connectNegotiated,
@@ -450,6 +451,52 @@ describe('through the library', () => {
       const report = await db.healthCheck({ timeoutMillis: 10_000 });
       expect(report.status).toBe('healthy');
       expect(report.tls).toMatchObject({ encrypted: true, protocol: expect.stringMatching(/^TLSv1\.[23]$/) });
+    } finally {
+      await db.shutdown();
+    }
+  });
+
+  it("applies the URL's TLS settings to every host of a list: verify-full passes over a host whose certificate names another server and reaches the next, encrypted", async () => {
+    const wrong = servers['wrong host'];
+    const right = servers['hostssl only'];
+    const query = new URLSearchParams({ sslmode: 'verify-full', sslrootcert: certs.caCert });
+    const db = new Database({
+      connectionString: `postgres://${APP_USER}:${APP_PASSWORD}@127.0.0.1:${wrong.port},127.0.0.1:${right.port}/postgres?${query}`,
+      min: 0,
+      max: 2,
+      logLevel: 'silent',
+    });
+    try {
+      const rows = await db.executeQuery<{ port: number; ssl: boolean }>(
+        'SELECT inet_server_port() AS port, (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) AS ssl',
+      );
+      expect(rows).toEqual([{ port: right.port, ssl: true }]);
+      expect(db.getStats().nodes[0]!.currentHost).toBe(`127.0.0.1:${right.port}`);
+    } finally {
+      await db.shutdown();
+    }
+  });
+
+  it('with sslmode=require, every host of a list gets TLS: a list of servers that refuse it fails, naming each host and why', async () => {
+    const plainOnly = servers['ssl=off'];
+    const noSsl = servers['hostnossl only'];
+    const db = new Database({
+      connectionString: `postgres://${APP_USER}:${APP_PASSWORD}@127.0.0.1:${plainOnly.port},127.0.0.1:${noSsl.port}/postgres?sslmode=require`,
+      min: 0,
+      max: 2,
+      logLevel: 'silent',
+    });
+    try {
+      const error = await db.executeQuery('SELECT 1').catch((caught: unknown) => caught as DatabaseConnectionError);
+      expect(error).toBeInstanceOf(DatabaseConnectionError);
+      expect((error as DatabaseConnectionError).code).toBe('CONNECTION_FAILED');
+      const message = (error as Error).message;
+      expect(message).toContain(`127.0.0.1:${plainOnly.port} refused the connection`);
+      expect(message).toContain(`127.0.0.1:${noSsl.port} refused the connection`);
+      // The first refuses TLS outright; the second (hostnossl only) refuses the login because it came over TLS.
+      expect(message).toContain('does not accept TLS connections, but sslmode=require requires TLS');
+      expect(message).toContain('SSL encryption');
+      expect(message).not.toContain(APP_PASSWORD);
     } finally {
       await db.shutdown();
     }

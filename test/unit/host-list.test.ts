@@ -52,6 +52,19 @@ describe('host lists', () => {
     ]);
   });
 
+  it('reads ?host= and ?port= after a user with an empty host, as libpq does (user:password@/db)', () => {
+    const config = loadConfig({ DATABASE_URL: `postgres://app:${SECRET}@/db?host=a,b&port=1,2` });
+    expect(config.hosts).toEqual([
+      { host: 'a', port: 1 },
+      { host: 'b', port: 2 },
+    ]);
+    expect([config.user, config.password, config.database]).toEqual(['app', SECRET, 'db']);
+    expect(loadConfig({ DATABASE_URL: `postgres://app:${SECRET}@/db?host=a&port=7` }).hosts).toEqual([{ host: 'a', port: 7 }]);
+    expect(loadConfig({ DATABASE_URL: `postgres://app:${SECRET}@/db`, DB_HOST: 'from-env' }).hosts).toEqual([
+      { host: 'from-env', port: 5432 },
+    ]);
+  });
+
   it('takes the hosts option over the URL and DB_HOST, with port defaulting to the resolved port', () => {
     const config = loadConfig(
       { DB_HOST: 'ignored-a,ignored-b', DB_PORT: '6543' },
@@ -129,8 +142,18 @@ describe('host lists', () => {
     expect(splitUrlHostList('postgres://u:p@a:1,b:2/db?x=1')).toEqual({
       url: 'postgres://u:p@localhost/db?x=1',
       hostSpec: 'a:1,b:2',
+      hasEmptyHost: false,
     });
-    expect(splitUrlHostList('postgres://u:p@a:1/db')).toEqual({ url: 'postgres://u:p@a:1/db', hostSpec: undefined });
+    expect(splitUrlHostList('postgres://u:p@a:1/db')).toEqual({
+      url: 'postgres://u:p@a:1/db',
+      hostSpec: undefined,
+      hasEmptyHost: false,
+    });
+    expect(splitUrlHostList('postgres://u:p@/db?host=a,b')).toEqual({
+      url: 'postgres://u:p@localhost/db?host=a,b',
+      hostSpec: undefined,
+      hasEmptyHost: true,
+    });
     expect(orderHosts([1, 2, 3], 'disable')).toEqual([1, 2, 3]);
     expect(orderHosts([1, 2, 3], 'random', () => 0)).toEqual([2, 3, 1]);
     expect(formatHost({ host: '::1', port: 5 })).toBe('[::1]:5');
