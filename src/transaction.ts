@@ -29,24 +29,6 @@ export interface TransactionSpec {
   readonly retries: number;
 }
 
-/** Validates an isolation level given by a caller; the SQL text comes from our list, never from input. */
-export function parseIsolationLevel(value: unknown): IsolationLevel | undefined {
-  if (value === undefined) return undefined;
-  const text =
-    typeof value === 'string'
-      ? value
-          .trim()
-          .toLowerCase()
-          .replace(/[_\s]+/g, ' ')
-      : '';
-  const level = ISOLATION_LEVELS.find((l) => l === text);
-  if (!level)
-    throw new TypeError(
-      `isolationLevel must be one of ${ISOLATION_LEVELS.join(', ')} (got ${JSON.stringify(String(value)).slice(0, 40)})`,
-    );
-  return level;
-}
-
 /** BEGIN and the context's preamble as one simple-protocol message: one round trip, and all of it or none of it runs. */
 function beginStatement(spec: Pick<TransactionSpec, 'isReadOnly' | 'isolationLevel'>, context: QueryContext): string {
   const level = spec.isolationLevel ? ` ISOLATION LEVEL ${spec.isolationLevel.toUpperCase()}` : '';
