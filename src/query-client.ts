@@ -61,44 +61,86 @@ export interface QueryClient {
  * name (src/prepared-statements.ts); if the server's cached plan went stale (DDL) or the statement
  * is gone, the name is dropped and, outside a transaction (where nothing ran), the statement is sent
  * once more unnamed.
+ *
+ * The hot path of every call: one promise, settled from pg's callback, and no copy of a query config
+ * (pg clones a config object with property descriptors, but takes text and values as they are). A
+ * failure goes on in {@link recover}.
  */
-export async function sendQuery<R extends pg.QueryResultRow>(
+export function sendQuery<R extends pg.QueryResultRow>(
   lease: Lease,
   context: QueryContext,
   query: string | pg.QueryConfig,
   values?: readonly unknown[],
 ): Promise<pg.QueryResult<R>> {
-  if (context.cancelled) throw context.cancelled;
+  if (context.cancelled) return Promise.reject(context.cancelled);
   // The protocol counts parameters in 16 bits: pg would wrap the count and the server would answer
   // with a confusing protocol error.
   if (values !== undefined && values.length > 65_535)
-    throw new TypeError(
-      `A statement takes at most 65535 parameters (got ${values.length}); use an array parameter ($1::int[]) instead`,
+    return Promise.reject(
+      new TypeError(`A statement takes at most 65535 parameters (got ${values.length}); use an array parameter ($1::int[]) instead`),
     );
   const startedAt = performance.now();
   context.counters.queriesExecuted++;
   statementSent(lease, true, startedAt);
-  try {
-    if (typeof query !== 'string') return observed(lease, query.text, await lease.client.query<R>(query, values as unknown[]));
-    const name = values !== undefined && values.length > 0 ? context.statements?.nameFor(query) : undefined;
-    if (name === undefined)
-      return observed(lease, query, await submit<R>(lease.client, { text: query, values: values as unknown[] | undefined }));
+  const name = typeof query === 'string' && values !== undefined && values.length > 0 ? context.statements?.nameFor(query) : undefined;
+  return new Promise<pg.QueryResult<R>>((resolve) => {
+    const answered = (error: Error | null | undefined, result: pg.QueryResult<R> | undefined) => {
+      if (error) return resolve(recover<R>(lease, context, query, values, name, error, startedAt));
+      statementAnswered(lease, true);
+      context.queryTime.record(performance.now() - startedAt);
+      resolve(observed(lease, typeof query === 'string' ? query : query.text, result!));
+    };
     try {
-      return observed(lease, query, await submit<R>(lease.client, { text: query, values: values as unknown[], name }));
+      if (typeof query === 'string' && name !== undefined) lease.client.query(namedQuery(query, values!, name, answered));
+      // pg also takes a config object in this three-argument form; @types/pg declares it for text only.
+      else lease.client.query(query as string, values as unknown[], answered as (error: Error, result: pg.QueryResult<R>) => void);
     } catch (error) {
-      // A value pg could not serialize: pg 8.23 has sent Parse, then closes the statement, yet records
-      // the name as prepared when ParseComplete arrives. The next use would Bind a statement the server
-      // no longer has, so this text gets a fresh name instead.
-      if (isClientSideError(error, lease)) context.statements!.forget(query);
-      const failure = preparedStatementFailure(sqlStateOf(error), error instanceof Error ? error.message : '');
-      if (!failure) throw error;
-      context.statements!.forget(query);
-      // pg still counts the name as prepared on this connection, which the server no longer has.
-      if (failure === 'missing') markBroken(lease);
-      // In a transaction the failed statement aborted it; outside one nothing ran, so send it again.
-      if (lease.client.getTransactionStatus() !== 'I') throw error;
-      return observed(lease, query, await submit<R>(lease.client, { text: query, values: values as unknown[] }));
+      answered(error as Error, undefined);
     }
+  });
+}
+
+/** A named statement as a pg.Query built from text and values (no config object for pg to clone). */
+function namedQuery<R extends pg.QueryResultRow>(
+  text: string,
+  values: readonly unknown[],
+  name: string,
+  callback: (error: Error | undefined, result: pg.QueryResult<R> | undefined) => void,
+): InstanceType<typeof pg.Query> {
+  const query = new pg.Query(text, values as unknown[], callback as (error: Error | undefined, result: unknown) => void);
+  // pg reads `name` from the query when it is submitted; @types/pg does not declare the field.
+  (query as { name?: string }).name = name;
+  return query;
+}
+
+/**
+ * The rest of {@link sendQuery} after pg failed the statement: a named statement whose plan went
+ * stale or that the server no longer has is dropped and, outside a transaction, sent once more
+ * unnamed; any other failure is mapped to a DbError. Counts the answer and the time when done.
+ */
+async function recover<R extends pg.QueryResultRow>(
+  lease: Lease,
+  context: QueryContext,
+  query: string | pg.QueryConfig,
+  values: readonly unknown[] | undefined,
+  name: string | undefined,
+  failure: Error,
+  startedAt: number,
+): Promise<pg.QueryResult<R>> {
+  try {
+    if (name === undefined || typeof query !== 'string') throw failure;
+    // A value pg could not serialize: pg 8.23 has sent Parse, then closes the statement, yet records
+    // the name as prepared when ParseComplete arrives. The next use would Bind a statement the server
+    // no longer has, so this text gets a fresh name instead.
+    if (isClientSideError(failure, lease)) context.statements!.forget(query);
+    const kind = preparedStatementFailure(sqlStateOf(failure), failure.message ?? '');
+    if (!kind) throw failure;
+    context.statements!.forget(query);
+    // pg still counts the name as prepared on this connection, which the server no longer has.
+    if (kind === 'missing') markBroken(lease);
+    // In a transaction the failed statement aborted it; outside one nothing ran, so send it again.
+    if (lease.client.getTransactionStatus() !== 'I') throw failure;
+    return observed(lease, query, await submit<R>(lease.client, { text: query, values: values as unknown[] }));
   } catch (error) {
     const mapped = toDbError(error, lease, context);
     // Refused on our side before the server saw it: not a statement sent (docs/stats.md).

@@ -165,10 +165,18 @@ export class Connections {
     return this.#facts.get(client)!;
   }
 
-  /** Puts a checked-out connection back in pg-pool, idle from now (the one writer of `idleSince`). */
+  /** Puts a checked-out connection back in pg-pool, idle from now (one of the two writers of `idleSince`). */
   putBack(client: pg.PoolClient): void {
     this.#facts.get(client)!.idleSince = Date.now();
     client.release();
+  }
+
+  /**
+   * A checked-out connection passes from one caller to the next without going back to pg-pool: as far
+   * as validation on checkout is concerned it went idle now (the other writer of `idleSince`).
+   */
+  passOn(client: pg.PoolClient): void {
+    this.#facts.get(client)!.idleSince = Date.now();
   }
 
   /** Takes a checked-out connection out of pg-pool and closes its socket at once. */

@@ -89,7 +89,8 @@ export class NodePool implements LeaseOwner {
   #acquireTime: DurationRecorder;
   #state: LifecycleState = 'open';
   #closed: Promise<void> = Promise.resolve();
-  #queue: PermitQueue<AcquireOptions>;
+  /** Permits, and the connection a release hands over with one to a queued acquire. */
+  #queue: PermitQueue<AcquireOptions, pg.PoolClient>;
   #leases = new Set<Lease>();
   #closing = new AbortController();
   /** Aborts when shutdown starts: waits that are not acquires (ready()'s backoff) end on it. */
@@ -118,7 +119,7 @@ export class NodePool implements LeaseOwner {
     this.#config = config;
     this.#log = log.child({ node: target.name });
     this.#acquireTime = acquireTime;
-    this.#queue = new PermitQueue<AcquireOptions>(target.max, config.maxWaiting, {
+    this.#queue = new PermitQueue<AcquireOptions, pg.PoolClient>(target.max, config.maxWaiting, {
       snapshot: () => this.snapshot(),
       onTimeout: (options) => this.#recordTimeout(options),
       onQueueFull: () => this.counters.poolExhaustedCount++,
@@ -234,24 +235,32 @@ export class NodePool implements LeaseOwner {
     const startedAt = performance.now();
     if (this.#state !== 'open') throw new PoolClosedError();
     options.signal?.throwIfAborted();
-    // Fast path without a promise: a free permit and nobody queued before us.
-    if (!this.#queue.tryTake()) await this.#queue.take(options);
+    // Fast path without a promise: a free permit and nobody queued before us. A queued caller may get
+    // a released connection along with its permit (see release).
+    const handed = this.#queue.tryTake() ? undefined : await this.#queue.take(options);
     const permit: Permit = { holder: 'acquire' };
     let client: pg.PoolClient | undefined;
     try {
-      // The common case inline (an idle connection used recently): no extra async layer per acquire.
-      const remaining = options.deadline - Date.now();
-      let idle: pg.PoolClient | undefined;
-      try {
-        idle = this.#pool.idleCount > 0 && remaining > 0 ? await this.#connect(remaining, false, permit, options) : undefined;
-      } catch (error) {
-        // The idle connection went to another caller first and pg-pool opened a new one, which the
-        // server refused for want of slots (wait for a pooled connection like any other refusal), or
-        // which reached the wrong host of a list (the checkout below searches on).
-        if (!this.#isGrowthRefusal(error) && !this.#placement.isSearchable(error)) throw error;
+      if (handed) {
+        // Judged like any other checkout: it may have failed, or be due for validation, meanwhile.
+        client = this.#isReady(this.#connections.factsOf(handed), Date.now())
+          ? handed
+          : await this.#checkout(options, permit, handed);
+      } else {
+        // The common case inline (an idle connection used recently): no extra async layer per acquire.
+        const remaining = options.deadline - Date.now();
+        let idle: pg.PoolClient | undefined;
+        try {
+          idle = this.#pool.idleCount > 0 && remaining > 0 ? await this.#connect(remaining, false, permit, options) : undefined;
+        } catch (error) {
+          // The idle connection went to another caller first and pg-pool opened a new one, which the
+          // server refused for want of slots (wait for a pooled connection like any other refusal), or
+          // which reached the wrong host of a list (the checkout below searches on).
+          if (!this.#isGrowthRefusal(error) && !this.#placement.isSearchable(error)) throw error;
+        }
+        client =
+          idle && this.#isReady(this.#connections.factsOf(idle), Date.now()) ? idle : await this.#checkout(options, permit, idle);
       }
-      client =
-        idle && this.#isReady(this.#connections.factsOf(idle), Date.now()) ? idle : await this.#checkout(options, permit, idle);
       // Shutdown started while this acquire was in a later stage (pg-pool's idle handover, a
       // validation): the caller gets PoolClosedError, never a connection of a closing pool.
       if (this.#state !== 'open') {
@@ -490,6 +499,15 @@ export class NodePool implements LeaseOwner {
     const facts = this.#connections.factsOf(lease.client);
     if (!this.#isReusable(lease, facts) || !isOutsideTransaction(lease.client) || this.#hasSessionChanges(lease))
       return this.#releaseSlowly(lease, facts);
+    // A caller waits for a permit: the connection goes to it with the permit, checked out as it is,
+    // instead of a round through pg-pool's idle list (pg-pool's own release hands a client to its next
+    // waiter the same way). Not while acquires wait for an idle connection: they already hold permits.
+    if (this.#queue.waiting > 0 && this.#idleWaiters.size === 0) {
+      facts.isSessionReadOnly = lease.isSessionReadOnly;
+      unwatchLease(facts);
+      this.#connections.passOn(lease.client);
+      if (this.#queue.handOver(lease.client)) return undefined;
+    }
     try {
       this.#returnToPool(lease, facts);
     } finally {
@@ -578,7 +596,7 @@ export class NodePool implements LeaseOwner {
     unwatchLease(facts);
     this.#connections.putBack(lease.client);
     // Acquires waiting because the server cannot take more connections look again.
-    for (const wake of [...this.#idleWaiters]) wake();
+    if (this.#idleWaiters.size > 0) for (const wake of [...this.#idleWaiters]) wake();
   }
 
   /** ROLLBACK within the validation timeout; false when it fails or hangs. */

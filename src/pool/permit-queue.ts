@@ -18,11 +18,11 @@ export interface PermitQueueOwner<R extends PermitRequest> {
 }
 
 /** A caller queued for a permit. Deadlines are enforced by one timer for the whole queue. */
-interface Waiter<R extends PermitRequest> {
+interface Waiter<R extends PermitRequest, H> {
   readonly deadline: number;
   /** The wait it was given, ms, for the timeout message. */
   readonly waitMillis: number;
-  readonly resolve: () => void;
+  readonly resolve: (handed: H | undefined) => void;
   readonly reject: (error: Error) => void;
   readonly request: R;
   onAbort: (() => void) | undefined;
@@ -30,14 +30,15 @@ interface Waiter<R extends PermitRequest> {
 
 /**
  * A FIFO semaphore of `size` permits with a deadline, an abort signal and a queue cap per waiter. A
- * returned permit goes straight to the oldest waiter, so nobody can jump the queue. No timer per
- * waiter: one timer for the queue fires at the earliest deadline, so a busy pool with many callers
- * queued pays no timer per acquire. After {@link close}, waiters are rejected and returned permits
- * are only counted.
+ * returned permit goes straight to the oldest waiter, so nobody can jump the queue; it may carry
+ * something with it (`H`: the node pool hands a released connection over with its permit, see
+ * {@link handOver}). No timer per waiter: one timer for the queue fires at the earliest deadline, so a
+ * busy pool with many callers queued pays no timer per acquire. After {@link close}, waiters are
+ * rejected and returned permits are only counted.
  */
-export class PermitQueue<R extends PermitRequest> {
+export class PermitQueue<R extends PermitRequest, H = never> {
   #permits: number;
-  #waiters: Waiter<R>[] = [];
+  #waiters: Waiter<R, H>[] = [];
   #maxWaiting: number;
   #owner: PermitQueueOwner<R>;
   #isClosed = false;
@@ -77,12 +78,13 @@ export class PermitQueue<R extends PermitRequest> {
   }
 
   /**
-   * Resolves once the caller holds a permit (FIFO).
+   * Resolves once the caller holds a permit (FIFO): with what {@link handOver} gave along with it, or
+   * undefined for a permit alone.
    * @throws {PoolTimeoutError} `POOL_TIMEOUT` at the deadline, `POOL_QUEUE_FULL` when `maxWaiting` callers already wait.
    * @throws {DatabaseQueryError} `QUERY_CANCELLED` when the signal aborts. {@link PoolClosedError} on {@link close}.
    */
-  take(request: R): Promise<void> {
-    if (this.tryTake()) return Promise.resolve();
+  take(request: R): Promise<H | undefined> {
+    if (this.tryTake()) return Promise.resolve(undefined);
     const maxWaiting = this.#maxWaiting;
     if (maxWaiting > 0 && this.#waiters.length >= maxWaiting) {
       this.#owner.onQueueFull();
@@ -94,9 +96,9 @@ export class PermitQueue<R extends PermitRequest> {
         ),
       );
     }
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<H | undefined>((resolve, reject) => {
       const waitMillis = Math.max(0, request.deadline - Date.now());
-      const waiter: Waiter<R> = { deadline: request.deadline, waitMillis, resolve, reject, request, onAbort: undefined };
+      const waiter: Waiter<R, H> = { deadline: request.deadline, waitMillis, resolve, reject, request, onAbort: undefined };
       if (request.signal) {
         waiter.onAbort = () => {
           const index = this.#waiters.indexOf(waiter);
@@ -119,7 +121,19 @@ export class PermitQueue<R extends PermitRequest> {
       return;
     }
     this.#detach(waiter);
-    waiter.resolve();
+    waiter.resolve(undefined);
+  }
+
+  /**
+   * Gives a permit back together with `handed`, straight to the oldest waiter; false (nothing given,
+   * the caller keeps both) when nobody waits or the queue is closed.
+   */
+  handOver(handed: H): boolean {
+    const waiter = this.#isClosed ? undefined : this.#waiters.shift();
+    if (!waiter) return false;
+    this.#detach(waiter);
+    waiter.resolve(handed);
+    return true;
   }
 
   /** Rejects every waiter with PoolClosedError; later {@link give}s only count. Idempotent. */
@@ -162,7 +176,7 @@ export class PermitQueue<R extends PermitRequest> {
     if (next !== Infinity && !this.#isClosed) this.#armTimer(next);
   }
 
-  #detach(waiter: Waiter<R>): void {
+  #detach(waiter: Waiter<R, H>): void {
     if (waiter.onAbort) waiter.request.signal!.removeEventListener('abort', waiter.onAbort);
   }
 }

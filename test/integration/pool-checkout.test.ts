@@ -77,6 +77,34 @@ describe('acquire deadline', () => {
   });
 });
 
+describe('hand-over to a waiting caller', () => {
+  it('gives a released connection to the waiting caller as it is, and resets a session the holder changed before handing it on', async () => {
+    db = openDatabase({ min: 1, max: 1 });
+    await db.ready();
+    const [{ pid }] = await db.executeQuery<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    let holdGate!: () => void;
+    const gate = new Promise<void>((resolve) => (holdGate = resolve));
+    let markHeld!: () => void;
+    const held = new Promise<void>((resolve) => (markHeld = resolve));
+    const holder = db.executeQuery("SELECT set_config('application_name', 'changed_by_holder', false)").then(async () => {
+      markHeld();
+      await gate;
+    });
+    await held;
+    // The holder's statement changed the session; the next caller waits for the one connection.
+    const clean = db.withDb(true, async () => undefined);
+    const waiters = [1, 2].map(() =>
+      db!.executeQuery<{ pid: number; app: string }>("SELECT pg_backend_pid() AS pid, current_setting('application_name') AS app"),
+    );
+    holdGate();
+    await Promise.all([holder, clean]);
+    const rows = (await Promise.all(waiters)).map((r) => r[0]);
+    expect(rows.map((row) => row.pid)).toEqual([pid, pid]);
+    expect(rows.map((row) => row.app)).not.toContain('changed_by_holder');
+    expect(db.getStats()).toMatchObject({ sessionResets: 1, totalConnections: 1, errors: 0 });
+  });
+});
+
 describe('validation on checkout', () => {
   it('never hands out idle connections killed with pg_terminate_backend, and refills to min', async () => {
     const app = uniqueName('validate_kill');

@@ -143,6 +143,28 @@ describe('PermitQueue', () => {
     expect([permits.waiting, permits.available]).toEqual([0, 1]);
   });
 
+  it('hands a value over with a permit to the oldest waiter, and refuses it when nobody waits or the queue is closed', async () => {
+    const permits = new PermitQueue<PermitRequest, string>(1, 0, {
+      snapshot: () => SNAPSHOT,
+      onTimeout: () => undefined,
+      onQueueFull: () => undefined,
+    });
+    expect(permits.handOver('nobody waits')).toBe(false);
+    permits.tryTake();
+    const first = watch(permits.take({ deadline: Date.now() + 10_000 }));
+    const second = watch(permits.take({ deadline: Date.now() + 10_000 }));
+    expect(permits.handOver('connection')).toBe(true);
+    expect(await first.now()).toEqual({ value: 'connection' });
+    expect(await second.now()).toBe('pending');
+    permits.give();
+    expect(await second.now()).toEqual({ value: undefined });
+    const third = watch(permits.take({ deadline: Date.now() + 10_000 }));
+    permits.close();
+    expect(await third.now()).toMatchObject({ error: expect.any(PoolClosedError) });
+    expect(permits.handOver('after close')).toBe(false);
+    expect([permits.waiting, permits.available]).toEqual([0, 0]);
+  });
+
   it('takes several free permits at once for a refill round', () => {
     const { permits } = queue(5);
     permits.takeFree(3);
