@@ -77,12 +77,15 @@ export function sendQuery<R extends pg.QueryResultRow>(
   // with a confusing protocol error.
   if (values !== undefined && values.length > 65_535)
     return Promise.reject(
-      new TypeError(`A statement takes at most 65535 parameters (got ${values.length}); use an array parameter ($1::int[]) instead`),
+      new TypeError(
+        `A statement takes at most 65535 parameters (got ${values.length}); use an array parameter ($1::int[]) instead`,
+      ),
     );
   const startedAt = performance.now();
   context.counters.queriesExecuted++;
   statementSent(lease, true, startedAt);
-  const name = typeof query === 'string' && values !== undefined && values.length > 0 ? context.statements?.nameFor(query) : undefined;
+  const name =
+    typeof query === 'string' && values !== undefined && values.length > 0 ? context.statements?.nameFor(query) : undefined;
   return new Promise<pg.QueryResult<R>>((resolve) => {
     const answered = (error: Error | null | undefined, result: pg.QueryResult<R> | undefined) => {
       if (error) return resolve(recover<R>(lease, context, query, values, name, error, startedAt));
@@ -93,7 +96,8 @@ export function sendQuery<R extends pg.QueryResultRow>(
     try {
       if (typeof query === 'string' && name !== undefined) lease.client.query(namedQuery(query, values!, name, answered));
       // pg also takes a config object in this three-argument form; @types/pg declares it for text only.
-      else lease.client.query(query as string, values as unknown[], answered as (error: Error, result: pg.QueryResult<R>) => void);
+      else
+        lease.client.query(query as string, values as unknown[], answered as (error: Error, result: pg.QueryResult<R>) => void);
     } catch (error) {
       answered(error as Error, undefined);
     }

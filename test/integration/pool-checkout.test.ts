@@ -81,7 +81,7 @@ describe('hand-over to a waiting caller', () => {
   it('gives a released connection to the waiting caller as it is, and resets a session the holder changed before handing it on', async () => {
     db = openDatabase({ min: 1, max: 1 });
     await db.ready();
-    const [{ pid }] = await db.executeQuery<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    const pid = (await db.executeQuery<{ pid: number }>('SELECT pg_backend_pid() AS pid'))[0]!.pid;
     let holdGate!: () => void;
     const gate = new Promise<void>((resolve) => (holdGate = resolve));
     let markHeld!: () => void;
@@ -94,11 +94,13 @@ describe('hand-over to a waiting caller', () => {
     // The holder's statement changed the session; the next caller waits for the one connection.
     const clean = db.withDb(true, async () => undefined);
     const waiters = [1, 2].map(() =>
-      db!.executeQuery<{ pid: number; app: string }>("SELECT pg_backend_pid() AS pid, current_setting('application_name') AS app"),
+      db!.executeQuery<{ pid: number; app: string }>(
+        "SELECT pg_backend_pid() AS pid, current_setting('application_name') AS app",
+      ),
     );
     holdGate();
     await Promise.all([holder, clean]);
-    const rows = (await Promise.all(waiters)).map((r) => r[0]);
+    const rows = (await Promise.all(waiters)).map((r) => r[0]!);
     expect(rows.map((row) => row.pid)).toEqual([pid, pid]);
     expect(rows.map((row) => row.app)).not.toContain('changed_by_holder');
     expect(db.getStats()).toMatchObject({ sessionResets: 1, totalConnections: 1, errors: 0 });
