@@ -9,6 +9,7 @@
  *
  *   npm run bench                                  full run, results in bench/results/
  *   npm run bench -- --workload select1 --concurrency 16 --variants lib,raw --rounds 2 --seconds 1
+ *   npm run bench -- --workload point --concurrency 64 --variants lib,raw,postgresjs --max 4   every pool at max 4
  *   npm run bench -- --micro                       micro-benchmarks and connection cost only
  *   npm run bench -- --memory [--queries 1000000]  heap and RSS over a million queries
  *   npm run bench -- --streams [--rows 1000000]    db.stream, COPY FROM and NOTIFY latency (bench/streams.ts)
@@ -25,6 +26,7 @@ import { runMicro, type MicroResults } from './micro.js';
 import { runStreams } from './streams.js';
 import { openBenchServer } from './server.js';
 import { DEFAULT_VARIANTS, VARIANTS, type Variant } from './variants/index.js';
+import { POOL_MAX, setPoolMax } from './variants/types.js';
 import { resetWrites, seed, WORKLOAD_TITLES, WORKLOADS, type WorkloadName } from './workloads.js';
 
 /** The repository root: the bench runs compiled (node_modules/.cache/codecheck-bench/bench/run.js), so search upward. */
@@ -109,6 +111,7 @@ async function main(): Promise<void> {
       rounds: { type: 'string' },
       seconds: { type: 'string' },
       warmup: { type: 'string' },
+      max: { type: 'string' },
       out: { type: 'string' },
       micro: { type: 'boolean', default: false },
       'no-micro': { type: 'boolean', default: false },
@@ -146,6 +149,11 @@ async function main(): Promise<void> {
     for (const v of variants)
       if (!VARIANTS[v]) throw new Error(`unknown variant ${v}; known: ${Object.keys(VARIANTS).join(', ')}`);
     for (const c of concurrency) if (!Number.isInteger(c) || c < 1) throw new Error(`bad concurrency ${c}`);
+    if (values.max !== undefined) {
+      const max = Number(values.max);
+      if (!Number.isInteger(max) || max < 1) throw new Error(`bad --max ${values.max}`);
+      setPoolMax(max);
+    }
     const rounds = Number(values.rounds ?? 5);
     const seconds = Number(values.seconds ?? 2.5);
     const warmupSeconds = Number(values.warmup ?? 0.5);
@@ -156,6 +164,7 @@ async function main(): Promise<void> {
       values.variants === undefined &&
       values.rounds === undefined &&
       values.seconds === undefined &&
+      values.max === undefined &&
       !values.micro;
     const outDir = values.out ?? (isFull ? RESULTS_DIR : mkdtempSync(join(os.tmpdir(), 'codecheck-bench-')));
     mkdirSync(outDir, { recursive: true });
@@ -164,7 +173,7 @@ async function main(): Promise<void> {
     const results: BenchResults = {
       startedAt: new Date(startedAt).toISOString(),
       machine: machineFacts(server.version, server.isOwn),
-      settings: { rounds, seconds, warmupSeconds, concurrency, workloads, variants, poolMax: 10 },
+      settings: { rounds, seconds, warmupSeconds, concurrency, workloads, variants, poolMax: POOL_MAX },
       cells: [],
     };
     console.log(`machine: ${JSON.stringify(results.machine)}`);
@@ -309,9 +318,34 @@ export function ratioTable(results: BenchResults): string {
   return lines.join('\n');
 }
 
+/** The library's worst cell against raw pg.Pool and against postgres.js, and each cell's p99 beside its peers'. */
+export function worstAndTail(results: BenchResults): string {
+  const lib = results.cells.filter((cell) => cell.variant === 'lib');
+  const worst = (key: 'ratioToRaw' | 'ratioToPostgresJs') =>
+    lib.filter((cell) => cell[key] !== undefined).sort((a, b) => a[key]! - b[key]!)[0];
+  const describe = (cell: CellResult | undefined, key: 'ratioToRaw' | 'ratioToPostgresJs') =>
+    cell ? `${cell[key]!.toFixed(2)}× (${cell.workload}, c=${cell.concurrency})` : '-';
+  const lines = [
+    `worst cell: lib ÷ raw pg.Pool ${describe(worst('ratioToRaw'), 'ratioToRaw')}; lib ÷ postgres.js ${describe(worst('ratioToPostgresJs'), 'ratioToPostgresJs')}`,
+    '',
+    `| workload | c | ${results.settings.variants.map((v) => `${VARIANTS[v]?.label ?? v} p99 ms`).join(' | ')} |`,
+    `|---|---:|${results.settings.variants.map(() => '---:').join('|')}|`,
+  ];
+  for (const workload of results.settings.workloads) {
+    for (const c of results.settings.concurrency) {
+      const cells = results.cells.filter((cell) => cell.workload === workload && cell.concurrency === c);
+      if (cells.length === 0) continue;
+      const p99 = (v: string) => cells.find((cell) => cell.variant === v)?.p99Millis.toFixed(2) ?? '-';
+      lines.push(`| ${workload} | ${c} | ${results.settings.variants.map(p99).join(' | ')} |`);
+    }
+  }
+  return lines.join('\n');
+}
+
 function printRatioTable(results: BenchResults): void {
   console.log('\nRatio to raw pg.Pool (median over rounds of same-round ratios):\n');
   console.log(ratioTable(results));
+  console.log(`\n${worstAndTail(results)}`);
 }
 
 await main();

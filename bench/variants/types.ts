@@ -13,9 +13,14 @@ export interface VariantSpec {
   readonly name: string;
   /** Shown in tables and charts. */
   readonly label: string;
-  /** Pool size is 10 in every variant (the per-operation client variant caps concurrent connections at 10). */
+  /** Pool size is POOL_MAX in every variant (the per-operation client variant caps concurrent connections at it). */
   create(url: string): Promise<Variant>;
 }
 
-/** Pool size used by every variant. */
-export const POOL_MAX = 10;
+/** Pool size used by every variant: 10, or what `--max` says (bench/run.ts, for the curve of ops/s against max). */
+export let POOL_MAX = 10;
+
+/** Sets {@link POOL_MAX} for the variants created from now on. */
+export function setPoolMax(max: number): void {
+  POOL_MAX = max;
+}
