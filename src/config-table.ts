@@ -61,6 +61,14 @@ export const SETTINGS: readonly SettingSpec[] = Object.freeze([
     url: 'load_balance_hosts',
     description: 'disable (try hosts in order) or random (shuffle them), as libpq 16.',
   },
+  {
+    option: 'readTargetSessionAttrs',
+    env: 'DB_READ_TARGET_SESSION_ATTRS',
+    kind: 'string',
+    default: 'any',
+    description:
+      'any (read-only work goes to the primary and DB_REPLICA_URLS replicas) or prefer-standby (the standbys of the host list serve reads too, the primary when none is usable).',
+  },
   { option: 'user', env: 'DB_USER', kind: 'string', default: 'postgres', url: 'user', description: 'User name.' },
   {
     option: 'password',

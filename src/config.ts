@@ -10,6 +10,7 @@ import {
 } from './credentials/login-source.js';
 import { resolveSsl, type SslInputs, type SslMode, type SslSettings, type SslSource } from './ssl/ssl-settings.js';
 import {
+  formatHost,
   LOAD_BALANCE_HOSTS,
   parseHostSpec,
   splitUrlHostList,
@@ -53,6 +54,13 @@ export interface DatabaseOptions {
   targetSessionAttrs?: TargetSessionAttrs;
   /** `random` shuffles the host list for each search, as libpq 16. @default 'disable' (DB_LOAD_BALANCE_HOSTS) */
   loadBalanceHosts?: LoadBalanceHosts;
+  /**
+   * Where read-only work may go besides the primary and `replicas`: `prefer-standby` makes every host of
+   * the host list a read replica while it is a standby (the router's probe finds which), so reads follow
+   * the standbys through a failover. A warning, and no effect, without a host list.
+   * @default 'any' (DB_READ_TARGET_SESSION_ATTRS)
+   */
+  readTargetSessionAttrs?: ReadTargetSessionAttrs;
   /** User name. @default 'postgres' (DB_USER) */
   user?: string;
   /**
@@ -178,7 +186,16 @@ export interface ConnectionTarget {
   readonly database: string;
   readonly min: number;
   readonly max: number;
+  /**
+   * A host of the primary's list serving reads while it is a standby (`readTargetSessionAttrs:
+   * 'prefer-standby'`): while it is the primary it gets no reads as a replica, and that is no fault.
+   */
+  readonly isListHost?: boolean;
 }
+
+/** Values of `readTargetSessionAttrs`. */
+export const READ_TARGET_SESSION_ATTRS = ['any', 'prefer-standby'] as const;
+export type ReadTargetSessionAttrs = (typeof READ_TARGET_SESSION_ATTRS)[number];
 
 /** The resolved, validated, frozen configuration. */
 export interface ResolvedConfig extends ConnectionTarget {
@@ -186,6 +203,7 @@ export interface ResolvedConfig extends ConnectionTarget {
   readonly hosts: readonly HostAddress[];
   readonly targetSessionAttrs: TargetSessionAttrs;
   readonly loadBalanceHosts: LoadBalanceHosts;
+  readonly readTargetSessionAttrs: ReadTargetSessionAttrs;
   readonly ssl: SslSettings;
   readonly applicationName: string;
   readonly connectionTimeoutMillis: number;
@@ -490,6 +508,32 @@ function resolveReplicas(
   });
 }
 
+/**
+ * With `readTargetSessionAttrs: 'prefer-standby'` and a host list: every host of the list as a read
+ * replica (the primary's login, database and TLS; no connections kept open: `min` 0), so the router
+ * sends reads to whichever hosts are standbys now.
+ */
+function listHostReplicas(resolved: Record<string, unknown>): ConnectionTarget[] {
+  const hosts = resolved.hosts as readonly HostAddress[];
+  if (resolved.readTargetSessionAttrs !== 'prefer-standby' || hosts.length < 2) return [];
+  return hosts.map((address) =>
+    Object.freeze(
+      hidePassword({
+        name: formatHost(address),
+        host: address.host,
+        port: address.port,
+        user: resolved.user as string,
+        password: resolved.password as string | undefined,
+        loginSource: resolved.loginSource as LoginSource | undefined,
+        database: resolved.database as string,
+        min: 0,
+        max: resolved.max as number,
+        isListHost: true,
+      }),
+    ),
+  );
+}
+
 const HOST_SPEC = SETTINGS.find((s) => s.option === 'host')!;
 const PORT_SPEC = SETTINGS.find((s) => s.option === 'port')!;
 
@@ -551,7 +595,17 @@ function resolveHosts(
 }
 
 /** Checks target_session_attrs and load_balance_hosts; the former defaults to read-write for a host list. */
-function resolveRoleSettings(resolved: Record<string, unknown>, hostCount: number, problems: string[]): void {
+function resolveRoleSettings(resolved: Record<string, unknown>, hostCount: number, problems: string[], warnings: string[]): void {
+  const reads = resolved.readTargetSessionAttrs;
+  if (typeof reads === 'string' && !(READ_TARGET_SESSION_ATTRS as readonly string[]).includes(reads)) {
+    problems.push(
+      `DB_READ_TARGET_SESSION_ATTRS / option readTargetSessionAttrs is ${JSON.stringify(reads.slice(0, 40))}; expected any or prefer-standby.`,
+    );
+  } else if (reads === 'prefer-standby' && hostCount < 2) {
+    warnings.push(
+      'readTargetSessionAttrs prefer-standby has no effect without a host list (it reads from the standbys of the list).',
+    );
+  }
   const attrs = resolved.targetSessionAttrs;
   if (attrs === undefined) resolved.targetSessionAttrs = hostCount > 1 ? 'read-write' : 'any';
   else if (typeof attrs === 'string' && !(TARGET_SESSION_ATTRS as readonly string[]).includes(attrs)) {
@@ -627,7 +681,7 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
   resolved.hosts = Object.freeze(hosts);
   resolved.host = hosts[0]?.host;
   resolved.port = hosts[0]?.port;
-  resolveRoleSettings(resolved, hosts.length, problems);
+  resolveRoleSettings(resolved, hosts.length, problems, warnings);
   const min = resolved.min as number | undefined;
   const max = resolved.max as number | undefined;
   if (min !== undefined && max !== undefined && min > max)
@@ -668,7 +722,10 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
   const ssl = resolveSsl(sslInputs, problems);
   const replicaRaw = resolved.replicasRaw as RawValue | undefined;
   delete resolved.replicasRaw;
-  resolved.replicas = replicaRaw ? resolveReplicas(replicaRaw.value, replicaRaw.name, resolved, ssl, problems, warnings) : [];
+  resolved.replicas = [
+    ...(replicaRaw ? resolveReplicas(replicaRaw.value, replicaRaw.name, resolved, ssl, problems, warnings) : []),
+    ...listHostReplicas(resolved),
+  ];
   // The URL may carry a password: only the resolved target (password hidden) is kept.
   const listenUrl = resolved.listenUrl as string | undefined;
   delete resolved.listenUrl;

@@ -45,7 +45,7 @@ export interface HealthReport {
 /** A replica as the health report shows it. */
 export interface ReplicaHealth {
   readonly name: string;
-  readonly status: 'up' | 'banned' | 'lagging' | 'closed';
+  readonly status: 'up' | 'banned' | 'lagging' | 'primary' | 'closed';
   readonly lagMillis: number | null;
   readonly isInRecovery: boolean | null;
   /** Why it is banned (the last probe or connection error), if it is. */
@@ -131,7 +131,8 @@ export async function checkHealth(input: {
   const isSearching = isFinding || (row.is_replica && router.primary.pool.hosts.needsRole && hosts.currentHost === null);
   const searching = isFinding ? finding : 'the primary is being found: the host the check reached is a standby';
   const recentTimeout = router.nodes.some((node) => Date.now() - node.pool.lastAcquireTimeoutAt < DEGRADED_WINDOW_MILLIS);
-  const downReplicas = replicas.filter((replica) => replica.status !== 'up');
+  // A host of the list that is the primary now is in its place ('primary'), not down.
+  const downReplicas = replicas.filter((replica) => replica.status !== 'up' && replica.status !== 'primary');
   const problems = [
     ...(isSearching ? [searching] : []),
     ...(row.is_replica && !isSearching ? ['the configured primary is in recovery (a standby): writes are refused'] : []),

@@ -121,7 +121,7 @@ export interface NodeStats extends Readonly<NodeCounters> {
   readonly name: string;
   readonly role: 'primary' | 'replica';
   /** up, banned (failing, gets no reads), lagging (replica behind `replicaMaxLagMillis`), closed. */
-  readonly status: 'up' | 'banned' | 'lagging' | 'closed';
+  readonly status: 'up' | 'banned' | 'lagging' | 'primary' | 'closed';
   /** Replay lag of a replica in ms, `null` for the primary or when unknown. */
   readonly lagMillis: number | null;
   /** `pg_is_in_recovery()` from the background probe (replicas configured), null when unknown. */

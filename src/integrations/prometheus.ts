@@ -150,7 +150,7 @@ const DATABASE_COUNTERS: readonly (readonly [string, DatabaseNumber, string])[] 
   ['queries_cancelled_total', 'queriesCancelled', 'Calls cancelled by their AbortSignal or timeoutMillis.'],
 ];
 
-const NODE_STATUSES: readonly NodeStats['status'][] = ['up', 'banned', 'lagging', 'closed'];
+const NODE_STATUSES: readonly NodeStats['status'][] = ['up', 'banned', 'lagging', 'primary', 'closed'];
 const CIRCUIT_STATES: readonly NodeStats['circuit'][] = ['closed', 'open', 'half-open'];
 const RESERVED_LABELS = new Set(['pool', 'role', 'status', 'state', 'le']);
 

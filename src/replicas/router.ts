@@ -120,6 +120,8 @@ export class Router {
 
   /** Status for stats and health. */
   status(node: RoutedNode): NodeStats['status'] {
+    // A host of the primary's list that is the primary now (readTargetSessionAttrs prefer-standby): no reads, no fault.
+    if (node.pool.target.isListHost === true && node.isInRecovery === false && !node.isBanned) return 'primary';
     if (node.isBanned || (node !== this.primary && node.isInRecovery === false)) return 'banned';
     if (node !== this.primary && node.lagMillis !== null && node.lagMillis > this.#config.replicaMaxLagMillis) return 'lagging';
     return 'up';
@@ -194,7 +196,9 @@ export class Router {
       return;
     }
     if (!row.in_recovery) {
-      if (!this.#warned.has(node))
+      if (!this.#warned.has(node) && node.pool.target.isListHost === true)
+        this.#log.info({ node: node.pool.name }, 'a host of the list is the primary: it gets no reads as a replica');
+      else if (!this.#warned.has(node))
         this.#log.error({ node: node.pool.name }, 'a configured replica is not in recovery (it is a primary): it gets no reads');
       this.#warned.add(node);
     } else this.#warned.delete(node);

@@ -110,6 +110,24 @@ describe('host lists', () => {
     });
   });
 
+  test('readTargetSessionAttrs prefer-standby sends reads to the standby of the list and writes to the primary; health stays healthy', async () => {
+    const db = open([primary.port, standby.port], { readTargetSessionAttrs: 'prefer-standby', replicaCheckIntervalMillis: 100 });
+    await db.ready({ timeoutMillis: 10_000 });
+    // The router learns each host's role from its first probe round.
+    const isProbed = () => db.getStats().nodes.every((node) => node.role === 'primary' || node.isInRecovery !== null);
+    for (let round = 0; round < 100 && !isProbed(); round++) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(db.getStats().nodes.map((node) => [node.name, node.role, node.status])).toEqual([
+      ['primary', 'primary', 'up'],
+      [`127.0.0.1:${primary.port}`, 'replica', 'primary'],
+      [`127.0.0.1:${standby.port}`, 'replica', 'up'],
+    ]);
+    expect(await reachedPort(db)).toBe(standby.port);
+    expect(await reachedPort(db, false)).toBe(primary.port);
+    const report = await db.healthCheck();
+    expect(report.status).toBe('healthy');
+    expect(report.replicas?.map((replica) => replica.status)).toEqual(['primary', 'up']);
+  });
+
   test('health names the host that is primary now', async () => {
     const db = open([standby.port, primary.port]);
     await db.ready({ timeoutMillis: 10_000 });

@@ -77,6 +77,8 @@ function sampleFor(spec: SettingSpec): { text: string; expected: unknown } {
       return { text: 'standby', expected: 'standby' };
     case 'loadBalanceHosts':
       return { text: 'random', expected: 'random' };
+    case 'readTargetSessionAttrs':
+      return { text: 'prefer-standby', expected: 'prefer-standby' };
     case 'replicas':
       return {
         text: 'postgres://r1.example:5433/app, postgres://r2.example/app',

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../../src/index.js';
 import { formatHost, orderHosts, parseHostSpec, splitUrlHostList, zipHostsAndPorts } from '../../src/replicas/host-list.js';
 import { HostSelector } from '../../src/replicas/host-selector.js';
@@ -62,6 +64,30 @@ describe('host lists', () => {
     expect(loadConfig({ DATABASE_URL: `postgres://app:${SECRET}@/db?host=a&port=7` }).hosts).toEqual([{ host: 'a', port: 7 }]);
     expect(loadConfig({ DATABASE_URL: `postgres://app:${SECRET}@/db`, DB_HOST: 'from-env' }).hosts).toEqual([
       { host: 'from-env', port: 5432 },
+    ]);
+  });
+
+  it('with readTargetSessionAttrs prefer-standby, lists every host of the list as a read replica with the primary login', () => {
+    const config = loadConfig({
+      DATABASE_URL: `postgres://app:${SECRET}@db-a:5433,db-b/app`,
+      DB_READ_TARGET_SESSION_ATTRS: 'prefer-standby',
+      DB_POOL_MAX: '4',
+    });
+    expect(
+      config.replicas.map((r) => [r.name, r.host, r.port, r.user, r.password, r.database, r.min, r.max, r.isListHost]),
+    ).toEqual([
+      ['db-a:5433', 'db-a', 5433, 'app', SECRET, 'app', 0, 4, true],
+      ['db-b:5432', 'db-b', 5432, 'app', SECRET, 'app', 0, 4, true],
+    ]);
+    expect(JSON.stringify(config.replicas)).not.toContain(SECRET);
+    expect(loadConfig({ DB_HOST: 'a,b' }).replicas).toEqual([]);
+    const single = loadConfig({ DB_HOST: 'a' }, { readTargetSessionAttrs: 'prefer-standby' });
+    expect(single.replicas).toEqual([]);
+    expect(single.warnings).toEqual([
+      'readTargetSessionAttrs prefer-standby has no effect without a host list (it reads from the standbys of the list).',
+    ]);
+    expect(problemsOf({ DB_HOST: 'a,b', DB_READ_TARGET_SESSION_ATTRS: 'standby' })).toEqual([
+      'DB_READ_TARGET_SESSION_ATTRS / option readTargetSessionAttrs is "standby"; expected any or prefer-standby.',
     ]);
   });
 
@@ -230,5 +256,52 @@ describe('HostSelector', () => {
     expect(selector.effectiveTarget).toBe('primary');
     selector.giveUp();
     expect(selector.effectiveTarget).toBe('any');
+  });
+});
+
+describe('host-list examples in the docs', () => {
+  /** The `sh` blocks after `heading` in a doc, each line's `VAR=value` pairs (comments dropped). */
+  function shBlocks(doc: string, heading: string): Record<string, string>[][] {
+    const text = readFileSync(join(import.meta.dirname, '..', '..', 'docs', doc), 'utf8');
+    const section = text.slice(text.indexOf(heading)).split(/\n#{2,3} /)[0]!;
+    return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((block) =>
+      block[1]!
+        .split('\n')
+        .map((line) => line.replace(/\s+#.*$/, '').trim())
+        .filter((line) => line !== '')
+        .map((line) =>
+          Object.fromEntries(
+            line.split(/\s+/).map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+          ),
+        ),
+    );
+  }
+
+  it('resolves each line of the docs/configuration.md host-list example to the hosts it names', () => {
+    const [lines] = shBlocks('configuration.md', '## Host lists and target_session_attrs');
+    expect(lines!.map((env) => loadConfig(env).hosts.map((h) => `${h.host}:${h.port}`))).toEqual([
+      ['db-a:5432', 'db-b:5432'],
+      ['db-a:5432', 'db-b:5433'],
+      ['db-a:5432', 'db-b:5432'],
+    ]);
+  });
+
+  it('resolves the Patroni and RDS examples of docs/operations.md as they describe', () => {
+    const [patroni] = shBlocks('operations.md', '### Patroni (a host list)');
+    const patroniConfig = loadConfig(Object.assign({}, ...patroni!));
+    expect(patroniConfig.hosts).toHaveLength(3);
+    expect(patroniConfig.targetSessionAttrs).toBe('read-write');
+    const [rds] = shBlocks('operations.md', '### RDS Multi-AZ and Aurora (one DNS name)');
+    const rdsEnv: Record<string, string> = Object.assign({}, ...rds!);
+    // The example's root certificate file does not exist here: the system store stands in for it.
+    const rdsConfig = loadConfig({
+      ...rdsEnv,
+      DATABASE_URL: rdsEnv.DATABASE_URL!.replace(/sslrootcert=[^&]*/, 'sslrootcert=system'),
+    });
+    expect([rdsConfig.hosts.length, rdsConfig.targetSessionAttrs, rdsConfig.maxLifetimeMillis]).toEqual([
+      1,
+      'read-write',
+      300_000,
+    ]);
   });
 });
