@@ -111,11 +111,13 @@ describe('host lists', () => {
   });
 
   test('readTargetSessionAttrs prefer-standby sends reads to the standby of the list and writes to the primary; health stays healthy', async () => {
-    const db = open([primary.port, standby.port], { readTargetSessionAttrs: 'prefer-standby', replicaCheckIntervalMillis: 100 });
+    // A short ban, so a probe that a loaded machine answers late only delays the first round that counts.
+    const db = open([primary.port, standby.port], { readTargetSessionAttrs: 'prefer-standby', replicaBanMillis: 200 });
     await db.ready({ timeoutMillis: 10_000 });
-    // The router learns each host's role from its first probe round.
-    const isProbed = () => db.getStats().nodes.every((node) => node.role === 'primary' || node.isInRecovery !== null);
-    for (let round = 0; round < 100 && !isProbed(); round++) await new Promise((resolve) => setTimeout(resolve, 50));
+    // The router learns each host's role from its probe rounds (one per replicaCheckIntervalMillis).
+    const statuses = () => db.getStats().nodes.map((node) => node.status);
+    for (let round = 0; round < 200 && statuses().join() !== 'up,primary,up'; round++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
     expect(db.getStats().nodes.map((node) => [node.name, node.role, node.status])).toEqual([
       ['primary', 'primary', 'up'],
       [`127.0.0.1:${primary.port}`, 'replica', 'primary'],
