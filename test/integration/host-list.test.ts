@@ -130,6 +130,18 @@ describe('host lists', () => {
     expect(report.replicas?.map((replica) => replica.status)).toEqual(['primary', 'up']);
   });
 
+  test('with target any and the standby first, a write the standby refuses is retried on the primary and the standby connection let go', async () => {
+    const db = open([standby.port, primary.port], { targetSessionAttrs: 'any', min: 1 });
+    await db.ready({ timeoutMillis: 10_000 });
+    expect(await reachedPort(db)).toBe(standby.port);
+    // Refused with 25006 before it ran: marked not-primary, retried within the call's deadline.
+    await expect(
+      db.executeQuery('CREATE TABLE IF NOT EXISTS host_list_retried (id int)', [], { readOnly: false }),
+    ).resolves.toEqual([]);
+    expect(await reachedPort(db, false)).toBe(primary.port);
+    expect(db.getStats()).toMatchObject({ notPrimaryEvictions: 1, nodes: [{ currentHost: `127.0.0.1:${primary.port}` }] });
+  });
+
   test('health names the host that is primary now', async () => {
     const db = open([standby.port, primary.port]);
     await db.ready({ timeoutMillis: 10_000 });
