@@ -78,6 +78,15 @@ export function zipHostsAndPorts(
     problems.push(`${labels.hosts} has an empty entry (host ${empty + 1} of the list); expected host names separated by commas.`);
     return [];
   }
+  // libpq's host= (and PGHOST) takes names only; `db-a:5432` or `[::1]:5432` would be looked up as a
+  // name and fail at connect time. (A bare IPv6 address such as ::1 has several colons and is a name.)
+  const withPort = names.findIndex((name) => /^[^:]+:\d*$/.test(name) || name.startsWith('['));
+  if (withPort !== -1) {
+    problems.push(
+      `${labels.hosts} entry ${JSON.stringify(names[withPort]!.slice(0, 60))} (host ${withPort + 1} of the list) is not a host name; give ports in ${labels.ports} (one for all hosts or one per host).`,
+    );
+    return [];
+  }
   const portTexts = portsText === undefined ? [] : portsText.split(',');
   if (portTexts.length > 1 && portTexts.length !== names.length) {
     problems.push(

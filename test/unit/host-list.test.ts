@@ -91,6 +91,17 @@ describe('host lists', () => {
     ]);
   });
 
+  it('rejects a port written into a DB_HOST or ?host= list, naming the entry and the port variable', () => {
+    expect(problemsOf({ DB_HOST: 'db-a:5432,db-b' })).toEqual([
+      'DB_HOST entry "db-a:5432" (host 1 of the list) is not a host name; give ports in DB_PORT (one for all hosts or one per host).',
+    ]);
+    expect(problemsOf({ DB_HOST: 'db-a,[::1]:5432' })[0]).toContain('"[::1]:5432" (host 2 of the list) is not a host name');
+    expect(loadConfig({ DB_HOST: 'db-a,::1', DB_PORT: '1,2' }).hosts).toEqual([
+      { host: 'db-a', port: 1 },
+      { host: '::1', port: 2 },
+    ]);
+  });
+
   it('takes the hosts option over the URL and DB_HOST, with port defaulting to the resolved port', () => {
     const config = loadConfig(
       { DB_HOST: 'ignored-a,ignored-b', DB_PORT: '6543' },
