@@ -10,7 +10,7 @@
  *   load and the standby promoted with `pg_promote()`. Nothing acknowledged is lost; writes succeed
  *   again within 1 s of the promotion finishing; health says `degraded` while the primary is being
  *   found and names the new primary afterwards. The old primary then comes back as a standby of the
- *   new one and gets no writes.
+ *   new one and gets no writes; a reader with readTargetSessionAttrs prefer-standby reads from it.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Database, DbError, type DatabaseOptions } from '../../../src/index.js';
@@ -186,6 +186,20 @@ describe('failover', () => {
     });
     expect(db.config.targetSessionAttrs).toBe('read-write');
     await db.ready({ timeoutMillis: 10_000 });
+    // A second Database reads from the standbys of the same list (readTargetSessionAttrs prefer-standby):
+    // its reads must follow the roles, to the old primary once it is back as a standby.
+    const reader = open({
+      hosts: [
+        { host: primary.host, port: primary.port },
+        { host: standby.host, port: standby.port },
+      ],
+      applicationName: uniqueName('promote-reader'),
+      readTargetSessionAttrs: 'prefer-standby',
+      replicaBanMillis: 200,
+      min: 0,
+    });
+    const readPort = async () => (await reader.executeQuery<{ port: number }>('SELECT inet_server_port() AS port'))[0]!.port;
+    expect(await eventually(async () => ((await readPort()) === standby.port ? true : undefined))).toBe(true);
     const load = writeLoad(db, 'promote', 3000);
     await sleep(500);
     await primary.stop('fast');
@@ -208,6 +222,9 @@ describe('failover', () => {
     await load.stop();
     const stats = db.getStats();
     const onOldPrimary = await sessionsOn(primary, applicationName);
+    // The roles swapped: the reader's reads now go to the old primary, a standby of the new one.
+    const readerFollowed = await eventually(async () => ((await readPort()) === primary.port ? true : undefined), 10_000);
+    const readerStatuses = reader.getStats().nodes.map((node) => [node.name, node.status]);
 
     const committed = load.writes.filter((w) => w.outcome === 'committed').map((w) => w.key);
     const present = await countPresent(standby, committed);
@@ -241,6 +258,12 @@ describe('failover', () => {
     expect(failedAfterRejoin).toEqual([]);
     expect(onOldPrimary).toBe(0);
     expect(stats.primaryChanges).toBe(1);
+    expect(readerFollowed).toBe(true);
+    expect(readerStatuses).toEqual([
+      ['primary', 'up'],
+      [`127.0.0.1:${primary.port}`, 'up'],
+      [`127.0.0.1:${standby.port}`, 'primary'],
+    ]);
     expect(guard.crashes).toEqual([]);
   });
 });
