@@ -11,6 +11,7 @@
  *   npm run bench -- --workload select1 --concurrency 16 --variants lib,raw --rounds 2 --seconds 1
  *   npm run bench -- --workload point --concurrency 64 --variants lib,raw,postgresjs --max 4   every pool at max 4
  *   npm run bench -- --micro                       micro-benchmarks and connection cost only
+ *   npm run bench -- --telemetry                   what tracing channels and the OTel subpath cost per operation
  *   npm run bench -- --memory [--queries 1000000]  heap and RSS over a million queries
  *   npm run bench -- --streams [--rows 1000000]    db.stream, COPY FROM and NOTIFY latency (bench/streams.ts)
  */
@@ -24,6 +25,7 @@ import { runMemory } from './memory.js';
 import { median, runWindow, type WindowResult } from './measure.js';
 import { runMicro, type MicroResults } from './micro.js';
 import { runStreams } from './streams.js';
+import { runTelemetry, type TelemetryResult } from './telemetry.js';
 import { openBenchServer } from './server.js';
 import { DEFAULT_VARIANTS, VARIANTS, type Variant } from './variants/index.js';
 import { POOL_MAX, setPoolMax } from './variants/types.js';
@@ -77,6 +79,7 @@ export interface BenchResults {
   };
   cells: CellResult[];
   micro?: MicroResults;
+  telemetry?: TelemetryResult[];
 }
 
 function parseList(text: string | undefined, fallback: readonly string[]): string[] {
@@ -116,6 +119,7 @@ async function main(): Promise<void> {
       micro: { type: 'boolean', default: false },
       'no-micro': { type: 'boolean', default: false },
       memory: { type: 'boolean', default: false },
+      telemetry: { type: 'boolean', default: false },
       queries: { type: 'string' },
       streams: { type: 'boolean', default: false },
       rows: { type: 'string' },
@@ -165,7 +169,8 @@ async function main(): Promise<void> {
       values.rounds === undefined &&
       values.seconds === undefined &&
       values.max === undefined &&
-      !values.micro;
+      !values.micro &&
+      !values.telemetry;
     const outDir = values.out ?? (isFull ? RESULTS_DIR : mkdtempSync(join(os.tmpdir(), 'codecheck-bench-')));
     mkdirSync(outDir, { recursive: true });
 
@@ -179,7 +184,7 @@ async function main(): Promise<void> {
     console.log(`machine: ${JSON.stringify(results.machine)}`);
     await seed(server.url);
 
-    if (!values.micro) {
+    if (!values.micro && !values.telemetry) {
       const opened: Record<string, Variant> = {};
       for (const name of variants) opened[name] = await VARIANTS[name]!.create(server.url);
       try {
@@ -196,6 +201,7 @@ async function main(): Promise<void> {
       }
       printRatioTable(results);
     }
+    if (isFull || values.telemetry) results.telemetry = await runTelemetry(server.url);
     if (!values['no-micro'] && (isFull || values.micro)) {
       results.micro = await runMicro(server.url);
     }

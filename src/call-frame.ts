@@ -6,6 +6,7 @@ import type { QueryContext } from './query-context.js';
 import { acquireRouted } from './replicas/routed-acquire.js';
 import type { Router } from './replicas/router.js';
 import { sleep } from './timers.js';
+import { serverOf, traced, transactionChannel, type ServerFields, type TransactionMessage } from './tracing-channels.js';
 
 /**
  * What one kind of call does with its connection. The frame around it is the same for every call;
@@ -23,6 +24,12 @@ export interface CallWork<C extends CheckedCall, R, T> {
    * that failed is banned from reads first.
    */
   mayRetry(call: C, lease: Lease, error: unknown, attempt: number): number | false;
+  /**
+   * For work traced as a whole on `codecheck-db:transaction` (src/tracing-channels.ts): its message,
+   * built only while someone subscribes, naming `server` (the primary) until a connection is acquired.
+   * Absent for executeQuery's statement, which `sendQuery` traces on `codecheck-db:query`.
+   */
+  traceMessage?(call: C, server: ServerFields): TransactionMessage;
 }
 
 /** What every call of one Database shares, made once at construction. */
@@ -49,16 +56,26 @@ export class CallFrame {
     this.#settings = settings;
   }
 
-  async run<C extends CheckedCall, R, T>(call: C, work: CallWork<C, R, T>): Promise<T> {
+  run<C extends CheckedCall, R, T>(call: C, work: CallWork<C, R, T>): Promise<T> {
+    // Not traced as a whole, or no subscriber (the common case): the frame's own promise, nothing built.
+    if (work.traceMessage === undefined || !transactionChannel.hasSubscribers) return this.#run(call, work, undefined);
+    const message = work.traceMessage(call, this.#settings.router.primary.pool.currentServer());
+    return traced(transactionChannel, message, () => this.#run(call, work, message));
+  }
+
+  async #run<C extends CheckedCall, R, T>(call: C, work: CallWork<C, R, T>, message: TransactionMessage | undefined): Promise<T> {
     let scope: CallScope | undefined;
     try {
       scope = openCallScope(call, this.#settings);
       let pauseMillis = 0;
+      if (message) scope.context.transaction = message;
       for (let attempt = 1; ; attempt++) {
         // A retry after a standby refused the work: the primary may still be being promoted.
         if (pauseMillis > 0) await sleep(pauseMillis, 'unref');
         const lease = await this.#acquire(scope, call);
         scope.lease = lease;
+        // A read may be served by a replica: the message names the node that runs the work.
+        if (message) Object.assign(message, serverOf(lease.client, lease.owner.server));
         try {
           return work.finish(await work.run(call, lease, scope.context));
         } catch (error) {

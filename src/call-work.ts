@@ -44,6 +44,12 @@ export const transactionWork: CallWork<TransactionCall<unknown>, unknown, unknow
   finish: (result) => result,
   mayRetry: (call, lease, error, attempt) =>
     retryAfter(lease, error, { isReadOnly: call.isReadOnly, isStatement: false, attempt }),
+  traceMessage: (call, server) => ({
+    operation: 'transaction',
+    readOnly: call.isReadOnly,
+    isolationLevel: call.isolationLevel,
+    ...server,
+  }),
 };
 
 /**

@@ -18,6 +18,7 @@ import { copyFromOn, copyToOn, type CopyFromStream, type CopyToStream } from './
 import { checkBatchSize, openCursor, type StreamHost } from './streams/cursor-reader.js';
 import { isSubmittable, OpenStreams, type Submittable } from './streams/open-streams.js';
 import { RowStream } from './streams/row-stream.js';
+import { queryChannel, serverOf, traced, type QueryMessage } from './tracing-channels.js';
 
 /**
  * What `client` inside `withDb` offers: pg's `query` with pg's promise overloads (text and values; a
@@ -64,9 +65,36 @@ export interface QueryClient {
  *
  * The hot path of every call: one promise, settled from pg's callback, and no copy of a query config
  * (pg clones a config object with property descriptors, but takes text and values as they are). A
- * failure goes on in {@link recover}.
+ * failure goes on in {@link recover}. Traced on `codecheck-db:query` while someone subscribes
+ * (src/tracing-channels.ts).
  */
 export function sendQuery<R extends pg.QueryResultRow>(
+  lease: Lease,
+  context: QueryContext,
+  query: string | pg.QueryConfig,
+  values?: readonly unknown[],
+): Promise<pg.QueryResult<R>> {
+  // No subscriber (the common case): the statement's own promise, nothing built.
+  if (!queryChannel.hasSubscribers) return send<R>(lease, context, query, values);
+  const bound = typeof query === 'string' ? values : (values ?? query?.values);
+  const message: QueryMessage = {
+    operation: 'query',
+    text: typeof query === 'string' ? query : String(query?.text),
+    parameterCount: bound?.length ?? 0,
+    transaction: context.transaction,
+    ...serverOf(lease.client, lease.owner.server),
+  };
+  return traced(queryChannel, message, async () => {
+    const result = await send<R>(lease, context, query, values);
+    // A text of several statements gives one result per statement: the count is the last one's, as its rows are.
+    const last: pg.QueryResult | undefined = Array.isArray(result) ? (result as pg.QueryResult[]).at(-1) : result;
+    if (last) message.rowCount = last.rowCount ?? last.rows?.length ?? 0;
+    return result;
+  });
+}
+
+/** {@link sendQuery} without tracing. */
+function send<R extends pg.QueryResultRow>(
   lease: Lease,
   context: QueryContext,
   query: string | pg.QueryConfig,

@@ -1,6 +1,7 @@
 import type { DatabaseQueryError } from './errors.js';
 import type { StatementNames } from './prepared-statements.js';
 import type { DatabaseCounters, DurationRecorder } from './stats.js';
+import type { TransactionMessage } from './tracing-channels.js';
 
 /**
  * Shared by every statement one call sends (src/call-scope.ts makes it): counters, timing, the
@@ -22,4 +23,6 @@ export interface QueryContext {
    * message so they cost no round trip; constant text only, never caller input. Not counted as queries.
    */
   readonly preamble?: readonly string[];
+  /** The traced `withDb`/`executeTransaction` the statements belong to (set only while someone subscribes). */
+  transaction?: TransactionMessage;
 }

@@ -10,6 +10,7 @@ import type { NodeCounters } from '../stats.js';
 import type { LoginCache } from '../credentials/login-cache.js';
 import { withLogin } from '../credentials/login-client.js';
 import { HostPlacement } from './host-placement.js';
+import { withConnectTracing } from './traced-client.js';
 
 /**
  * The connections of one server: how they are made (a pg.Pool whose clients negotiate TLS as the
@@ -69,7 +70,9 @@ export class Connections {
         log.warn('sslmode=prefer: the server refused TLS, so connections of this pool are unencrypted');
       },
     });
-    this.#Client = logins && target.loginSource ? withLogin(Negotiating, logins) : Negotiating;
+    // Traced around the login, so a connect's trace covers the provider's call, TLS and startup.
+    const Login = logins && target.loginSource ? withLogin(Negotiating, logins) : Negotiating;
+    this.#Client = withConnectTracing(Login, { database: target.database, poolName: target.name });
     const Client = this.#Client;
     const connectionTimeoutMillis = config.connectionTimeoutMillis;
     const connecting = this.connecting;

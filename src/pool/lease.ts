@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { startTimer } from '../timers.js';
+import type { ServerFields } from '../tracing-channels.js';
 import { SESSION_CLEAN, type SessionChanges } from './session-state.js';
 
 /**
@@ -12,6 +13,8 @@ import { SESSION_CLEAN, type SessionChanges } from './session-state.js';
 export interface LeaseOwner {
   /** The node's name (`host:port`), for messages. */
   readonly name: string;
+  /** The node's server, as tracing messages name it (src/tracing-channels.ts). */
+  readonly server: ServerFields;
   /** Gives the lease back; exactly once per lease. Undefined when it was put back at once. */
   release(lease: Lease): Promise<void> | undefined;
   /** Sends a cancel request for the statement the lease's backend is running. Never rejects. */

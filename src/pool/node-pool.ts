@@ -36,6 +36,16 @@ import type { LoginCache } from '../credentials/login-cache.js';
 import type { HostPlacement, HostSearch } from './host-placement.js';
 import type { HostSelector } from '../replicas/host-selector.js';
 import { RoleMismatchError } from '../replicas/role-check.js';
+import {
+  acquireChannel,
+  releaseChannel,
+  serverFields,
+  serverOf,
+  traced,
+  type AcquireMessage,
+  type ReleaseMessage,
+  type ServerFields,
+} from '../tracing-channels.js';
 
 /** Options for one acquire. */
 export interface AcquireOptions {
@@ -79,6 +89,8 @@ export class NodePool implements LeaseOwner {
   readonly target: ConnectionTarget;
   readonly counters: NodeCounters = newNodeCounters();
   readonly circuit: CircuitBreaker;
+  /** This node's server as tracing messages name it (src/tracing-channels.ts). */
+  readonly server: ServerFields;
   /** When an acquire last passed its deadline (epoch ms); health reports `degraded` for a minute after. */
   lastAcquireTimeoutAt = -Infinity;
   #connections: Connections;
@@ -128,6 +140,7 @@ export class NodePool implements LeaseOwner {
       this.#trialConnect(),
     );
     const node = { isPrimary: role === 'primary', isOpen: () => this.#state === 'open' };
+    this.server = serverFields(target, target.name);
     this.#connections = new Connections(target, config, this.#log, this.counters, node, logins);
     this.#placement = this.#connections.placement;
     this.#pool = this.#connections.pool;
@@ -152,6 +165,12 @@ export class NodePool implements LeaseOwner {
         log: this.#log,
       });
     }
+  }
+
+  /** This node's server fields with the address new connections go to now (with a host list, the current host). */
+  currentServer(): ServerFields {
+    const { host, port } = this.#connections.placement.address();
+    return { ...this.server, serverAddress: host, serverPort: port };
   }
 
   /** The connections checked out now. */
@@ -231,7 +250,19 @@ export class NodePool implements LeaseOwner {
    * {@link DatabaseConnectionError} when a new connection fails, `CIRCUIT_OPEN` while the breaker is open.
    * {@link DatabaseQueryError} `QUERY_CANCELLED` when `signal` aborts.
    */
-  async acquire(options: AcquireOptions): Promise<Lease> {
+  acquire(options: AcquireOptions): Promise<Lease> {
+    // No subscriber (the common case): the acquire's own promise, nothing built.
+    if (!acquireChannel.hasSubscribers) return this.#acquire(options);
+    const message: AcquireMessage = { operation: 'acquire', waitingRequests: this.#queue.waiting, ...this.currentServer() };
+    return traced(acquireChannel, message, async () => {
+      const lease = await this.#acquire(options);
+      // With a host list, the server of the connection handed out.
+      Object.assign(message, serverOf(lease.client, this.server));
+      return lease;
+    });
+  }
+
+  async #acquire(options: AcquireOptions): Promise<Lease> {
     const startedAt = performance.now();
     if (this.#state !== 'open') throw new PoolClosedError();
     options.signal?.throwIfAborted();
@@ -496,6 +527,12 @@ export class NodePool implements LeaseOwner {
    */
   release(lease: Lease): Promise<void> | undefined {
     if (!this.#leases.delete(lease)) return undefined;
+    if (releaseChannel.hasSubscribers)
+      releaseChannel.publish({
+        operation: 'release',
+        useMillis: Date.now() - lease.acquiredAt,
+        ...serverOf(lease.client, this.server),
+      } satisfies ReleaseMessage);
     const facts = this.#connections.factsOf(lease.client);
     if (!this.#isReusable(lease, facts) || !isOutsideTransaction(lease.client) || this.#hasSessionChanges(lease))
       return this.#releaseSlowly(lease, facts);

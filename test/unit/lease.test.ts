@@ -13,6 +13,7 @@ import {
 
 const owner: LeaseOwner = {
   name: 'primary',
+  server: { serverAddress: 'localhost', serverPort: 5432, database: 'postgres', poolName: 'primary' },
   release: () => undefined,
   cancel: async () => true,
   abandon: () => undefined,
