@@ -1,22 +1,26 @@
 /**
  * `npm run bench -- --telemetry`: what the library's telemetry costs per operation (docs/benchmarks.md,
- * "Telemetry"). Modes, interleaved round by round so load on the machine hits them alike:
+ * "Telemetry"). Two passes, each with its modes interleaved round by round so load on the machine hits
+ * them alike:
  *
- * - `none`: nobody subscribes to the tracing channels (the default state: the hot path);
- * - `subscribed`: a no-op subscriber on every channel (the library builds and publishes messages);
- * - `otel`: `instrument()` from `@codecheck/db/otel` with the OpenTelemetry SDK (spans to an in-memory
- *   exporter, metrics to a reader), as an application would run it.
+ * 1. before anything of OpenTelemetry is loaded:
+ *    - `none`: nobody subscribes to the tracing channels (the default state: the hot path);
+ *    - `subscribed`: a no-op subscriber on every channel (the library builds and publishes messages);
+ * 2. with the OpenTelemetry SDK's AsyncLocalStorage context manager enabled, as in an application that
+ *    runs OpenTelemetry (it makes every promise of the process dearer, so it gets its own baseline):
+ *    - `sdk-only`: the SDK set up, `instrument()` not called;
+ *    - `otel`: `instrument()` from `@codecheck/db/otel` (spans to an in-memory exporter, metrics to a reader).
  *
  * Each is measured on `executeQuery('SELECT 1')` (one round trip) and on a `withDb` of two
  * statements (BEGIN, two statements, COMMIT), as wall time and as this process's CPU time per
  * operation. The OTel modules are loaded at run time, so this file also runs on a tree without them
- * (`none` only), for a before/after comparison.
+ * (pass 1 only), for a before/after comparison of the no-subscriber path.
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { Database } from '../src/database.js';
 import { median } from './measure.js';
 
-type Mode = 'none' | 'subscribed' | 'otel';
+type Mode = 'none' | 'subscribed' | 'sdk-only' | 'otel';
 
 /** One operation's figures: medians over rounds. */
 export interface TelemetryResult {
@@ -47,7 +51,10 @@ const subscribeAll: Setup = () => {
   });
 };
 
-/** The OTel SDK and `instrument()`, loaded at run time (absent on a tree without the subpath). */
+/**
+ * The OTel SDK and `instrument()`, loaded at run time (absent on a tree without the subpath): enables
+ * the SDK's context manager and returns the setup of the `otel` mode.
+ */
 async function otelSetup(): Promise<Setup | undefined> {
   const otelPath = '../src/integrations/otel.js';
   try {
@@ -111,31 +118,21 @@ function timeSubscriberChecks(): number {
   return Math.round(median(perCheck) * 100) / 100;
 }
 
-export async function runTelemetry(url: string): Promise<TelemetryResult[]> {
-  const checkNanos = timeSubscriberChecks();
-  console.log(`\nNo-subscriber check (hasSubscribers of one channel): ${checkNanos} ns`);
-  console.log(`\nTelemetry cost (sequential, median of ${ROUNDS} rounds of ${OPS_PER_ROUND} operations, modes interleaved):`);
-  const db = new Database({ connectionString: url, sslMode: 'disable', min: 1, max: 2, logLevel: 'silent' });
-  await db.ready();
-  const otel = await otelSetup();
-  const modes: [Mode, Setup][] = [
-    ['none', () => Promise.resolve(noop)],
-    ['subscribed', subscribeAll],
-    ...(otel ? [['otel', otel] as [Mode, Setup]] : []),
-  ];
-  const operations: [string, () => Promise<unknown>][] = [
-    ["executeQuery('SELECT 1')", () => db.executeQuery('SELECT 1')],
-    [
-      'withDb with two statements',
-      () =>
-        db.withDb(false, async (client) => {
-          await client.query('SELECT 1');
-          await client.query('SELECT 2');
-        }),
-    ],
-  ];
-  const results: TelemetryResult[] = [];
-  for (const [operationName, operation] of operations) {
+const operationsOf = (db: Database): [string, () => Promise<unknown>][] => [
+  ["executeQuery('SELECT 1')", () => db.executeQuery('SELECT 1')],
+  [
+    'withDb with two statements',
+    () =>
+      db.withDb(false, async (client) => {
+        await client.query('SELECT 1');
+        await client.query('SELECT 2');
+      }),
+  ],
+];
+
+/** One pass: every operation measured in every mode, modes interleaved round by round. */
+async function runPass(db: Database, modes: [Mode, Setup][], results: TelemetryResult[]): Promise<void> {
+  for (const [operationName, operation] of operationsOf(db)) {
     const samples = new Map<Mode, { wall: number[]; cpu: number[] }>(modes.map(([mode]) => [mode, { wall: [], cpu: [] }]));
     for (const [, setup] of modes) {
       const teardown = await setup(db);
@@ -168,6 +165,36 @@ export async function runTelemetry(url: string): Promise<TelemetryResult[]> {
         `  ${`${operationName}, ${mode}`.padEnd(52)} wall ${result.wallMicrosPerOp.toFixed(1).padStart(7)} µs/op   cpu ${result.cpuMicrosPerOp.toFixed(1).padStart(7)} µs/op`,
       );
     }
+  }
+}
+
+export async function runTelemetry(url: string): Promise<TelemetryResult[]> {
+  const checkNanos = timeSubscriberChecks();
+  console.log(`\nNo-subscriber check (hasSubscribers of one channel): ${checkNanos} ns`);
+  const db = new Database({ connectionString: url, sslMode: 'disable', min: 1, max: 2, logLevel: 'silent' });
+  await db.ready();
+  const results: TelemetryResult[] = [];
+  const note = `median of ${ROUNDS} rounds of ${OPS_PER_ROUND} operations, modes interleaved`;
+  console.log(`\nTelemetry cost, no OpenTelemetry loaded (sequential, ${note}):`);
+  await runPass(
+    db,
+    [
+      ['none', () => Promise.resolve(noop)],
+      ['subscribed', subscribeAll],
+    ],
+    results,
+  );
+  const otel = await otelSetup();
+  if (otel) {
+    console.log(`\nTelemetry cost with the OpenTelemetry SDK's context manager enabled (sequential, ${note}):`);
+    await runPass(
+      db,
+      [
+        ['sdk-only', () => Promise.resolve(noop)],
+        ['otel', otel],
+      ],
+      results,
+    );
   }
   await db.shutdown();
   return results;

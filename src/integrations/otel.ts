@@ -227,12 +227,16 @@ function subscribeChannels(tracer: Tracer, meter: Meter, querySpans: boolean | '
 function observePools(db: Database, meter: Meter): () => void {
   // Gauges and the timeout counter, read from getStats() when the SDK collects.
   const config = db.config;
-  const poolNames = new Map(
-    [config, ...config.replicas].map((target) => [
-      target === config ? 'primary' : target.name,
-      poolNameOf({ serverAddress: target.host, serverPort: target.port, database: target.database, poolName: target.name }),
-    ]),
-  );
+  const targets = new Map([config, ...config.replicas].map((target) => [target.name, target]));
+  // The server the node's connections go to now (with a host list, the current host), as the
+  // channels' messages name it, so gauges and histograms of one pool carry the same name.
+  const poolNameOfNode = (node: { name: string; currentHost: string | null }): string => {
+    const target = targets.get(node.name);
+    if (!target) return node.name;
+    return node.currentHost === null
+      ? `${target.host}:${target.port}/${target.database}`
+      : `${node.currentHost}/${target.database}`;
+  };
   const gauge = (name: string, description: string, unit: string) =>
     meter.createObservableUpDownCounter(name, { description, unit, valueType: ValueType.INT });
   const count = gauge(
@@ -255,7 +259,7 @@ function observePools(db: Database, meter: Meter): () => void {
   });
   const observe: Parameters<typeof meter.addBatchObservableCallback>[0] = (result) => {
     for (const node of db.getStats().nodes) {
-      const attributes = { 'db.client.connection.pool.name': poolNames.get(node.name) ?? node.name };
+      const attributes = { 'db.client.connection.pool.name': poolNameOfNode(node) };
       result.observe(count, node.availableConnections, { ...attributes, 'db.client.connection.state': 'idle' });
       result.observe(count, node.activeConnections, { ...attributes, 'db.client.connection.state': 'used' });
       result.observe(idleMax, node.maxConnections, attributes);

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { streamClosed, streamOpened, type Lease } from '../pool/lease.js';
+import { queryChannel, serverOf, traced, type QueryMessage, type TransactionMessage } from '../tracing-channels.js';
 
 /** How pg finished with a submittable: ReadyForQuery (`{}`), or an error (the server's, or a lost connection). */
 export interface StreamEnd {
@@ -37,9 +38,12 @@ export class OpenStreams {
   #lease: Lease;
   #open = new Set<OpenStream>();
   #submitted = new WeakMap<object, OpenStream>();
+  /** The traced transaction the streams belong to (only while someone subscribes). */
+  #transaction: TransactionMessage | undefined;
 
-  constructor(lease: Lease) {
+  constructor(lease: Lease, transaction?: TransactionMessage) {
     this.#lease = lease;
+    this.#transaction = transaction;
   }
 
   /**
@@ -68,6 +72,7 @@ export class OpenStreams {
       this.#open.delete(entry);
       finish(how);
     };
+    if (queryChannel.hasSubscribers) this.#trace(submittable, ended);
     const watched = handOver(submittable, end);
     const entry: OpenStream = { done, isConsumed: () => isConsumed(submittable), close, target: submittable };
     this.#submitted.set(submittable, entry);
@@ -80,6 +85,30 @@ export class OpenStreams {
       throw error;
     }
     return ended;
+  }
+
+  /**
+   * Traces a submittable on `codecheck-db:query` from its submission until pg is done with it: the
+   * statement's text and the number of its values (pg-cursor and pg-query-stream keep them, COPY only
+   * text), no row count; a failure is the driver's error (`sqlState` set, no `errorCode`).
+   */
+  #trace(submittable: Submittable, ended: Promise<StreamEnd>): void {
+    const shown = submittable as { text?: unknown; values?: unknown; cursor?: { text?: unknown; values?: unknown } };
+    const text = shown.text ?? shown.cursor?.text;
+    const values = shown.values ?? shown.cursor?.values;
+    const message: QueryMessage = {
+      operation: 'query',
+      text: typeof text === 'string' ? text : '',
+      parameterCount: Array.isArray(values) ? values.length : 0,
+      transaction: this.#transaction,
+      ...serverOf(this.#lease.client, this.#lease.owner.server),
+    };
+    const settled = () =>
+      ended.then((end) => {
+        if (end.error !== undefined) throw end.error;
+      });
+    // The caller learns of a failure from the stream itself; the trace's copy of it is not theirs to handle.
+    traced(queryChannel, message, settled).catch(() => undefined);
   }
 
   /** Whether pg is still running a submittable given to {@link submit}. */

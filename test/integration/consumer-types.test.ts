@@ -19,6 +19,7 @@ const CONSUMER = `
 import { Database, DatabaseQueryError, loadConfig, withDb, type QueryClient } from '@codecheck/db';
 import { codecheckDb } from '@codecheck/db/fastify';
 import { registerDatabaseMetrics } from '@codecheck/db/prometheus';
+import { instrument, type Instrumentation } from '@codecheck/db/otel';
 
 export async function work(client: QueryClient): Promise<number> {
   const arrays = await client.query<[number, string]>({ text: 'SELECT 1, $1::text', rowMode: 'array' }, ['x']);
@@ -39,6 +40,8 @@ export async function main(): Promise<void> {
   await withDb({ readOnly: false, timeoutMillis: 1000 }, work);
   console.log(n, rows[0]?.n, loadConfig({}).port, new DatabaseQueryError('x', undefined).code);
   console.log(typeof codecheckDb, typeof registerDatabaseMetrics);
+  const instrumentation: Instrumentation = instrument(db, { querySpans: 'auto' });
+  instrumentation.uninstrument();
   await db.shutdown();
 }
 `;

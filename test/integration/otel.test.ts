@@ -1,4 +1,6 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { context, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { registerInstrumentations } from '@opentelemetry/instrumentation';
@@ -15,7 +17,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/index.js';
 import { instrument, type Instrumentation } from '../../src/integrations/otel.js';
 import { getTestDatabaseUrl } from '../support/database-url.js';
-import { holdConnection, openDatabase } from '../support/test-database.js';
+import { holdConnection, openDatabase, ROOT } from '../support/test-database.js';
 
 /** A reader the test collects from on demand. */
 class TestReader extends MetricReader {
@@ -213,5 +215,16 @@ describe('with @opentelemetry/instrumentation-pg enabled too', () => {
       pgInstrumentation.disable();
       unregister();
     }
+  });
+});
+
+describe('the optional peer', () => {
+  it('is imported by src/integrations/otel.ts only, never by the core', () => {
+    const files = readdirSync(join(ROOT, 'src'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
+    const importers = files.filter((file) =>
+      /from ['"]@opentelemetry\/|import\(['"]@opentelemetry\//.test(readFileSync(join(ROOT, 'src', file), 'utf8')),
+    );
+    expect(importers).toEqual(['integrations/otel.ts']);
+    expect(readFileSync(join(ROOT, 'src', 'index.ts'), 'utf8')).not.toMatch(/otel/);
   });
 });

@@ -1,8 +1,9 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Database } from '../../src/index.js';
 import { CHANNEL_NAMES } from '../../src/tracing-channels.js';
 import { getTestDatabaseUrl } from '../support/database-url.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { holdConnection, openDatabase } from '../support/test-database.js';
 
 type Event = readonly [string, Record<string, unknown>];
@@ -111,6 +112,65 @@ describe('codecheck-db:query', () => {
   });
 });
 
+describe('cursors, streams and COPY on codecheck-db:query', () => {
+  it('publishes a db.stream cursor from its submission until pg is done with it, inside its transaction, with no row count', async () => {
+    db = openDatabase({ min: 0, max: 1 });
+    await db.executeQuery('SELECT 1');
+    record('transaction'); // the query messages name their transaction only while it is traced too
+    record('query');
+    const rows: unknown[] = [];
+    for await (const row of db.stream('SELECT g, $1::text AS tag FROM generate_series(1, 3) AS g', [BOUND], { batchSize: 2 }))
+      rows.push(row);
+    expect(rows).toHaveLength(3);
+    const text = 'SELECT g, $1::text AS tag FROM generate_series(1, 3) AS g';
+    const message = { operation: 'query', text, parameterCount: 1, ...server, poolName: 'primary', transaction: 'set' };
+    const cursorEvents = events.filter(([, m]) => m.text === text);
+    expect(cursorEvents).toEqual([
+      ['query:start', message],
+      ['query:end', message],
+      ['query:asyncStart', message],
+      ['query:asyncEnd', message],
+    ]);
+    expect(JSON.stringify(events)).not.toContain(BOUND);
+  });
+
+  it('publishes a COPY TO STDOUT on the withDb client, and a failed cursor with the SQLSTATE of the driver error', async () => {
+    db = openDatabase({ min: 0, max: 1 });
+    await db.executeQuery('SELECT 1');
+    record('query');
+    await db.withDb(true, async (client) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of client.copyTo('COPY (SELECT 1) TO STDOUT')) chunks.push(chunk as Buffer);
+      expect(Buffer.concat(chunks).toString()).toBe('1\n');
+    });
+    const copy = { operation: 'query', text: 'COPY (SELECT 1) TO STDOUT', parameterCount: 0, ...server, poolName: 'primary' };
+    expect(events.filter(([, m]) => m.text === copy.text).map(([name]) => name)).toEqual([
+      'query:start',
+      'query:end',
+      'query:asyncStart',
+      'query:asyncEnd',
+    ]);
+    expect(eventsOf('query:asyncEnd').find(([, m]) => m.text === copy.text)![1]).toEqual(copy);
+
+    events = [];
+    const failure = await (async () => {
+      for await (const row of db.stream('SELECT 1/0', [])) void row;
+    })().catch((error: unknown) => error);
+    expect(failure).toMatchObject({ code: 'QUERY_FAILED', sqlState: '22012' });
+    const failed = eventsOf('query:asyncEnd').find(([, m]) => m.text === 'SELECT 1/0')![1];
+    expect(failed).toEqual({
+      operation: 'query',
+      text: 'SELECT 1/0',
+      parameterCount: 0,
+      ...server,
+      poolName: 'primary',
+      transaction: undefined,
+      sqlState: '22012',
+      error: failed.error,
+    });
+  });
+});
+
 describe('codecheck-db:transaction', () => {
   it('wraps a withDb call; its statements carry the transaction message', async () => {
     db = openDatabase({ min: 0, max: 1 });
@@ -158,6 +218,31 @@ describe('codecheck-db:transaction', () => {
       sqlState: '22012',
       error,
     });
+  });
+});
+
+describe('codecheck-db:transaction ends', () => {
+  it('reports a withDb cut by timeoutMillis with QUERY_CANCELLED', async () => {
+    db = openDatabase({ min: 0, max: 1 });
+    await db.executeQuery('SELECT 1');
+    record('transaction');
+    const error = await db
+      .withDb({ readOnly: false, timeoutMillis: 100 }, async (client) => {
+        await client.query('SELECT pg_sleep(5)');
+      })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'QUERY_CANCELLED' });
+    expect(eventsOf('transaction:asyncEnd').map(([, message]) => message)).toEqual([
+      {
+        operation: 'transaction',
+        readOnly: false,
+        isolationLevel: undefined,
+        ...server,
+        poolName: 'primary',
+        errorCode: 'QUERY_CANCELLED',
+        error,
+      },
+    ]);
   });
 });
 
@@ -210,8 +295,80 @@ describe('codecheck-db:acquire, connect and release', () => {
     record('connect');
     await db.executeQuery('SELECT 1').catch(() => undefined);
     const ended = eventsOf('connect:asyncEnd')[0]![1];
-    expect(ended).toMatchObject({ operation: 'connect', ...server, poolName: 'primary', sqlState: '28P01' });
+    // The driver's error (the pool maps it to CONNECTION_FAILED for the caller afterwards): no errorCode.
+    expect(ended).toEqual({ operation: 'connect', ...server, poolName: 'primary', sqlState: '28P01', error: ended.error });
+    expect(ended.error).toBeInstanceOf(Error);
     expect(JSON.stringify(ended)).not.toContain('wrong-password-for-tracing');
+    expect(String((ended.error as Error).message)).not.toContain('wrong-password-for-tracing');
+  });
+});
+
+describe('codecheck-db:acquire and connect failures', () => {
+  let proxy: FaultProxy | undefined;
+  afterEach(async () => {
+    await proxy?.close();
+    proxy = undefined;
+  });
+
+  it('reports an acquire whose new connection the server refused, with CONNECTION_FAILED and the SQLSTATE', async () => {
+    db = openDatabase({ min: 0, max: 1, password: 'wrong-password-for-tracing' });
+    record('acquire');
+    const error = await db.executeQuery('SELECT 1').catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'CONNECTION_FAILED' });
+    const ended = eventsOf('acquire:asyncEnd').map(([, message]) => message);
+    expect(ended).toEqual([
+      {
+        operation: 'acquire',
+        waitingRequests: 0,
+        ...server,
+        poolName: 'primary',
+        errorCode: 'CONNECTION_FAILED',
+        sqlState: '28P01',
+        error,
+      },
+    ]);
+    expect(JSON.stringify(ended)).not.toContain('wrong-password-for-tracing');
+  });
+
+  it("reports a connect to a server that never answers: the acquire with POOL_TIMEOUT, the connect with pg's timeout", async () => {
+    proxy = await startFaultProxy({ targetHost: url.hostname, targetPort: Number(url.port) });
+    proxy.blackhole();
+    const viaProxy = new URL(url);
+    viaProxy.hostname = proxy.host;
+    viaProxy.port = String(proxy.port);
+    db = openDatabase({ connectionString: viaProxy.href, min: 0, max: 1, connectionTimeoutMillis: 300 });
+    record('acquire');
+    record('connect');
+    const error = await db.executeQuery('SELECT 1').catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'POOL_TIMEOUT' });
+    const proxied = { serverAddress: proxy.host, serverPort: proxy.port, database: server.database, poolName: 'primary' };
+    expect(eventsOf('acquire:asyncEnd').map(([, message]) => message)).toEqual([
+      { operation: 'acquire', waitingRequests: 0, ...proxied, errorCode: 'POOL_TIMEOUT', error },
+    ]);
+    // The acquire gave up at its deadline; pg's own connect timeout ends the connect right after it.
+    await vi.waitFor(() => expect(eventsOf('connect:asyncEnd')).toHaveLength(1), { timeout: 5000 });
+    const connect = eventsOf('connect:asyncEnd')[0]![1];
+    expect(connect).toEqual({ operation: 'connect', ...proxied, error: connect.error });
+    expect((connect.error as Error).message).toMatch(/timeout/i);
+  });
+});
+
+describe('codecheck-db:connect with a credentials provider', () => {
+  it('reports a provider that fails with CREDENTIALS_FAILED and no secret', async () => {
+    const withoutPassword = new URL(url);
+    withoutPassword.password = '';
+    db = openDatabase({
+      connectionString: withoutPassword.href,
+      min: 0,
+      max: 1,
+      password: () => Promise.reject(new Error('the vault is sealed')),
+    });
+    record('connect');
+    const error = await db.executeQuery('SELECT 1').catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'CREDENTIALS_FAILED' });
+    expect(eventsOf('connect:asyncEnd').map(([, message]) => message)).toEqual([
+      { operation: 'connect', ...server, poolName: 'primary', errorCode: 'CREDENTIALS_FAILED', error },
+    ]);
   });
 });
 
