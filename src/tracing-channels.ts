@@ -123,7 +123,8 @@ export async function traced<T, M extends OutcomeFields & object>(
       value = await run();
     } catch (error) {
       if (error instanceof DbError) message.errorCode = error.code;
-      const state = sqlStateOf(error);
+      // A refused connection is a DatabaseConnectionError whose cause carries the server's SQLSTATE.
+      const state = sqlStateOf(error) ?? (error instanceof DbError ? sqlStateOf(error.cause) : undefined);
       if (state !== undefined) message.sqlState = state;
       throw error;
     }

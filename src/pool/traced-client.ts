@@ -9,10 +9,7 @@ type ConnectCallback = (error: Error) => void;
  * connection, for the pool's clients and standalone probes alike. The message names the server the
  * client was made for (with a host list, the host chosen for this connection).
  */
-export function withConnectTracing(
-  Base: typeof pg.Client,
-  node: Pick<ServerFields, 'database' | 'poolName'>,
-): typeof pg.Client {
+export function withConnectTracing(Base: typeof pg.Client, node: Pick<ServerFields, 'database' | 'poolName'>): typeof pg.Client {
   class TracedClient extends Base {
     override connect(): Promise<pg.Client>;
     override connect(callback: ConnectCallback): void;
