@@ -103,7 +103,8 @@ export class Database {
       (target) => new NodePool(target, 'replica', config, this.log, acquireTime, this.#logins),
     );
     this.#router = new Router(this.#primary, replicas, config, this.log);
-    this.#listener = new Listener(listenerSettings(config, this.log, this.#logins));
+    const primary = this.#primary;
+    this.#listener = new Listener(listenerSettings(config, this.log, this.#logins, () => primary.hosts.pick().host.address));
     this.#queryWork = queryWork(config.pgbouncer);
     this.#frame = new CallFrame({
       router: this.#router,

@@ -10,8 +10,15 @@ import type { ListenerSettings } from './listener.js';
  * Where and how the notification listener connects: `listenUrl` (DB_LISTEN_URL) or the primary,
  * with the primary's TLS settings and login source, an application_name ending in `listener`, and
  * the connection timeout. Session settings such as statement_timeout are left out: the listener runs nothing long.
+ * `primaryAddress`: where the primary's pool connects now (with a host list, the host that is the
+ * primary, not the first one listed: a standby refuses LISTEN); read at each (re)connect.
  */
-export function listenerSettings(config: ResolvedConfig, log: Logger, logins?: LoginCache): ListenerSettings {
+export function listenerSettings(
+  config: ResolvedConfig,
+  log: Logger,
+  logins?: LoginCache,
+  primaryAddress?: () => { readonly host: string; readonly port: number },
+): ListenerSettings {
   const target = config.listen ?? config;
   const Negotiating = createClientClass(config.ssl);
   // Without a password of its own, the listener logs in as the pool does (provider, password file).
@@ -19,8 +26,7 @@ export function listenerSettings(config: ResolvedConfig, log: Logger, logins?: L
   return {
     createClient: () =>
       new Client({
-        host: target.host,
-        port: target.port,
+        ...(config.listen === undefined && primaryAddress ? primaryAddress() : { host: target.host, port: target.port }),
         user: target.user,
         password: target.password,
         database: target.database,

@@ -142,6 +142,17 @@ describe('host lists', () => {
     expect(db.getStats()).toMatchObject({ notPrimaryEvictions: 1, nodes: [{ currentHost: `127.0.0.1:${primary.port}` }] });
   });
 
+  test('db.listen with the standby listed first listens on the primary, where db.notify sends', async () => {
+    const db = open([standby.port, primary.port]);
+    await db.ready({ timeoutMillis: 10_000 });
+    const received: string[] = [];
+    const subscription = await db.listen('host_list_channel', (payload) => void received.push(payload));
+    await db.notify('host_list_channel', 'hello');
+    for (let round = 0; round < 200 && received.length === 0; round++) await new Promise((resolve) => setTimeout(resolve, 25));
+    expect(received).toEqual(['hello']);
+    await subscription.unlisten();
+  });
+
   test('health names the host that is primary now', async () => {
     const db = open([standby.port, primary.port]);
     await db.ready({ timeoutMillis: 10_000 });
