@@ -32,6 +32,15 @@ export interface CallWork<C extends CheckedCall, R, T> {
   traceMessage?(call: C, server: ServerFields): TransactionMessage;
 }
 
+/** A write checkout held outside any call (the drop-in Pool's `connect()`): the primary, no signal or timeout of its own. */
+const HELD_CHECKOUT: CheckedCall = Object.freeze({
+  isReadOnly: false,
+  target: undefined,
+  afterWrite: undefined,
+  signal: undefined,
+  timeoutMillis: undefined,
+});
+
 /** What every call of one Database shares, made once at construction. */
 export interface CallFrameSettings extends CallScopeSettings {
   readonly router: Router;
@@ -101,6 +110,20 @@ export class CallFrame {
       throw error;
     } finally {
       scope?.dispose();
+    }
+  }
+
+  /**
+   * A checkout whose holder keeps it past this frame (the drop-in Pool's `connect()`): the frame's
+   * open and recovery checks and leak stack, the primary within `connectionTimeoutMillis`. The holder
+   * gives the lease back through its owner; a failure is the holder's to count.
+   * @throws what `NodePool.acquire` throws; {@link PoolClosedError} after shutdown started.
+   */
+  checkOut(): Promise<Lease> {
+    try {
+      return this.#acquire(openCallScope(HELD_CHECKOUT, this.#settings), HELD_CHECKOUT);
+    } catch (error) {
+      return Promise.reject(error as Error);
     }
   }
 

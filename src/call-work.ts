@@ -70,8 +70,12 @@ async function runAfterSet(call: QueryCall, lease: Lease, context: QueryContext)
   return sendQuery(lease, context, call.text, call.params);
 }
 
-/** Switches the session's default read-only mode (the one writer of `lease.isSessionReadOnly`). */
-async function setSessionReadOnly(lease: Lease, isReadOnly: boolean): Promise<void> {
+/**
+ * Switches the session's default read-only mode (the one writer of `lease.isSessionReadOnly`; the
+ * drop-in Pool's read-write statements use it too).
+ * @throws {DatabaseConnectionError} `CONNECTION_LOST` (the lease is marked broken).
+ */
+export async function setSessionReadOnly(lease: Lease, isReadOnly: boolean): Promise<void> {
   try {
     await leaseQuery(lease, `SET SESSION default_transaction_read_only = ${isReadOnly ? 'on' : 'off'}`);
     lease.isSessionReadOnly = isReadOnly;

@@ -165,3 +165,44 @@ export function onParameterStatus(client: pg.Client, listener: (name: string, va
       listener(message.parameterName, message.parameterValue);
   });
 }
+
+/**
+ * Whether pg still has a statement running or queued on the client: an unanswered query, an open
+ * cursor, a query stream or COPY not read to its end. pg's public `activeQuery` getter is deprecated
+ * (it logs a warning), so its private queue fields are read instead.
+ */
+export function isBusy(client: pg.Client): boolean {
+  const internals = client as unknown as {
+    _activeQuery?: unknown;
+    _queryQueue?: readonly unknown[];
+    _sentQueryQueue?: readonly unknown[];
+  };
+  return (
+    (internals._activeQuery ?? null) !== null ||
+    (internals._queryQueue?.length ?? 0) > 0 ||
+    (internals._sentQueryQueue?.length ?? 0) > 0
+  );
+}
+
+/** Turns on TCP keepalive for a connected client's socket (pg's `keepAlive` option, applied after connect). */
+export function setKeepAlive(client: pg.Client, initialDelayMillis: number): void {
+  const stream = (client as unknown as { connection?: { stream?: { setKeepAlive?(on: boolean, delay: number): void } } })
+    .connection?.stream;
+  stream?.setKeepAlive?.(true, initialDelayMillis);
+}
+
+/** pg's list of the named statements it has prepared on this connection (it sends only Bind for them later). */
+function parsedStatements(client: pg.Client): Record<string, string> | undefined {
+  return (client as unknown as { connection?: { parsedStatements?: Record<string, string> } }).connection?.parsedStatements;
+}
+
+/** Whether pg has prepared a statement of this name on the client's connection. */
+export function isPrepared(client: pg.Client, name: string): boolean {
+  return parsedStatements(client)?.[name] !== undefined;
+}
+
+/** Makes pg forget a named statement after a DEALLOCATE, so a later use of the name prepares it again. */
+export function forgetPrepared(client: pg.Client, name: string): void {
+  const statements = parsedStatements(client);
+  if (statements) delete statements[name];
+}

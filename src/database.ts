@@ -24,6 +24,8 @@ import { checkHealth, type HealthReport } from './health.js';
 import { createLogger } from './logger.js';
 import { summarize } from './error-summary.js';
 import { NodePool } from './pool/node-pool.js';
+import { createPoolView, type Pool } from './pg-compat/pool.js';
+import { provideStandaloneBacking, type PoolBacking } from './pg-compat/pool-backing.js';
 import { Router } from './replicas/router.js';
 import type { QueryClient } from './query-client.js';
 import { waitUntilReady } from './pool/ready.js';
@@ -78,6 +80,8 @@ export class Database {
   readonly #listener: Listener;
   /** Logins from the password function, credentials provider or password file; undefined for a fixed password. */
   readonly #logins: LoginCache | undefined;
+  /** The `db.pool` view, made on first access. */
+  #poolView: Pool | undefined;
 
   constructor(options: DatabaseOptions = {}) {
     this.config = loadConfig(process.env, options);
@@ -148,6 +152,36 @@ export class Database {
     // Replicas warm up in the background: one that is down is banned, never a reason to fail startup.
     for (const node of this.#router.replicas)
       void waitUntilReady(node.pool, deadline, this.log).catch((error: unknown) => this.#router.ban(node, error));
+  }
+
+  /**
+   * This Database as a node-postgres `pg.Pool` (the same object on every access), for code and ORMs
+   * written against pg: it shares this Database's connections, stats, health and shutdown
+   * (`db.pool.end()` shuts the Database down). Its statements are autocommit and read-write, on the
+   * primary (docs/drop-in.md).
+   */
+  get pool(): Pool {
+    return (this.#poolView ??= createPoolView(this.#poolBacking()));
+  }
+
+  static {
+    provideStandaloneBacking((options) => new Database(options).#poolBacking());
+  }
+
+  /** What the drop-in Pool uses of this Database (src/pg-compat/pool-backing.ts): the same frame, node pool and counters. */
+  #poolBacking(): PoolBacking {
+    return {
+      config: this.config,
+      log: this.log,
+      primary: this.#primary,
+      frame: this.#frame,
+      context: { queryTime: this.#queryTime, counters: this.#counters },
+      countError: () => void this.#counters.errors++,
+      state: () => this.#state,
+      shutdown: (options) => this.shutdown(options),
+      getStats: () => this.getStats(),
+      healthCheck: (options) => this.healthCheck(options),
+    };
   }
 
   /**

@@ -1,4 +1,6 @@
 export { Database } from './database.js';
+export { Pool } from './pg-compat/pool.js';
+export type { PoolConfig } from './pg-compat/pool-config.js';
 export type { CallOptions, ExecuteQueryOptions, ExecuteTransactionOptions, Operation, WithDbOptions } from './call-options.js';
 export { loadConfig } from './config.js';
 export type { ConnectionTarget, DatabaseOptions, ReplicaOptions, ResolvedConfig } from './config.js';

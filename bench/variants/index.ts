@@ -1,4 +1,5 @@
 import { clientPerOpVariant } from './client-per-op.js';
+import { dropInPoolVariant } from './drop-in-pool.js';
 import { libraryVariant } from './library.js';
 import { pgPromiseVariant } from './pg-promise.js';
 import { postgresJsVariant } from './postgres-js.js';
@@ -9,7 +10,7 @@ import type { VariantSpec } from './types.js';
 export type { Variant, VariantSpec } from './types.js';
 
 /** The variants of a default run, in table order. `raw` is the baseline every ratio refers to. */
-export const DEFAULT_VARIANTS = ['lib', 'raw', 'postgresjs', 'pgp', 'client'];
+export const DEFAULT_VARIANTS = ['lib', 'pool', 'raw', 'postgresjs', 'pgp', 'client'];
 
 /**
  * Every known variant. Besides the defaults, diagnostic variants that run only when named:
@@ -21,6 +22,7 @@ export const DEFAULT_VARIANTS = ['lib', 'raw', 'postgresjs', 'pgp', 'client'];
  */
 export const VARIANTS: Record<string, VariantSpec> = {
   lib: libraryVariant('lib', '@codecheck/db'),
+  pool: dropInPoolVariant,
   raw: rawPoolVariant,
   postgresjs: postgresJsVariant,
   pgp: pgPromiseVariant,

@@ -57,6 +57,11 @@ export interface Lease {
    * command tags by `sendQuery`: release resets or destroys a changed session (src/pool/session-state.ts).
    */
   sessionChanges: SessionChanges;
+  /**
+   * Statements the holder prepared by name through pg (`name` in a query config on a drop-in Pool
+   * client): deallocated at release with the session reset. Undefined when none.
+   */
+  preparedNames: string[] | undefined;
 }
 
 /** A lease on `client`, acquired now. */
@@ -71,7 +76,13 @@ export function newLease(client: pg.PoolClient, owner: LeaseOwner, isSessionRead
     isBroken: false,
     isSessionReadOnly,
     sessionChanges: SESSION_CLEAN,
+    preparedNames: undefined,
   };
+}
+
+/** The holder prepared a statement named `name` on the lease's connection (release deallocates it). */
+export function statementPrepared(lease: Lease, name: string): void {
+  (lease.preparedNames ??= []).push(name);
 }
 
 /** Counts a statement sent on `lease` (`isCallers`: the caller's, not the library's own). `now`: `performance.now()`. */
@@ -139,6 +150,11 @@ export interface ConnectionFacts {
   isBroken: boolean;
   /** The session's `default_transaction_read_only`, as the last lease left it. */
   isSessionReadOnly: boolean;
+  /**
+   * What the connection's own setup changed in its session before its first caller (a drop-in Pool
+   * `connect` listener or `onConnect` hook): a reset at release must not undo it (src/pool/session-state.ts).
+   */
+  sessionBaseline: SessionChanges;
   /** The lease holding this connection, while checked out: the error listener marks it broken. */
   lease: Lease | undefined;
   /** Leak detection timer of the current lease (only when leakDetectionThresholdMillis > 0). */
@@ -149,7 +165,16 @@ export interface ConnectionFacts {
 export function newConnectionFacts(now: number, maxLifetimeMillis: number, isSessionReadOnly: boolean): ConnectionFacts {
   // Up to 10% jitter so connections opened together are not all retired together.
   const retireAt = maxLifetimeMillis === 0 ? Infinity : now + maxLifetimeMillis - Math.random() * maxLifetimeMillis * 0.1;
-  return { createdAt: now, retireAt, idleSince: now, isBroken: false, isSessionReadOnly, lease: undefined, leakTimer: undefined };
+  return {
+    createdAt: now,
+    retireAt,
+    idleSince: now,
+    isBroken: false,
+    isSessionReadOnly,
+    sessionBaseline: SESSION_CLEAN,
+    lease: undefined,
+    leakTimer: undefined,
+  };
 }
 
 /**

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { Connections } from './connections.js';
-import { destroySocket, isQueryable, sendCancelRequest } from '../client-internals.js';
+import { destroySocket, forgetPrepared, isQueryable, sendCancelRequest } from '../client-internals.js';
 import type { ConnectionTarget, ResolvedConfig } from '../config.js';
 import {
   DatabaseConnectionError,
@@ -24,7 +24,7 @@ import {
 } from './lease.js';
 import { cancelledError, PermitQueue } from './permit-queue.js';
 import { probeConnection } from './probe-connection.js';
-import { planRelease, SESSION_CLEAN } from './session-state.js';
+import { beyondBaseline, planRelease, SESSION_CLEAN, type SessionChanges } from './session-state.js';
 import { drainPool } from './drain.js';
 import { retireConnections } from './retirement.js';
 import { Refiller } from './refiller.js';
@@ -171,6 +171,30 @@ export class NodePool implements LeaseOwner {
   currentServer(): ServerFields {
     const { host, port } = this.#connections.placement.address();
     return { ...this.server, serverAddress: host, serverPort: port };
+  }
+
+  /**
+   * Follows the underlying pg.Pool's `connect` (a new connection), `remove` (a connection closed) and
+   * `error` (an idle connection failed; already logged) events: the drop-in Pool re-emits them.
+   */
+  subscribe(listeners: {
+    connect(client: pg.PoolClient): void;
+    remove(client: pg.PoolClient): void;
+    error(error: Error, client: pg.PoolClient): void;
+  }): void {
+    this.#pool.on('connect', listeners.connect);
+    this.#pool.on('remove', listeners.remove);
+    this.#pool.on('error', listeners.error);
+  }
+
+  /**
+   * Records what a new connection's own setup changed in its session (a drop-in Pool `connect`
+   * listener or `onConnect` hook): release never resets it away; a holder that changes the same kind
+   * of state gets its connection destroyed instead (src/pool/session-state.ts).
+   */
+  addSessionBaseline(client: pg.Client, changes: SessionChanges): void {
+    const facts = this.#connections.factsOf(client);
+    if (facts) facts.sessionBaseline |= changes;
   }
 
   /** The connections checked out now. */
@@ -560,7 +584,7 @@ export class NodePool implements LeaseOwner {
       const isReusable =
         this.#isReusable(lease, facts) &&
         (isOutsideTransaction(lease.client) || ((await this.#rollback(lease.client)) && this.#isReusable(lease, facts)));
-      if (isReusable && (await this.#resetSession(lease))) return this.#returnToPool(lease, facts);
+      if (isReusable && (await this.#resetSession(lease, facts))) return this.#returnToPool(lease, facts);
       if (lease.callerUnanswered > 0)
         await sendCancelRequest(
           lease.client,
@@ -580,17 +604,18 @@ export class NodePool implements LeaseOwner {
    * server connection), so nothing is tracked there (docs/operations.md).
    */
   #hasSessionChanges(lease: Lease): boolean {
-    return lease.sessionChanges !== SESSION_CLEAN && !this.#config.pgbouncer;
+    return (lease.sessionChanges !== SESSION_CLEAN || lease.preparedNames !== undefined) && !this.#config.pgbouncer;
   }
 
   /**
    * Undoes a caller's session changes in one message within the validation timeout; false (destroy)
    * when that fails, or when no statement can undo them (src/pool/session-state.ts). After `RESET ALL`
-   * the session's read-only default is its startup value again (`on`).
+   * the session's read-only default is its startup value again (`on`). Named statements the holder
+   * prepared through a drop-in Pool client are deallocated in the same message.
    */
-  async #resetSession(lease: Lease): Promise<boolean> {
+  async #resetSession(lease: Lease, facts: ConnectionFacts): Promise<boolean> {
     if (!this.#hasSessionChanges(lease)) return true;
-    const plan = planRelease(lease.sessionChanges);
+    const plan = planRelease(beyondBaseline(lease.sessionChanges, facts.sessionBaseline), lease.preparedNames);
     if (plan.action === 'reuse') return true;
     if (plan.action === 'destroy') {
       this.counters.sessionDiscards++;
@@ -609,6 +634,8 @@ export class NodePool implements LeaseOwner {
     }
     this.counters.sessionResets++;
     lease.sessionChanges = SESSION_CLEAN;
+    for (const name of lease.preparedNames ?? []) forgetPrepared(lease.client, name);
+    lease.preparedNames = undefined;
     if (plan.resetsSettings) lease.isSessionReadOnly = true;
     return true;
   }

@@ -25,8 +25,13 @@ const ADVISORY_LOCKS = 8;
 const ROLE = 16;
 /** `PREPARE`, `DEALLOCATE`, `DISCARD ALL`: pg's list of prepared names would lie. Destroy. */
 const PREPARED = 32;
+/**
+ * The holder changed what the connection's own setup changed (a drop-in Pool `connect` listener's
+ * `SET`): the reset would undo the setup too. Destroy.
+ */
+const OVERLAPS_SETUP = 64;
 
-const DESTROY = ROLE | PREPARED;
+const DESTROY = ROLE | PREPARED | OVERLAPS_SETUP;
 
 /** SET forms that end with the transaction: nothing to undo. */
 const TRANSACTION_SCOPED_SET = /^\s*set\s+(?:local|transaction|constraints)\b/i;
@@ -99,14 +104,34 @@ export function observeStatement(
   return changes;
 }
 
-/** What release must do for a session with `changes`: nothing, one reset message, or destroy. */
-export function planRelease(changes: SessionChanges): ReleasePlan {
-  if (changes === SESSION_CLEAN) return REUSE;
+/**
+ * `changes` measured against the connection's baseline, what its own setup changed before its first
+ * caller (a drop-in Pool `connect` listener or `onConnect` hook): a holder's change of the same kind
+ * cannot be reset without undoing that setup, so the connection is destroyed instead.
+ */
+export function beyondBaseline(changes: SessionChanges, baseline: SessionChanges): SessionChanges {
+  return (changes & baseline) === SESSION_CLEAN ? changes : changes | OVERLAPS_SETUP;
+}
+
+/** A statement name quoted as an SQL identifier. */
+function quoteName(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * What release must do for a session with `changes`: nothing, one reset message, or destroy.
+ * `preparedNames`: statements the holder prepared by name through pg (`name` in a query config, on a
+ * drop-in Pool client), deallocated in the same message.
+ */
+export function planRelease(changes: SessionChanges, preparedNames?: readonly string[]): ReleasePlan {
+  if (changes === SESSION_CLEAN && preparedNames === undefined) return REUSE;
   if (changes & DESTROY) {
     const reason =
       changes & ROLE
         ? 'the session changed its role (SET ROLE / SESSION AUTHORIZATION), which RESET ALL does not undo'
-        : "the session prepared or deallocated statements by SQL (PREPARE, DEALLOCATE, DISCARD ALL), which pg's own record of prepared statements does not follow";
+        : changes & PREPARED
+          ? "the session prepared or deallocated statements by SQL (PREPARE, DEALLOCATE, DISCARD ALL), which pg's own record of prepared statements does not follow"
+          : "the session changed what the connection's own setup (a connect listener) set, which a reset would undo";
     return { action: 'destroy', reason };
   }
   const statements: string[] = [];
@@ -114,5 +139,6 @@ export function planRelease(changes: SessionChanges): ReleasePlan {
   if (changes & LISTENING) statements.push('UNLISTEN *');
   if (changes & TEMP_OBJECTS) statements.push('DISCARD TEMP');
   if (changes & ADVISORY_LOCKS) statements.push('SELECT pg_advisory_unlock_all()');
+  for (const name of preparedNames ?? []) statements.push(`DEALLOCATE ${quoteName(name)}`);
   return { action: 'reset', sql: statements.join('; '), resetsSettings: (changes & SETTINGS) !== 0 };
 }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { describe, expect, test } from 'vitest';
-import { observeStatement, planRelease, SESSION_CLEAN } from '../../src/pool/session-state.js';
+import { beyondBaseline, observeStatement, planRelease, SESSION_CLEAN } from '../../src/pool/session-state.js';
 
 const result = (command: string) => ({ command }) as pg.QueryResult;
 const plan = (text: string, ...commands: string[]) =>
@@ -69,5 +69,27 @@ describe('session state read from command tags', () => {
 
   test('a failed statement (no result) changes nothing', () => {
     expect(observeStatement(SESSION_CLEAN, 'SET x = 1', undefined)).toBe(SESSION_CLEAN);
+  });
+
+  test('named statements a holder prepared are deallocated in the reset message, quoted as identifiers', () => {
+    expect(planRelease(SESSION_CLEAN, ['q1', 'say "hi"'])).toEqual({
+      action: 'reset',
+      sql: 'DEALLOCATE "q1"; DEALLOCATE "say ""hi"""',
+      resetsSettings: false,
+    });
+    expect(planRelease(observeStatement(SESSION_CLEAN, 'LISTEN a', result('LISTEN')), ['q1'])).toEqual({
+      action: 'reset',
+      sql: 'UNLISTEN *; DEALLOCATE "q1"',
+      resetsSettings: false,
+    });
+  });
+
+  test("a change of the kind the connection's own setup made has it destroyed; another kind is reset around it", () => {
+    const setup = observeStatement(SESSION_CLEAN, 'SET search_path TO s', result('SET'));
+    const listen = observeStatement(SESSION_CLEAN, 'LISTEN a', result('LISTEN'));
+    const set = observeStatement(SESSION_CLEAN, 'SET work_mem = 1234', result('SET'));
+    expect(planRelease(beyondBaseline(listen, setup))).toEqual({ action: 'reset', sql: 'UNLISTEN *', resetsSettings: false });
+    expect(planRelease(beyondBaseline(set, setup)).action).toBe('destroy');
+    expect(planRelease(beyondBaseline(SESSION_CLEAN, setup))).toEqual({ action: 'reuse' });
   });
 });

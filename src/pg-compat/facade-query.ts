@@ -1,0 +1,168 @@
+import type pg from 'pg';
+import { isPrepared } from '../client-internals.js';
+import { observeStatement } from '../pool/session-state.js';
+import { isConnectionFailure } from '../errors.js';
+import {
+  markBroken,
+  statementAnswered,
+  statementPrepared,
+  statementSent,
+  streamClosed,
+  streamOpened,
+  type Lease,
+} from '../pool/lease.js';
+import type { QueryContext } from '../query-context.js';
+import type { FacadeSettings } from './pool-config.js';
+
+/** pg's callback shape for a query. */
+export type QueryCallback = (error: Error | undefined, result?: pg.QueryResult) => void;
+
+/** Something pg's `client.query` runs by calling its `submit` (pg-cursor, pg-query-stream, pg-copy-streams, pg.Query). */
+export interface Submittable {
+  submit(connection: unknown): void;
+  callback?: unknown;
+}
+
+export function isSubmittable(query: unknown): query is Submittable {
+  return typeof (query as Submittable | null)?.submit === 'function';
+}
+
+/**
+ * pg's overloads of `query(textOrConfig, values?, callback?)`, sorted out as pg does: a function as
+ * `values` is the callback.
+ */
+export function queryArguments(values: unknown, callback: unknown): { values: unknown; callback: QueryCallback | undefined } {
+  if (typeof values === 'function') return { values: undefined, callback: values as QueryCallback };
+  return { values, callback: typeof callback === 'function' ? (callback as QueryCallback) : undefined };
+}
+
+/**
+ * The statement as pg should see it, with the Pool's per-statement settings (`types`, `binary`,
+ * `query_timeout`) where the caller gave none. The caller's object is never modified (pg copies it too).
+ */
+function withSettings(query: string | pg.QueryConfig, settings: FacadeSettings): string | pg.QueryConfig {
+  if (settings.types === undefined && !settings.binary && settings.queryTimeoutMillis === undefined) return query;
+  const config: Record<string, unknown> = typeof query === 'string' ? { text: query } : { ...query };
+  if (settings.types !== undefined) config.types ??= settings.types;
+  if (settings.binary) config.binary ??= true;
+  if (settings.queryTimeoutMillis !== undefined) config.query_timeout ??= settings.queryTimeoutMillis;
+  return config as unknown as pg.QueryConfig;
+}
+
+/**
+ * Sends one caller statement on a checked-out connection, as pg's `client.query` does (same
+ * arguments, same results, pg's own errors: a server error is pg's `DatabaseError` with the SQLSTATE
+ * in `code`), while the library counts it (`queriesExecuted`, query time), tracks it in flight (a
+ * release before it is answered cancels it and destroys the connection), marks the lease broken on a
+ * connection failure, and notes what it changed in the session and the statement names it prepared,
+ * for the node pool's release (the one session-state tracker, src/pool/session-state.ts). Returns
+ * pg's return value: a promise without a callback, `undefined` with one, the submittable itself for a
+ * submittable.
+ */
+export function sendFacadeQuery(
+  lease: Lease,
+  context: QueryContext,
+  settings: FacadeSettings,
+  PromiseClass: PromiseConstructorLike,
+  query: unknown,
+  values: unknown,
+  callback: QueryCallback | undefined,
+): unknown {
+  const client = lease.client;
+  if (isSubmittable(query)) {
+    // A cursor, stream or COPY stays pg's. It counts as the caller's unanswered work until pg hands
+    // it ReadyForQuery or an error (a release meanwhile cancels it and destroys the connection), and
+    // is timed until then.
+    context.counters.queriesExecuted++;
+    trackSubmittable(query, lease, context);
+    return client.query(query as never, values as never, callback as never);
+  }
+  if (query === null || query === undefined || (typeof query !== 'string' && typeof query !== 'object')) {
+    // pg throws this synchronously; so do we, before counting anything.
+    return client.query(query as never, values as never, callback as never);
+  }
+  const own =
+    callback ?? (typeof query === 'object' ? ((query as { callback?: QueryCallback }).callback ?? undefined) : undefined);
+  const config = withSettings(query as string | pg.QueryConfig, settings);
+  const name = typeof query === 'object' ? (query as pg.QueryConfig).name : undefined;
+  const isNewName = typeof name === 'string' && name !== '' && !isPrepared(client, name);
+  const startedAt = performance.now();
+  context.counters.queriesExecuted++;
+  statementSent(lease, true, startedAt);
+  let isDone = false;
+  const finish = (error: Error | undefined, result?: pg.QueryResult) => {
+    if (isDone) return;
+    isDone = true;
+    statementAnswered(lease, true);
+    context.queryTime.record(performance.now() - startedAt);
+    if (error && isConnectionFailure(error)) markBroken(lease);
+    if (isNewName && isPrepared(client, name)) statementPrepared(lease, name);
+    if (result !== undefined)
+      lease.sessionChanges = observeStatement(
+        lease.sessionChanges,
+        typeof query === 'string' ? query : (query as pg.QueryConfig).text,
+        result,
+      );
+  };
+  const send = (done: QueryCallback) => {
+    try {
+      (client.query as (q: unknown, v: unknown, cb: (error: Error | undefined, result: pg.QueryResult) => void) => void)(
+        config,
+        values,
+        (error, result) => {
+          finish(error ?? undefined, error ? undefined : result);
+          done(error ?? undefined, result);
+        },
+      );
+    } catch (error) {
+      // pg's synchronous argument errors (a malformed config): nothing was sent.
+      finish(undefined);
+      throw error;
+    }
+  };
+  if (own) {
+    send(own);
+    return undefined;
+  }
+  return new PromiseClass<pg.QueryResult>((resolve, reject) =>
+    send((error, result) => {
+      if (!error) return resolve(result!);
+      // As pg does: a stack that leads back to the caller, not to the socket's read.
+      Error.captureStackTrace(error);
+      reject(error);
+    }),
+  );
+}
+
+/**
+ * Tracks a submittable until pg is done with it: pg calls `handleReadyForQuery` when it ends and
+ * `handleError` when it fails (its submittable protocol), so those two are wrapped on the instance
+ * (pg itself sets `callback` on it). Until then it counts as the caller's open stream on the lease
+ * (`streamOpened`); not for the statement watchdog, since a cursor waiting for its reader runs
+ * nothing on the server.
+ */
+function trackSubmittable(query: Submittable, lease: Lease, context: QueryContext): void {
+  const startedAt = performance.now();
+  const hooks = query as Submittable & {
+    handleReadyForQuery?: (...args: unknown[]) => unknown;
+    handleError?: (...args: unknown[]) => unknown;
+  };
+  let isRecorded = false;
+  const record = () => {
+    if (isRecorded) return;
+    isRecorded = true;
+    streamClosed(lease);
+    context.queryTime.record(performance.now() - startedAt);
+  };
+  // Without pg's end hooks there is nothing to tell when it ends: it is timed and counted, not tracked.
+  if (typeof hooks.handleReadyForQuery !== 'function') return void context.queryTime.record(0);
+  streamOpened(lease);
+  for (const method of ['handleReadyForQuery', 'handleError'] as const) {
+    const original = hooks[method];
+    if (typeof original !== 'function') continue;
+    hooks[method] = function (this: unknown, ...args: unknown[]) {
+      record();
+      return original.apply(this, args);
+    };
+  }
+}
