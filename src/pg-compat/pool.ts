@@ -3,41 +3,21 @@ import type { CallWork } from '../call-frame.js';
 import type { CheckedCall } from '../call-options.js';
 import { setSessionReadOnly } from '../call-work.js';
 import { isBusy, setKeepAlive } from '../client-internals.js';
-import { DatabaseConnectionError, PoolClosedError, PoolTimeoutError } from '../errors.js';
+import { PoolClosedError } from '../errors.js';
 import { summarize } from '../error-summary.js';
 import type { HealthReport } from '../health.js';
 import type { QueryContext } from '../query-context.js';
 import type { PoolStats } from '../stats.js';
-import { startTimer } from '../timers.js';
 import { isSubmittable, queryArguments, sendFacadeQuery, type QueryCallback } from './facade-query.js';
 import { markBroken, type Lease } from '../pool/lease.js';
 import { retryAfter } from '../replicas/failover-retry.js';
-import { observeStatement, SESSION_CLEAN } from '../pool/session-state.js';
 import { openStandaloneBacking, type PoolBacking } from './pool-backing.js';
 import { ClientFacade, type ClientHost } from './pool-client.js';
 import { resolvePoolConfig, type FacadeSettings, type PoolConfig } from './pool-config.js';
+import { ConnectionSetup } from './connection-setup.js';
+import { EndGate } from './end-gate.js';
+import { asPgError, callOutside, NOOP, pgOptionsOf, type ConnectCallback } from './pg-shapes.js';
 
-type ConnectCallback = (error: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void;
-
-const NOOP = () => undefined;
-/** How long end() waits for work asked for before it (pg-pool waits without a deadline). */
-const END_WAIT_MILLIS = 10_000;
-
-/**
- * A failure as pg reports it: a connection that could not be opened rejects with pg's own error (the
- * socket's or the server's, with its `code`), a deadline with pg-pool's words in front of the
- * library's message. The library's classes stay for what pg has no class for (PoolTimeoutError,
- * PoolClosedError, CIRCUIT_OPEN).
- */
-function asPgError(error: Error): Error {
-  if (error instanceof PoolTimeoutError) {
-    error.message = `timeout exceeded when trying to connect: ${error.message}`;
-    return error;
-  }
-  if (error instanceof DatabaseConnectionError && error.code === 'CONNECTION_FAILED' && error.cause instanceof Error)
-    return error.cause;
-  return error;
-}
 /** One `pool.query` statement, run in the Database's call frame: read-write, on the primary, no signal or timeout. */
 interface StatementCall extends CheckedCall {
   readonly query: unknown;
@@ -46,28 +26,6 @@ interface StatementCall extends CheckedCall {
 
 /** Set by {@link createPoolView} for the constructor it calls; never visible to callers. */
 let viewBacking: PoolBacking | undefined;
-
-/** pg-pool's own option names for what the Database resolved, so `pool.options` reads as pg's. */
-function pgOptionsOf(backing: PoolBacking, given: object, settings: FacadeSettings): Record<string, unknown> {
-  const c = backing.config;
-  const options: Record<string, unknown> = {
-    ...given,
-    host: c.host,
-    port: c.port,
-    user: c.user,
-    database: c.database,
-    max: c.max,
-    min: c.min,
-    idleTimeoutMillis: c.idleTimeoutMillis,
-    connectionTimeoutMillis: settings.isUnboundedWait ? 0 : c.connectionTimeoutMillis,
-    maxLifetimeSeconds: c.maxLifetimeMillis / 1000,
-    application_name: c.applicationName,
-    allowExitOnIdle: true,
-  };
-  // pg-pool hides it from enumeration and logs; Prisma's adapter reads it back for a shadow database.
-  if (c.password !== undefined) options.password = c.password;
-  return options;
-}
 
 /**
  * node-postgres' `pg.Pool`, with this library underneath: `import { Pool } from '@codecheck/db'`
@@ -87,14 +45,11 @@ export class Pool extends pg.Pool {
   readonly #host: ClientHost;
   /** The facade serving each connection while a caller keeps it (pg-pool hands out the same object each time). */
   readonly #facades = new WeakMap<pg.Client, WeakRef<ClientFacade>>();
-  /** Connections whose onConnect/verify hooks have run. */
-  readonly #prepared = new WeakSet<pg.Client>();
+  readonly #setup: ConnectionSetup;
   /** Checkouts per connection, for `maxUses`. */
   readonly #uses = new WeakMap<pg.Client, number>();
-  #endCalled = false;
-  /** Checkouts asked for and not yet released (pg-pool's end() lets them finish). */
-  #outstanding = 0;
-  #onDrained: (() => void) | undefined;
+  /** end(): checkouts and pool.query calls asked for before it may finish. */
+  readonly #gate = new EndGate();
   /** pool.query's work in the call frame. */
   readonly #statementWork: CallWork<StatementCall, pg.QueryResult, pg.QueryResult> = {
     run: (call, lease, context) => this.#runStatement(call, lease, context),
@@ -114,6 +69,7 @@ export class Pool extends pg.Pool {
     super(pgOptionsOf(backing, view ? {} : (config ?? {}), settings));
     this.#backing = backing;
     this.#settings = settings;
+    this.#setup = new ConnectionSetup(settings, backing.primary);
     for (const warning of settings.warnings) backing.log.warn(warning);
     const Promise = (this as unknown as { Promise: PromiseConstructorLike }).Promise;
     this.#host = {
@@ -121,14 +77,14 @@ export class Pool extends pg.Pool {
       settings,
       Promise,
       endCheckout: (client, lease, error) => this.#endCheckout(client, lease, error),
-      setupQuery: (client, query, values, callback) => this.#setupQuery(client, query, values, callback),
+      setupQuery: (client, query, values, callback) => this.#setup.query(client, query, values, callback),
       reclaim: (lease) => {
         backing.log.warn(
           'a client checked out with pool.connect() was garbage-collected without release(); its connection was closed and its slot freed (a leak in the caller)',
         );
         markBroken(lease);
         this.#give(lease);
-        this.#settle();
+        this.#gate.leave();
       },
     };
     // pg-pool keeps `ending`/`ended` as fields; here they follow the Database's lifecycle (db.shutdown() ends db.pool too).
@@ -196,12 +152,7 @@ export class Pool extends pg.Pool {
 
   /** False once end() was called or the Database is shutting down. */
   #isAccepting(): boolean {
-    return !this.#endCalled && this.#backing.state() === 'open';
-  }
-
-  /** A checkout or pool.query ended; end() waits for the count to reach 0. */
-  #settle(): void {
-    if (--this.#outstanding === 0) this.#onDrained?.();
+    return !this.#gate.isEndCalled && this.#backing.state() === 'open';
   }
 
   #connect(callback?: ConnectCallback): Promise<pg.PoolClient> | void {
@@ -276,7 +227,7 @@ export class Pool extends pg.Pool {
     }
     // The Database's own call frame: its acquire (deadline, validation, leak stack), release (the
     // session-state hygiene) and its count of a failed call in `errors`.
-    this.#outstanding++;
+    this.#gate.enter();
     const call: StatementCall = {
       isReadOnly: false,
       target: undefined,
@@ -288,11 +239,11 @@ export class Pool extends pg.Pool {
     };
     this.#backing.frame.run(call, this.#statementWork).then(
       (result) => {
-        this.#settle();
+        this.#gate.leave();
         done(undefined, result);
       },
       (error: Error) => {
-        this.#settle();
+        this.#gate.leave();
         done(asPgError(error));
       },
     );
@@ -327,59 +278,25 @@ export class Pool extends pg.Pool {
 
   /** pool.connect: a checkout handed out as a client facade, after the connection's hooks ran once. */
   async #checkOut(): Promise<pg.PoolClient> {
-    this.#outstanding++;
+    this.#gate.enter();
     let lease: Lease;
     try {
       lease = await this.#acquire();
     } catch (error) {
-      this.#settle();
+      this.#gate.leave();
       throw error;
     }
     const facade = this.#facadeFor(lease.client);
     facade.begin(lease);
-    this.#prepareConnection(lease);
-    if (!this.#prepared.has(lease.client) && (this.#settings.onConnect || this.#settings.verify)) {
-      try {
-        await this.#runHooks(facade.client);
-        this.#prepared.add(lease.client);
-        // The hooks set the connection up: their session changes are its baseline, not this holder's.
-        this.#backing.primary.addSessionBaseline(lease.client, lease.sessionChanges);
-        lease.sessionChanges = SESSION_CLEAN;
-      } catch (error) {
-        facade.client.release(true);
-        throw error;
-      }
+    if (this.#settings.pipeline) (lease.client as { pipeline: boolean }).pipeline = true;
+    try {
+      await this.#setup.prepare(facade.client, lease);
+    } catch (error) {
+      facade.client.release(true);
+      throw error;
     }
     this.emit('acquire', facade.client);
     return facade.client;
-  }
-
-  /** pg's own query on a connection not yet handed out, observed into its baseline. */
-  #setupQuery(client: pg.PoolClient, query: unknown, values: unknown, callback: QueryCallback | undefined): unknown {
-    const text = typeof query === 'string' ? query : (query as { text?: string } | null)?.text;
-    const observe = (result: pg.QueryResult | undefined) =>
-      this.#backing.primary.addSessionBaseline(client, observeStatement(SESSION_CLEAN, text, result));
-    const send = client.query as (q: unknown, v: unknown, cb?: QueryCallback) => unknown;
-    if (isSubmittable(query)) return send.call(client, query, values, callback);
-    if (callback)
-      return send.call(client, query, values, (error, result) => {
-        if (!error) observe(result);
-        callback(error, result);
-      });
-    const sent = send.call(client, query, values) as Promise<pg.QueryResult>;
-    sent.then(observe, NOOP);
-    return sent;
-  }
-
-  #prepareConnection(lease: Lease): void {
-    if (this.#settings.pipeline) (lease.client as { pipeline: boolean }).pipeline = true;
-  }
-
-  async #runHooks(client: pg.PoolClient): Promise<void> {
-    const { onConnect, verify } = this.#settings;
-    if (onConnect) await onConnect(client);
-    if (verify)
-      await new Promise<void>((resolve, reject) => verify(client, (error?: Error) => (error ? reject(error) : resolve())));
   }
 
   #facadeFor(client: pg.PoolClient): ClientFacade {
@@ -393,7 +310,7 @@ export class Pool extends pg.Pool {
   #endCheckout(client: pg.PoolClient, lease: Lease, error: unknown): void {
     this.emit('release', error, client);
     this.#finish(lease, Boolean(error));
-    this.#settle();
+    this.#gate.leave();
   }
 
   /**
@@ -430,33 +347,21 @@ export class Pool extends pg.Pool {
 
   /**
    * pool.end(): new work is refused at once; checkouts and pool.query calls asked for before it may
-   * finish, as in pg-pool, but within one deadline ({@link END_WAIT_MILLIS}); then the Database shuts
+   * finish, as in pg-pool, but within one deadline (10 s, src/pg-compat/end-gate.ts); then the Database shuts
    * down (`shutdown()`), cancelling what still runs. For `db.pool`, that is the whole Database. A
    * second call fails, as in pg-pool.
    */
   #end(callback?: (error?: Error) => void): Promise<void> | void {
-    if (this.#endCalled) {
+    if (this.#gate.isEndCalled) {
       const error = new PoolClosedError('Called end on pool more than once');
       if (callback) return callback(error);
       return this.#reject(error) as unknown as Promise<void>;
     }
-    this.#endCalled = true;
-    const deadline = Date.now() + END_WAIT_MILLIS;
-    const ended = this.#drain().then(() => this.#backing.shutdown({ timeoutMillis: Math.max(0, deadline - Date.now()) }));
+    const ended = this.#gate
+      .close()
+      .then((deadline) => this.#backing.shutdown({ timeoutMillis: Math.max(0, deadline - Date.now()) }));
     if (!callback) return ended;
     ended.then(() => callback(), callback);
-  }
-
-  /** Resolves once the checkouts and pool.query calls asked for before end() are done, or at END_WAIT_MILLIS. */
-  #drain(): Promise<void> {
-    if (this.#outstanding === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = startTimer(END_WAIT_MILLIS, resolve, 'unref');
-      this.#onDrained = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   }
 
   /** pg-pool's `log` option (a no-op unless given). */
@@ -466,17 +371,6 @@ export class Pool extends pg.Pool {
 
   #reject(error: Error): PromiseLike<never> {
     return new this.#Promise<never>((_resolve, reject) => reject(error));
-  }
-}
-
-/** Calls a caller's callback outside our promise chain, so an exception it throws is not swallowed. */
-function callOutside(callback: ConnectCallback, ...args: Parameters<ConnectCallback>): void {
-  try {
-    callback(...args);
-  } catch (error) {
-    process.nextTick(() => {
-      throw error;
-    });
   }
 }
 
