@@ -2,10 +2,12 @@
  * The library's guarantees on the drop-in Pool's paths (pool.query, pool.connect/release): acquire
  * deadline, validation, release hygiene, leak detection, shutdown, a server restart, stats.
  */
+import diagnosticsChannel from 'node:diagnostics_channel';
 import pg from 'pg';
 import Cursor from 'pg-cursor';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Pool, PoolClosedError, PoolTimeoutError, type PoolConfig } from '../../../src/index.js';
+import { CHANNEL_NAMES } from '../../../src/tracing-channels.js';
 import { getTestDatabaseUrl } from '../../support/database-url.js';
 import { startPostgres } from '../../support/postgres-server.js';
 import { adminQuery, captureLogs, eventually, uniqueName, within } from '../../support/test-database.js';
@@ -153,6 +155,29 @@ describe('the drop-in Pool keeps the library guarantees', () => {
     expect((await third.query('SHOW search_path')).rows).toEqual([{ search_path: 'drop_in_schema, public' }]);
     expect((await third.query("SELECT current_setting('work_mem') <> '1234kB' AS reset")).rows).toEqual([{ reset: true }]);
     third.release();
+  });
+
+  it('publishes pool.query on codecheck-db:query with its text, parameter count and row count, never its values', async () => {
+    const pool = openPool({ max: 1 });
+    const channel = diagnosticsChannel.tracingChannel(CHANNEL_NAMES.query);
+    const settled: Record<string, unknown>[] = [];
+    const handlers = {
+      start: () => undefined,
+      end: () => undefined,
+      asyncStart: (message: unknown) => void settled.push({ ...(message as Record<string, unknown>) }),
+      asyncEnd: () => undefined,
+      error: () => undefined,
+    };
+    channel.subscribe(handlers);
+    try {
+      await pool.query('SELECT $1::text AS t', ['drop-in-secret']);
+    } finally {
+      channel.unsubscribe(handlers);
+    }
+    expect(settled).toEqual([
+      expect.objectContaining({ operation: 'query', text: 'SELECT $1::text AS t', parameterCount: 1, rowCount: 1 }),
+    ]);
+    expect(JSON.stringify(settled)).not.toContain('drop-in-secret');
   });
 
   it('closes a connection released after SET ROLE, which RESET ALL cannot undo', async () => {
