@@ -101,6 +101,25 @@ export function serverOf(client: { host?: string; port?: number }, node: ServerF
   };
 }
 
+/**
+ * Ends a trace on `codecheck-db:query` that {@link startQueryTrace} began, for a statement sent with a
+ * callback: the outcome goes on the message, then `error` (on failure), `asyncStart` and `asyncEnd`.
+ */
+export function settleQueryTrace(message: QueryMessage, error: unknown, result: unknown): void {
+  if (error !== undefined && error !== null) {
+    message.error = error;
+    if (error instanceof DbError) message.errorCode = error.code;
+    const state = sqlStateOf(error);
+    if (state !== undefined) message.sqlState = state;
+    queryChannel.error.publish(message);
+  } else {
+    const last = (Array.isArray(result) ? result.at(-1) : result) as { rowCount?: number | null; rows?: unknown[] } | undefined;
+    if (last) message.rowCount = last.rowCount ?? last.rows?.length ?? 0;
+  }
+  queryChannel.asyncStart.publish(message);
+  queryChannel.asyncEnd.publish(message);
+}
+
 /** The server fields of a node's target. */
 export function serverFields(target: { host: string; port: number; database: string }, poolName: string): ServerFields {
   return { serverAddress: target.host, serverPort: target.port, database: target.database, poolName };

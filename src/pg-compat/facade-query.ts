@@ -13,6 +13,7 @@ import {
 } from '../pool/lease.js';
 import type { QueryContext } from '../query-context.js';
 import type { FacadeSettings } from './pool-config.js';
+import { queryChannel, serverOf, settleQueryTrace, type QueryMessage } from '../tracing-channels.js';
 
 /** pg's callback shape for a query. */
 export type QueryCallback = (error: Error | undefined, result?: pg.QueryResult) => void;
@@ -86,6 +87,11 @@ export function sendFacadeQuery(
   const config = withSettings(query as string | pg.QueryConfig, settings);
   const name = typeof query === 'object' ? (query as pg.QueryConfig).name : undefined;
   const isNewName = typeof name === 'string' && name !== '' && !isPrepared(client, name);
+  // Traced on `codecheck-db:query` as the library's own statements are, while someone subscribes; the
+  // outcome is pg's (its error, with the SQLSTATE), as the caller gets it.
+  const message = queryChannel.hasSubscribers ? facadeMessage(lease, context, config, values) : undefined;
+  if (message) queryChannel.start.publish(message);
+  let thrown: unknown;
   const startedAt = performance.now();
   context.counters.queriesExecuted++;
   statementSent(lease, true, startedAt);
@@ -93,6 +99,7 @@ export function sendFacadeQuery(
   const finish = (error: Error | undefined, result?: pg.QueryResult) => {
     if (isDone) return;
     isDone = true;
+    if (message) settleQueryTrace(message, error ?? thrown, result);
     statementAnswered(lease, true);
     context.queryTime.record(performance.now() - startedAt);
     if (error && isConnectionFailure(error)) markBroken(lease);
@@ -116,15 +123,17 @@ export function sendFacadeQuery(
       );
     } catch (error) {
       // pg's synchronous argument errors (a malformed config): nothing was sent.
+      thrown = error;
       finish(undefined);
       throw error;
     }
   };
   if (own) {
     send(own);
+    if (message) queryChannel.end.publish(message);
     return undefined;
   }
-  return new PromiseClass<pg.QueryResult>((resolve, reject) =>
+  const answer = new PromiseClass<pg.QueryResult>((resolve, reject) =>
     send((error, result) => {
       if (!error) return resolve(result!);
       // As pg does: a stack that leads back to the caller, not to the socket's read.
@@ -132,6 +141,20 @@ export function sendFacadeQuery(
       reject(error);
     }),
   );
+  if (message) queryChannel.end.publish(message);
+  return answer;
+}
+
+/** The `codecheck-db:query` message of a statement of the drop-in Pool (text and the count of its values only). */
+function facadeMessage(lease: Lease, context: QueryContext, config: string | pg.QueryConfig, values: unknown): QueryMessage {
+  const bound = Array.isArray(values) ? values : typeof config === 'string' ? undefined : config.values;
+  return {
+    operation: 'query',
+    text: typeof config === 'string' ? config : String(config.text),
+    parameterCount: Array.isArray(bound) ? bound.length : 0,
+    transaction: context.transaction,
+    ...serverOf(lease.client, lease.owner.server),
+  };
 }
 
 /**

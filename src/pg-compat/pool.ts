@@ -11,7 +11,6 @@ import type { PoolStats } from '../stats.js';
 import { isSubmittable, queryArguments, sendFacadeQuery, type QueryCallback } from './facade-query.js';
 import { markBroken, type Lease } from '../pool/lease.js';
 import { retryAfter } from '../replicas/failover-retry.js';
-import { queryChannel, serverOf, traced, type QueryMessage } from '../tracing-channels.js';
 import { openStandaloneBacking, type PoolBacking } from './pool-backing.js';
 import { ClientFacade, type ClientHost } from './pool-client.js';
 import { resolvePoolConfig, type FacadeSettings, type PoolConfig } from './pool-config.js';
@@ -252,7 +251,7 @@ export class Pool extends pg.Pool {
 
   /**
    * pool.query's statement on the connection the frame checked out, read-write like every statement of
-   * pg's. Traced on `codecheck-db:query` while someone subscribes, as `sendQuery` traces the Database's.
+   * pg's. Traced on `codecheck-db:query` by `sendFacadeQuery` while someone subscribes.
    */
   async #runStatement(call: StatementCall, lease: Lease, context: QueryContext): Promise<pg.QueryResult> {
     if (lease.isSessionReadOnly) await setSessionReadOnly(lease, false);
@@ -263,27 +262,11 @@ export class Pool extends pg.Pool {
           error ? reject(error) : resolve(result!),
         ),
       );
-    const result = queryChannel.hasSubscribers ? await this.#traced(call, lease, send) : await send();
+    // sendFacadeQuery traces the statement on `codecheck-db:query` while someone subscribes.
+    const result = await send();
     this.#log('query dispatched');
     this.#countUse(lease);
     return result;
-  }
-
-  #traced(call: StatementCall, lease: Lease, send: () => Promise<pg.QueryResult>): Promise<pg.QueryResult> {
-    const config = typeof call.query === 'object' && call.query !== null ? (call.query as pg.QueryConfig) : undefined;
-    const bound = (Array.isArray(call.values) ? call.values : config?.values) as readonly unknown[] | undefined;
-    const message: QueryMessage = {
-      operation: 'query',
-      text: config ? String(config.text) : String(call.query),
-      parameterCount: bound?.length ?? 0,
-      transaction: undefined,
-      ...serverOf(lease.client, lease.owner.server),
-    };
-    return traced(queryChannel, message, async () => {
-      const result = await send();
-      message.rowCount = result.rowCount ?? result.rows?.length ?? 0;
-      return result;
-    });
   }
 
   /** A checkout of the primary through the call frame, its session read-write (pg's statements are). */

@@ -1,6 +1,6 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { Database } from '../../src/index.js';
+import { Pool, type Database } from '../../src/index.js';
 import { CHANNEL_NAMES } from '../../src/tracing-channels.js';
 import { getTestDatabaseUrl } from '../support/database-url.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
@@ -369,6 +369,46 @@ describe('codecheck-db:connect with a credentials provider', () => {
     expect(eventsOf('connect:asyncEnd').map(([, message]) => message)).toEqual([
       { operation: 'connect', ...server, poolName: 'primary', errorCode: 'CREDENTIALS_FAILED', error },
     ]);
+  });
+});
+
+describe('the drop-in Pool on codecheck-db:query', () => {
+  it("publishes pool.query and a checked-out client's query with the same message; a failure carries pg's error and its SQLSTATE", async () => {
+    const pool = new Pool({ connectionString: getTestDatabaseUrl(), sslMode: 'disable', logLevel: 'silent', max: 1 });
+    try {
+      await pool.query('SELECT 1'); // connected before anyone listens
+      record('query');
+      await pool.query('SELECT $1::text AS v', [BOUND]);
+      const client = await pool.connect();
+      const error = await client.query({ text: 'SELECT $1::text AS v, 1/0 AS n', values: [BOUND] }).catch((e: unknown) => e);
+      client.release();
+      const message = { operation: 'query', text: 'SELECT $1::text AS v', parameterCount: 1, ...server, poolName: 'primary' };
+      expect(events.slice(0, 4)).toEqual([
+        ['query:start', message],
+        ['query:end', message],
+        ['query:asyncStart', { ...message, rowCount: 1 }],
+        ['query:asyncEnd', { ...message, rowCount: 1 }],
+      ]);
+      const failed = {
+        operation: 'query',
+        text: 'SELECT $1::text AS v, 1/0 AS n',
+        parameterCount: 1,
+        ...server,
+        poolName: 'primary',
+      };
+      expect(events.slice(4).map(([name]) => name)).toEqual([
+        'query:start',
+        'query:end',
+        'query:error',
+        'query:asyncStart',
+        'query:asyncEnd',
+      ]);
+      expect(events.at(-1)![1]).toEqual({ ...failed, sqlState: '22012', error });
+      expect(error).toMatchObject({ code: '22012' }); // pg's own error, as pg gives it
+      expect(JSON.stringify(events)).not.toContain(BOUND);
+    } finally {
+      await pool.end();
+    }
   });
 });
 
