@@ -172,7 +172,15 @@ export async function runMicro(url: string): Promise<MicroResults> {
       await node.release(lease);
     }),
   );
-  await node.close(Date.now() + 5000);
-  await pool.end();
+  // A bare NodePool's close waits only on unref'd timers and sockets (its pool lets an idle process
+  // exit), and nothing else holds this process now: without a hold it would exit before the close
+  // resolves, and the results would never be written (exit code 13, unsettled top-level await).
+  const hold = setInterval(() => undefined, 1000);
+  try {
+    await node.close(Date.now() + 5000);
+    await pool.end();
+  } finally {
+    clearInterval(hold);
+  }
   return { micro, connectionCost };
 }
