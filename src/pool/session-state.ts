@@ -30,14 +30,27 @@ const PREPARED = 32;
  * `SET`): the reset would undo the setup too. Destroy.
  */
 const OVERLAPS_SETUP = 64;
+/** `DECLARE ... WITH HOLD`: the cursor outlives its transaction; undone by `CLOSE ALL`. */
+const HELD_CURSORS = 128;
+/** What an anonymous `DO` block may have changed through PERFORM / EXECUTE: everything a reset undoes. */
+const ANYTHING_RESETTABLE = SETTINGS | LISTENING | TEMP_OBJECTS | ADVISORY_LOCKS | HELD_CURSORS;
 
 const DESTROY = ROLE | PREPARED | OVERLAPS_SETUP;
 
 /** SET forms that end with the transaction: nothing to undo. */
 const TRANSACTION_SCOPED_SET = /^\s*set\s+(?:local|transaction|constraints)\b/i;
 const IDENTITY = /\b(?:role|session\s+authorization)\b/i;
-const TEMP_CREATE = /^\s*create\s+(?:(?:global|local)\s+)?temp(?:orary)?\b/i;
+const TEMP_CREATE = /^\s*create\s+(?:or\s+replace\s+)?(?:(?:global|local)\s+)?temp(?:orary)?\b/i;
 const TEMP_ANYWHERE = /\btemp(?:orary)?\b/i;
+/** An object created in the session's temp schema by name (`CREATE TABLE pg_temp.t`, `CREATE FUNCTION pg_temp.f`). */
+const TEMP_SCHEMA = /\bpg_temp"?\s*\./i;
+/** `SELECT ... INTO TEMP t` (tag SELECT). */
+const INTO_TEMP = /\binto\s+(?:(?:global|local)\s+)?(?:temp(?:orary)?\b|(?:unlogged\s+)?(?:table\s+)?"?pg_temp"?\s*\.)/i;
+const CREATE_IN_TEMP_SCHEMA = /\bcreate\b[^;]*?\bpg_temp"?\s*\./i;
+const CREATE_TEMP_ANYWHERE = /\bcreate\s+(?:(?:global|local)\s+)?temp(?:orary)?\b/i;
+const WITH_HOLD = /\bwith\s+hold\b/i;
+/** Leading `--` and `/* *\/` comments (as ORMs and query tags add them), which the anchored checks must skip. */
+const LEADING_COMMENTS = /^(?:\s*(?:--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/))*/;
 const DISCARD_ALL = /\bdiscard\s+all\b/i;
 const SESSION_FUNCTIONS = /advisory|set_config/i;
 
@@ -60,15 +73,12 @@ const REUSE: ReleasePlan = Object.freeze({ action: 'reuse' });
  * statements (`isOneOfSeveral`) the text checks cannot tell which statement they read, so they lean
  * to "changed".
  */
-function changesOf(command: string | null | undefined, text: string, isOneOfSeveral: boolean): SessionChanges {
+function changesOf(command: string | null | undefined, fullText: string, isOneOfSeveral: boolean): SessionChanges {
+  const text = fullText.replace(LEADING_COMMENTS, '');
   switch (command) {
     case 'SELECT':
-      // Functions with session effects hide behind a SELECT tag.
-      if (!SESSION_FUNCTIONS.test(text)) return SESSION_CLEAN;
-      return (
-        (/pg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i.test(text) ? ADVISORY_LOCKS : 0) |
-        (/set_config\s*\(/i.test(text) ? SETTINGS : 0)
-      );
+      // CREATE TABLE AS and SELECT INTO report SELECT; functions with session effects hide behind it too.
+      return selectChanges(text, isOneOfSeveral);
     case 'SET':
     case 'RESET':
       if (IDENTITY.test(text)) return ROLE;
@@ -76,7 +86,12 @@ function changesOf(command: string | null | undefined, text: string, isOneOfSeve
     case 'LISTEN':
       return LISTENING;
     case 'CREATE':
-      return (isOneOfSeveral ? TEMP_ANYWHERE : TEMP_CREATE).test(text) ? TEMP_OBJECTS : SESSION_CLEAN;
+      return (isOneOfSeveral ? TEMP_ANYWHERE : TEMP_CREATE).test(text) || TEMP_SCHEMA.test(text) ? TEMP_OBJECTS : SESSION_CLEAN;
+    case 'DECLARE':
+      return WITH_HOLD.test(text) ? HELD_CURSORS : SESSION_CLEAN;
+    case 'DO':
+      // An anonymous block can SET, LISTEN, create temp objects or lock through PERFORM / EXECUTE.
+      return IDENTITY.test(text) ? ROLE : ANYTHING_RESETTABLE;
     case 'DISCARD':
       return DISCARD_ALL.test(text) ? PREPARED : SESSION_CLEAN;
     case 'PREPARE':
@@ -85,6 +100,19 @@ function changesOf(command: string | null | undefined, text: string, isOneOfSeve
     default:
       return SESSION_CLEAN;
   }
+}
+
+/** The changes of a statement tagged SELECT: a temp table made by CREATE TABLE AS / SELECT INTO, or a session function. */
+function selectChanges(text: string, isOneOfSeveral: boolean): SessionChanges {
+  const createsTemp =
+    (isOneOfSeveral ? CREATE_TEMP_ANYWHERE : TEMP_CREATE).test(text) || CREATE_IN_TEMP_SCHEMA.test(text) || INTO_TEMP.test(text);
+  const changes = createsTemp ? TEMP_OBJECTS : SESSION_CLEAN;
+  if (!SESSION_FUNCTIONS.test(text)) return changes;
+  return (
+    changes |
+    (/pg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i.test(text) ? ADVISORY_LOCKS : 0) |
+    (/set_config\s*\(/i.test(text) ? SETTINGS : 0)
+  );
 }
 
 /**
@@ -138,6 +166,7 @@ export function planRelease(changes: SessionChanges, preparedNames?: readonly st
   if (changes & SETTINGS) statements.push('RESET ALL');
   if (changes & LISTENING) statements.push('UNLISTEN *');
   if (changes & TEMP_OBJECTS) statements.push('DISCARD TEMP');
+  if (changes & HELD_CURSORS) statements.push('CLOSE ALL');
   if (changes & ADVISORY_LOCKS) statements.push('SELECT pg_advisory_unlock_all()');
   for (const name of preparedNames ?? []) statements.push(`DEALLOCATE ${quoteName(name)}`);
   return { action: 'reset', sql: statements.join('; '), resetsSettings: (changes & SETTINGS) !== 0 };

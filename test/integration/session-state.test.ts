@@ -98,4 +98,49 @@ describe('session state between callers', () => {
     for (let i = 0; i < 3; i++) expect(await db.executeQuery('SELECT $1::int AS n', [i])).toEqual([{ n: i }]);
     expect(db.getStats()).toMatchObject({ sessionDiscards: 1, errors: 0 });
   });
+
+  test.each([
+    [
+      'CREATE TEMP TABLE ... AS (tagged SELECT)',
+      'CREATE TEMP TABLE leak_as AS SELECT 1 AS x',
+      "to_regclass('pg_temp.leak_as') IS NOT NULL",
+    ],
+    ['SELECT ... INTO TEMP', 'SELECT 1 AS x INTO TEMP leak_into', "to_regclass('pg_temp.leak_into') IS NOT NULL"],
+    [
+      'a table created in pg_temp by name',
+      'CREATE TABLE pg_temp.leak_schema (x int)',
+      "to_regclass('pg_temp.leak_schema') IS NOT NULL",
+    ],
+    [
+      'a temp table after a leading comment',
+      '/* app:1 */ CREATE TEMP TABLE leak_comment (x int)',
+      "to_regclass('pg_temp.leak_comment') IS NOT NULL",
+    ],
+    [
+      'DECLARE ... WITH HOLD',
+      'DECLARE leak_cursor CURSOR WITH HOLD FOR SELECT 1',
+      "EXISTS (SELECT 1 FROM pg_cursors WHERE name = 'leak_cursor')",
+    ],
+    [
+      'set_config in a DO block',
+      "DO $$ BEGIN PERFORM set_config('search_path', 'pg_catalog', false); END $$",
+      "current_setting('search_path') = 'pg_catalog'",
+    ],
+    [
+      'an advisory lock in a DO block',
+      'DO $$ BEGIN PERFORM pg_advisory_lock(434343); END $$',
+      "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 434343)",
+    ],
+    [
+      'LISTEN in a DO block',
+      "DO $$ BEGIN EXECUTE 'LISTEN leak_channel'; END $$",
+      'EXISTS (SELECT 1 FROM pg_listening_channels())',
+    ],
+  ])('%s inside withDb is gone for the next caller on the same connection', async (_what, statement, stillThere) => {
+    const before = await pid();
+    await db.withDb(false, async (client) => client.query(statement));
+    expect(await db.executeQuery(`SELECT ${stillThere} AS left_over`)).toEqual([{ left_over: false }]);
+    expect(await pid()).toBe(before);
+    expect(db.getStats()).toMatchObject({ sessionResets: 1, sessionDiscards: 0 });
+  });
 });

@@ -17,6 +17,9 @@ describe('session state read from command tags', () => {
     ['DISCARD TEMP', 'DISCARD'],
     ['UNLISTEN *', 'UNLISTEN'],
     ['SELECT pg_advisory_xact_lock(1)', 'SELECT'],
+    ["SELECT to_regclass('pg_temp.t') IS NULL", 'SELECT'],
+    ['SELECT temp FROM weather', 'SELECT'],
+    ['DECLARE c CURSOR FOR SELECT 1', 'DECLARE'],
   ])('%j leaves the session clean: reused with no round trip', (text, command) => {
     expect(plan(text, command)).toEqual({ action: 'reuse' });
   });
@@ -31,6 +34,19 @@ describe('session state read from command tags', () => {
     ['create temporary view v as select 1', 'CREATE', 'DISCARD TEMP', false],
     ['SELECT pg_advisory_lock(42)', 'SELECT', 'SELECT pg_advisory_unlock_all()', false],
     ['SELECT PG_TRY_ADVISORY_LOCK_SHARED(1, 2)', 'SELECT', 'SELECT pg_advisory_unlock_all()', false],
+    ['CREATE TEMP TABLE t AS SELECT 1', 'SELECT', 'DISCARD TEMP', false],
+    ['SELECT 1 AS x INTO TEMPORARY t', 'SELECT', 'DISCARD TEMP', false],
+    ['CREATE TABLE pg_temp.t AS SELECT 1', 'SELECT', 'DISCARD TEMP', false],
+    ['CREATE TABLE "pg_temp".t (x int)', 'CREATE', 'DISCARD TEMP', false],
+    ["CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'", 'CREATE', 'DISCARD TEMP', false],
+    ['-- tag\n/* more */ create temp table t (x int)', 'CREATE', 'DISCARD TEMP', false],
+    ['DECLARE c CURSOR WITH HOLD FOR SELECT 1', 'DECLARE', 'CLOSE ALL', false],
+    [
+      "DO $$ BEGIN PERFORM set_config('a.b', '1', false); END $$",
+      'DO',
+      'RESET ALL; UNLISTEN *; DISCARD TEMP; CLOSE ALL; SELECT pg_advisory_unlock_all()',
+      true,
+    ],
   ])('%j is reset on release with %j', (text, command, sql, resetsSettings) => {
     expect(plan(text, command)).toEqual({ action: 'reset', sql, resetsSettings });
   });
@@ -42,6 +58,7 @@ describe('session state read from command tags', () => {
     ['PREPARE q AS SELECT 1', 'PREPARE'],
     ['DEALLOCATE ALL', 'DEALLOCATE'],
     ['DISCARD ALL', 'DISCARD'],
+    ["DO $$ BEGIN EXECUTE 'SET ROLE reader'; END $$", 'DO'],
   ])('%j has the connection destroyed on release', (text, command) => {
     expect(plan(text, command).action).toBe('destroy');
   });
