@@ -164,6 +164,65 @@ export function redactServerMessage(message: string, state: string | undefined):
     .replace(/: (?!<value redacted>$)\S+$/, `: ${VALUE_REDACTED}`);
 }
 
+/**
+ * A server message without the statement's bound values, whatever its SQLSTATE class. Outside class
+ * 22 the server still quotes input it was handed as a name: `$1::regclass` (`relation "x" does not
+ * exist`, folded to lower case), `$1::regproc`, `current_setting($1)` / `set_config($1, ...)`
+ * (`unrecognized configuration parameter "x"`), `to_tsquery($1)` (`syntax error in tsquery: "x"`).
+ * A quoted span goes when it is a value, holds one, or is part of one (compared without case); a
+ * value of 4 characters or more goes wherever it appears. Class 22 is also redacted by
+ * {@link redactServerMessage}.
+ */
+export function redactBoundValues(message: string, values: readonly unknown[] | undefined): string {
+  if (values === undefined || values.length === 0) return message;
+  const texts = boundTexts(values, 0)
+    .map((text) => text.toLowerCase())
+    .filter((text) => text !== '');
+  if (texts.length === 0) return message;
+  const quotedRedacted = message.replace(/"([^"]*)"/g, (span, inner: string) => {
+    const quoted = inner.toLowerCase();
+    const isValue = texts.some(
+      (text) => text === quoted || (text.length >= 3 && quoted.includes(text)) || (quoted.length >= 3 && text.includes(quoted)),
+    );
+    return isValue ? VALUE_REDACTED : span;
+  });
+  let redacted = quotedRedacted;
+  for (const text of texts) {
+    if (text.length < 4) continue;
+    const lower = redacted.toLowerCase();
+    let at = lower.indexOf(text);
+    if (at < 0) continue;
+    let out = '';
+    let from = 0;
+    while (at >= 0) {
+      out += redacted.slice(from, at) + VALUE_REDACTED;
+      from = at + text.length;
+      at = lower.indexOf(text, from);
+    }
+    redacted = out + redacted.slice(from);
+  }
+  return redacted;
+}
+
+/** The text forms a bound value may take in a server message (pg sends arrays element by element, objects as JSON). */
+function boundTexts(values: readonly unknown[], depth: number): string[] {
+  const texts: string[] = [];
+  for (const value of values) {
+    if (typeof value === 'string') texts.push(value);
+    else if (typeof value === 'number' || typeof value === 'bigint') texts.push(String(value));
+    else if (Array.isArray(value) && depth < 3) texts.push(...boundTexts(value, depth + 1));
+    else if (value !== null && typeof value === 'object' && !(value instanceof Date) && !ArrayBuffer.isView(value)) {
+      try {
+        const json = JSON.stringify(value);
+        if (typeof json === 'string') texts.push(json);
+      } catch {
+        // A value pg could not send either.
+      }
+    }
+  }
+  return texts;
+}
+
 /** The SQLSTATE of a pg error or of one of ours, if any. */
 export function sqlStateOf(error: unknown): string | undefined {
   if (error instanceof DatabaseQueryError || error instanceof DatabaseTransactionError) return error.sqlState;

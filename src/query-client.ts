@@ -6,6 +6,7 @@ import {
   DatabaseTransactionError,
   DbError,
   isConnectionFailure,
+  redactBoundValues,
   redactServerMessage,
   sqlStateOf,
 } from './errors.js';
@@ -174,7 +175,7 @@ async function recover<R extends pg.QueryResultRow>(
     if (lease.client.getTransactionStatus() !== 'I') throw failure;
     return observed(lease, query, await submit<R>(lease.client, { text: query, values: values as unknown[] }));
   } catch (error) {
-    const mapped = toDbError(error, lease, context);
+    const mapped = toDbError(error, lease, context, values ?? (typeof query === 'string' ? undefined : query.values));
     // Refused on our side before the server saw it: not a statement sent (docs/stats.md).
     if (mapped === error && !(error instanceof DbError)) context.counters.queriesExecuted--;
     throw mapped;
@@ -223,7 +224,7 @@ function isClientSideError(error: unknown, lease: Lease): boolean {
  * Maps a pg error to a DbError; bound values are never part of the message. An error pg raised on our
  * side before sending (see {@link isClientSideError}) is the caller's own and is returned unchanged.
  */
-export function toDbError(error: unknown, lease: Lease, context: QueryContext): Error {
+export function toDbError(error: unknown, lease: Lease, context: QueryContext, values?: readonly unknown[]): Error {
   if (error instanceof DbError) return error;
   if (!context.cancelled && isClientSideError(error, lease)) return error as Error;
   const state = sqlStateOf(error);
@@ -243,7 +244,7 @@ export function toDbError(error: unknown, lease: Lease, context: QueryContext): 
       code: 'CONNECTION_LOST',
     });
   }
-  const message = redactServerMessage(error instanceof Error ? error.message : String(error), state);
+  const message = redactBoundValues(redactServerMessage(error instanceof Error ? error.message : String(error), state), values);
   return new DatabaseQueryError(state ? `${message} (SQLSTATE ${state})` : message, error);
 }
 
@@ -291,7 +292,7 @@ export function createQueryClient(lease: Lease, context: QueryContext): BoundQue
   let endedTransaction: DatabaseTransactionError | undefined;
   const pending = new Set<Promise<unknown>>();
   const streams = new OpenStreams(lease, context.transaction);
-  const host: StreamHost = { lease, context, streams, mapError: (error) => toDbError(error, lease, context) };
+  const host: StreamHost = { lease, context, streams, mapError: (error, values) => toDbError(error, lease, context, values) };
   const usedAfterCallback = () =>
     new DatabaseQueryError('This client was used after its withDb callback returned; use it only inside the callback', undefined);
   const checkOpen = () => {

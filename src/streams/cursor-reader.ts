@@ -11,8 +11,8 @@ export interface StreamHost {
   readonly lease: Lease;
   readonly context: QueryContext;
   readonly streams: OpenStreams;
-  /** pg's error as one of ours (query-client's toDbError; passed in so this file does not import it). */
-  mapError(error: unknown): Error;
+  /** pg's error as one of ours, without `values` in its message (query-client's toDbError; passed in so this file does not import it). */
+  mapError(error: unknown, values?: readonly unknown[]): Error;
 }
 
 /** Rows in batches: what a {@link RowStream} reads from. */
@@ -145,7 +145,7 @@ export async function openCursor<R extends pg.QueryResultRow>(
             `A batch of the stream did not arrive within statement_timeout (${limits.statementMillis} ms); it was cancelled on the server (SQLSTATE 57014)`,
             failure ?? error,
           );
-        throw host.mapError(failure ?? error);
+        throw host.mapError(failure ?? error, params);
       },
     );
   };

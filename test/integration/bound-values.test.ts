@@ -1,6 +1,7 @@
 /**
  * Bound values never appear in the library's errors or log lines: the server's data-exception
- * messages (SQLSTATE class 22) quote the input they could not use, anywhere in the sentence.
+ * messages (SQLSTATE class 22) quote the input they could not use, anywhere in the sentence, and
+ * messages of other classes quote a value handed to the server as a name (regclass, set_config, ...).
  */
 import { afterAll, describe, expect, test } from 'vitest';
 import { DatabaseQueryError, type Database } from '../../src/index.js';
@@ -59,5 +60,58 @@ describe('class-22 messages', () => {
     expect(error.message).toBe('value <value redacted> is out of range for type integer (SQLSTATE 22003)');
     const trailing = (await db.executeQuery('SELECT $1::int AS v', ['x']).catch((e: unknown) => e)) as Error;
     expect(trailing.message).toBe('invalid input syntax for type integer: <value redacted> (SQLSTATE 22P02)');
+  });
+});
+
+/** [SQL, the bound value, the SQLSTATE]: a value read as a name is quoted (often folded to lower case) outside class 22. */
+const NAME_CASES: [string, string, string][] = [
+  ['SELECT $1::regclass AS v', 'Zq20Secret', '42P01'],
+  ['SELECT nextval($1) AS v', 'Zq21Secret', '42P01'],
+  ['SELECT $1::regproc AS v', 'Zq22Secret', '42883'],
+  ['SELECT $1::regtype AS v', 'Zq23Secret', '42704'],
+  ['SELECT $1::regrole AS v', 'Zq24Secret', '42704'],
+  ['SELECT $1::regnamespace AS v', 'Zq25Secret', '3F000'],
+  ['SELECT current_setting($1) AS v', 'Zq26Secret', '42704'],
+  ["SELECT set_config($1, '1', true) AS v", 'Zq27Secret.x y', '42602'],
+  ['SELECT to_tsquery($1) AS v', 'Zq28Secret & & x', '42601'],
+];
+
+describe('messages of other classes', () => {
+  test('carry no bound value read as a name, in any case, through executeQuery, withDb, executeTransaction or a stream', async () => {
+    db ??= openDatabase({ logger: logs.logger, logLevel: 'trace', max: 2 });
+    const seen: string[] = [];
+    for (const [sql, value, state] of NAME_CASES) {
+      const secret = value.slice(0, 10).toLowerCase();
+      for (const run of [
+        () => db!.executeQuery(sql, [value]),
+        () => db!.withDb(false, (client) => client.query(sql, [value])),
+        () => db!.executeTransaction([{ text: sql, params: [value] }]),
+        async () => {
+          for await (const row of db!.stream(sql, [value])) void row;
+        },
+      ]) {
+        const error = (await run().then(
+          () => undefined,
+          (e: unknown) => e,
+        )) as DatabaseQueryError;
+        expect([sql, error]).toEqual([sql, expect.any(DatabaseQueryError)]);
+        expect([sql, error.sqlState]).toEqual([sql, state]);
+        expect(error.message).toContain('<value redacted>');
+        for (const text of [error.message, JSON.stringify(error), String(error.stack)])
+          if (text.toLowerCase().includes(secret)) seen.push(`${sql}: ${text}`);
+      }
+    }
+    for (const line of logs.lines)
+      for (const [, value] of NAME_CASES)
+        if (line.toLowerCase().includes(value.slice(0, 10).toLowerCase())) seen.push(`log: ${line}`);
+    expect(seen).toEqual([]);
+  });
+
+  test('keep the names that come from the SQL text', async () => {
+    db ??= openDatabase({ logger: logs.logger, logLevel: 'trace', max: 2 });
+    const error = (await db
+      .executeQuery('SELECT * FROM no_such_table_zq WHERE $1::text IS NULL', ['abc'])
+      .catch((e: unknown) => e)) as Error;
+    expect(error.message).toBe('relation "no_such_table_zq" does not exist (SQLSTATE 42P01)');
   });
 });
