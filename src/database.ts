@@ -35,6 +35,7 @@ import { transactionSettings } from './session.js';
 import { startTimer } from './timers.js';
 import type { Readable, Writable } from 'node:stream';
 import { checkChannel, checkPayload } from './streams/channel.js';
+import { checkCopyDestination, checkCopyFromSql, checkCopySource, checkCopyToSql } from './streams/copy.js';
 import type { RowStream } from './streams/row-stream.js';
 import {
   copyFromInTransaction,
@@ -286,6 +287,13 @@ export class Database {
     source: Readable | AsyncIterable<unknown> | Iterable<unknown>,
     options: CopyOptions = {},
   ): Promise<number> {
+    try {
+      checkCopyFromSql(sql);
+      checkCopySource(source);
+      checkOptionsObject(options, 'copyFrom options');
+    } catch (error) {
+      return this.#reject(error);
+    }
     return copyFromInTransaction(this.#run, sql, source, options);
   }
 
@@ -300,6 +308,13 @@ export class Database {
     destination: Writable,
     options: CopyOptions & Pick<CallOptions, 'target' | 'afterWrite'> = {},
   ): Promise<number> {
+    try {
+      checkCopyToSql(sql);
+      checkCopyDestination(destination);
+      checkOptionsObject(options, 'copyTo options');
+    } catch (error) {
+      return this.#reject(error);
+    }
     return copyToInTransaction(this.#run, sql, destination, options);
   }
 
@@ -316,6 +331,7 @@ export class Database {
    * succeed within `connectionTimeoutMillis`. {@link PoolClosedError} after shutdown.
    */
   async listen(channel: string, onNotification: NotificationHandler, options: ListenOptions = {}): Promise<Subscription> {
+    checkOptionsObject(options, 'listen options');
     this.#assertOpen();
     checkListenTarget(this.config);
     return this.#listener.listen(channel, onNotification, options);
@@ -331,6 +347,7 @@ export class Database {
     try {
       checkChannel(channel);
       checkPayload(payload);
+      checkOptionsObject(options, 'notify options');
     } catch (error) {
       return this.#reject(error as Error);
     }
@@ -347,6 +364,7 @@ export class Database {
    * @throws {PoolClosedError} after shutdown. {@link TypeError} for a bad `drainMillis`.
    */
   async rotateCredentials(options: { drainMillis?: number } = {}): Promise<void> {
+    checkOptionsObject(options, 'rotateCredentials options');
     this.#assertOpen();
     const drainMillis = checkMillis(options?.drainMillis, 'drainMillis', 0) ?? DEFAULT_DRAIN_MILLIS;
     await this.#logins?.refresh();

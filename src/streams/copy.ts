@@ -18,8 +18,7 @@ export type CopyToStream = CopyToStreamQuery;
  * pg-copy-streams waiting for an answer that never comes).
  */
 export function copyFromOn(host: StreamHost, sql: string): CopyFromStream {
-  if (typeof sql !== 'string' || !COPY_FROM.test(sql))
-    throw new TypeError('copyFrom needs a COPY ... FROM STDIN statement, such as COPY items (id, name) FROM STDIN');
+  checkCopyFromSql(sql);
   if (host.context.cancelled) throw host.context.cancelled;
   const stream = copyFromStdin(sql);
   count(host, stream);
@@ -34,8 +33,7 @@ export function copyFromOn(host: StreamHost, sql: string): CopyFromStream {
  * @throws {TypeError} when `sql` is not a `COPY ... TO STDOUT` statement.
  */
 export function copyToOn(host: StreamHost, sql: string): CopyToStream {
-  if (typeof sql !== 'string' || !COPY_TO.test(sql))
-    throw new TypeError('copyTo needs a COPY ... TO STDOUT statement, such as COPY (SELECT ...) TO STDOUT');
+  checkCopyToSql(sql);
   if (host.context.cancelled) throw host.context.cancelled;
   const stream = copyToStdout(sql);
   count(host, stream);
@@ -44,6 +42,45 @@ export function copyToOn(host: StreamHost, sql: string): CopyToStream {
     if (!stream.readableEnded && host.streams.isOpen(stream)) host.lease.owner.abandon(host.lease);
   });
   return host.streams.submit(stream);
+}
+
+/** @throws {TypeError} unless `sql` is a `COPY ... FROM STDIN` statement. */
+export function checkCopyFromSql(sql: unknown): void {
+  if (typeof sql !== 'string' || !COPY_FROM.test(sql))
+    throw new TypeError('copyFrom needs a COPY ... FROM STDIN statement, such as COPY items (id, name) FROM STDIN');
+}
+
+/** @throws {TypeError} unless `sql` is a `COPY ... TO STDOUT` statement. */
+export function checkCopyToSql(sql: unknown): void {
+  if (typeof sql !== 'string' || !COPY_TO.test(sql))
+    throw new TypeError('copyTo needs a COPY ... TO STDOUT statement, such as COPY (SELECT ...) TO STDOUT');
+}
+
+/** @throws {TypeError} unless `source` is a Readable, an async iterable or an iterable (of strings or Buffers). */
+export function checkCopySource(source: unknown): void {
+  const candidate = source as { [Symbol.asyncIterator]?: unknown; [Symbol.iterator]?: unknown } | null | undefined;
+  if (
+    candidate === null ||
+    (typeof candidate !== 'object' && typeof candidate !== 'string') ||
+    (typeof candidate[Symbol.asyncIterator] !== 'function' && typeof candidate[Symbol.iterator] !== 'function')
+  )
+    throw new TypeError('copyFrom needs a source: a Readable, an async iterable or an iterable of strings or Buffers');
+}
+
+/**
+ * @throws {TypeError} unless `destination` is a Node Writable (a string or a Readable would leave
+ * pg-copy-streams with nowhere to write: a call pending for ever, or an uncaught TypeError).
+ */
+export function checkCopyDestination(destination: unknown): void {
+  const candidate = destination as { write?: unknown; on?: unknown; end?: unknown } | null | undefined;
+  if (
+    candidate === null ||
+    typeof candidate !== 'object' ||
+    typeof candidate.write !== 'function' ||
+    typeof candidate.on !== 'function' ||
+    typeof candidate.end !== 'function'
+  )
+    throw new TypeError('copyTo needs a destination that is a Writable stream');
 }
 
 /** One query in the stats; its time runs until the stream closes. */

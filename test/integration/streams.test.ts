@@ -390,4 +390,27 @@ describe('db.copyFrom and db.copyTo', () => {
     );
     expect(copying).toEqual([]);
   });
+
+  it('a destination that is not a Writable (a string, a Readable) or a source that is not iterable rejects with a TypeError before anything is sent, and nothing crashes', async () => {
+    db = openSingle();
+    const attempts: [Promise<number>, string][] = [
+      [db.copyTo(`COPY ${table} TO STDOUT`, 'out.csv' as never), 'copyTo needs a destination that is a Writable stream'],
+      [db.copyTo(`COPY ${table} TO STDOUT`, Readable.from([]) as never), 'copyTo needs a destination that is a Writable stream'],
+      [
+        db.copyTo(`COPY ${table} TO STDOUT`, new Writable({ write: (_c, _e, done) => done() }), 'x' as never),
+        'copyTo options must be an object',
+      ],
+      [
+        db.copyFrom(`COPY ${table} FROM STDIN`, 42 as never),
+        'copyFrom needs a source: a Readable, an async iterable or an iterable of strings or Buffers',
+      ],
+      [
+        db.copyFrom(`COPY ${table} FROM STDIN`, null as never),
+        'copyFrom needs a source: a Readable, an async iterable or an iterable of strings or Buffers',
+      ],
+      [db.copyFrom(`COPY ${table} FROM STDIN`, ['1\ta\n'], 'x' as never), 'copyFrom options must be an object'],
+    ];
+    for (const [attempt, message] of attempts) await expect(attempt).rejects.toThrow(new TypeError(message));
+    expect(db.getStats()).toMatchObject({ errors: 6, queriesExecuted: 0, totalConnections: 0 });
+  });
 });

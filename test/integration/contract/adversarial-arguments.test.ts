@@ -24,6 +24,20 @@ afterAll(async () => {
 });
 
 describe('bad arguments', () => {
+  test('listen, notify and rotateCredentials reject options that are not an object with a TypeError, sending nothing', async () => {
+    const db = open();
+    await expect(db.listen('adversarial_channel', () => undefined, 'x' as never)).rejects.toThrow(
+      new TypeError('listen options must be an object'),
+    );
+    await expect(db.notify('adversarial_channel', 'payload', 'x' as never)).rejects.toThrow(
+      new TypeError('notify options must be an object'),
+    );
+    await expect(db.rotateCredentials('x' as never)).rejects.toThrow(
+      new TypeError('rotateCredentials options must be an object'),
+    );
+    expect(db.getStats()).toMatchObject({ queriesExecuted: 0, totalConnections: 0 });
+  });
+
   test('executeQuery with null options rejects with a TypeError and counts one error', async () => {
     const db = open();
     await expect(db.executeQuery('SELECT 1', [], null as never)).rejects.toThrow(
