@@ -22,6 +22,7 @@ export function copyFromOn(host: StreamHost, sql: string): CopyFromStream {
   if (host.context.cancelled) throw host.context.cancelled;
   const stream = copyFromStdin(sql);
   count(host, stream);
+  listenForErrors(stream);
   return host.streams.submit(stream);
 }
 
@@ -41,7 +42,18 @@ export function copyToOn(host: StreamHost, sql: string): CopyToStream {
     // A server error ends the COPY cleanly (pg reads on); only a COPY cut short by us leaves data in flight.
     if (!stream.readableEnded && host.streams.isOpen(stream)) host.lease.owner.abandon(host.lease);
   });
+  listenForErrors(stream);
   return host.streams.submit(stream);
+}
+
+/**
+ * A COPY stream the caller holds inside withDb fails when its connection is lost (a server restart,
+ * a cut link, shutdown's deadline) whether or not the caller is listening at that moment: that
+ * 'error' must never end the process. The caller's own listeners, `pipeline` and `finished` still
+ * get it; the call reports the lost connection.
+ */
+function listenForErrors(stream: Readable | Writable): void {
+  stream.on('error', () => undefined);
 }
 
 /** @throws {TypeError} unless `sql` is a `COPY ... FROM STDIN` statement. */

@@ -37,6 +37,8 @@ interface OpenStream {
 export class OpenStreams {
   #lease: Lease;
   #open = new Set<OpenStream>();
+  /** The error pg ended a submittable with (the server's, or the lost connection's). */
+  #failures = new WeakMap<object, unknown>();
   #submitted = new WeakMap<object, OpenStream>();
   /** The traced transaction the streams belong to (only while someone subscribes). */
   #transaction: TransactionMessage | undefined;
@@ -70,6 +72,7 @@ export class OpenStreams {
       isDone = true;
       streamClosed(this.#lease);
       this.#open.delete(entry);
+      if (how.error !== undefined) this.#failures.set(submittable, how.error);
       finish(how);
     };
     if (queryChannel.hasSubscribers) this.#trace(submittable, ended);
@@ -115,6 +118,11 @@ export class OpenStreams {
   isOpen(submittable: object): boolean {
     const entry = this.#submitted.get(submittable);
     return entry !== undefined && this.#open.has(entry);
+  }
+
+  /** Whether `error` is the one pg ended `submittable` with (not the caller's source's or destination's). */
+  isFailureOf(submittable: object, error: unknown): boolean {
+    return error !== undefined && this.#failures.get(submittable) === error;
   }
 
   /** Resolves once pg is done with a submittable given to {@link submit} (at once for an unknown one). */

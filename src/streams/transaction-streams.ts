@@ -131,7 +131,7 @@ export function copyFromInTransaction(
       }
     }
     await pipeline(guarded, sink).catch((error: unknown) => {
-      throw sourceError ?? fromServer(host, error);
+      throw sourceError ?? fromServer(host, sink, error);
     });
     return sink.rowCount;
   });
@@ -154,7 +154,7 @@ export function copyToInTransaction(
     const host = streamHostOf(client);
     const data = copyToOn(host, sql);
     await pipeline(data, destination).catch((error: unknown) => {
-      throw fromServer(host, error);
+      throw fromServer(host, data, error);
     });
     // rowCount arrives with CommandComplete, which may follow the end of the data.
     await host.streams.finished(data);
@@ -162,7 +162,11 @@ export function copyToInTransaction(
   });
 }
 
-/** A server error (it has a SQLSTATE) as one of ours; the caller's own source or destination error as it is. */
-function fromServer(host: StreamHost, error: unknown): unknown {
-  return sqlStateOf(error) !== undefined ? host.mapError(error) : error;
+/**
+ * A server error (it has a SQLSTATE) or the lost connection pg failed the COPY with, as one of ours
+ * (`CONNECTION_LOST`, not pg's bare "Connection terminated"); the caller's own source or destination
+ * error as it is.
+ */
+function fromServer(host: StreamHost, copy: object, error: unknown): unknown {
+  return sqlStateOf(error) !== undefined || host.streams.isFailureOf(copy, error) ? host.mapError(error) : error;
 }

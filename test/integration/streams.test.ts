@@ -413,4 +413,42 @@ describe('db.copyFrom and db.copyTo', () => {
     for (const [attempt, message] of attempts) await expect(attempt).rejects.toThrow(new TypeError(message));
     expect(db.getStats()).toMatchObject({ errors: 6, queriesExecuted: 0, totalConnections: 0 });
   });
+
+  it('a connection lost mid-COPY rejects db.copyFrom and db.copyTo with CONNECTION_LOST, and a COPY the withDb callback holds without listening crashes nothing', async () => {
+    const applicationName = uniqueName('copy_lost');
+    db = openSingle({ applicationName });
+    const terminate = () =>
+      eventually(async () => {
+        const rows = await adminQuery<{ ok: boolean }>(
+          "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
+          [applicationName],
+        );
+        return rows.length > 0 ? true : undefined;
+      });
+    const endless = new Readable({ read: () => undefined });
+    endless.push(`1\tone\n`);
+    const copyIn = db.copyFrom(`COPY ${table} (id, name) FROM STDIN`, endless).catch((e: unknown) => e);
+    await terminate();
+    expect(await copyIn).toMatchObject({ name: 'DatabaseConnectionError', code: 'CONNECTION_LOST' });
+
+    const slow = new Writable({ highWaterMark: 1, write: (_chunk, _encoding, done) => setTimeout(done, 20) });
+    const copyOut = db
+      .copyTo('COPY (SELECT g, repeat($$x$$, 100) FROM generate_series(1, 1000000) AS g) TO STDOUT', slow)
+      .catch((e: unknown) => e);
+    await terminate();
+    expect(await copyOut).toMatchObject({ name: 'DatabaseConnectionError', code: 'CONNECTION_LOST' });
+
+    let held: Writable | undefined;
+    const inside = db
+      .withDb(false, async (client) => {
+        held = client.copyFrom(`COPY ${table} (id, name) FROM STDIN`);
+        held.write(`2\ttwo\n`);
+        await terminate();
+        // Queued behind the COPY: pg fails it once the COPY got its error (with no listener of ours).
+        return client.query('SELECT 1').catch((e: unknown) => e);
+      })
+      .catch((e: unknown) => e);
+    expect(await inside).toMatchObject({ name: 'DatabaseTransactionError' });
+    expect(await adminQuery(`SELECT count(*)::int AS n FROM ${table}`)).toEqual([{ n: 0 }]);
+  });
 });
