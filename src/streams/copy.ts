@@ -50,10 +50,14 @@ export function copyToOn(host: StreamHost, sql: string): CopyToStream {
  * A COPY stream the caller holds inside withDb fails when its connection is lost (a server restart,
  * a cut link, shutdown's deadline) whether or not the caller is listening at that moment: that
  * 'error' must never end the process. The caller's own listeners, `pipeline` and `finished` still
- * get it; the call reports the lost connection.
+ * get it, then 'close'; the call reports the lost connection.
  */
 function listenForErrors(stream: Readable | Writable): void {
-  stream.on('error', () => undefined);
+  // pg-copy-streams emits pg's error without destroying the stream: destroy it, so 'close' follows
+  // as on any Node stream that failed (a caller waiting for 'close' is not left waiting for ever).
+  stream.on('error', () => {
+    if (!stream.destroyed) stream.destroy();
+  });
 }
 
 /** @throws {TypeError} unless `sql` is a `COPY ... FROM STDIN` statement. */

@@ -451,4 +451,17 @@ describe('db.copyFrom and db.copyTo', () => {
     expect(await inside).toMatchObject({ name: 'DatabaseTransactionError' });
     expect(await adminQuery(`SELECT count(*)::int AS n FROM ${table}`)).toEqual([{ n: 0 }]);
   });
+
+  it("a COPY stream whose connection is destroyed emits 'close': a withDb callback waiting for it ends with the call's QUERY_CANCELLED and frees the connection", async () => {
+    db = openSingle();
+    const result = await db
+      .withDb({ readOnly: true, timeoutMillis: 300 }, async (client) => {
+        const data = client.copyTo('COPY (SELECT g FROM generate_series(1, 5000000) AS g) TO STDOUT');
+        await new Promise((resolve) => data.once('close', resolve));
+        return 'closed';
+      })
+      .catch((e: unknown) => e);
+    expect(result).toMatchObject({ name: 'DatabaseQueryError', code: 'QUERY_CANCELLED' });
+    expect(await db.executeQuery('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+  });
 });
