@@ -256,3 +256,16 @@ export function isConnectionFailure(error: unknown): boolean {
     /Connection terminated|connection timeout|ECONNRESET|ECONNREFUSED|EPIPE|not queryable|timeout expired/i.test(message)
   );
 }
+
+/**
+ * A copy of a driver error that is safe to hand to observers (tracing subscribers): its message with
+ * class-22 quotes and every bound value redacted, its SQLSTATE kept as `code`; no cause, no detail.
+ */
+export function redactedDriverError(error: unknown, values: readonly unknown[] | undefined): Error {
+  if (error instanceof DbError) return error;
+  const state = sqlStateOf(error);
+  const message = error instanceof Error ? error.message : String(error);
+  const safe = new Error(redactBoundValues(redactServerMessage(message, state), values));
+  if (state !== undefined) Object.assign(safe, { code: state });
+  return safe;
+}

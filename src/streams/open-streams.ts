@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { redactedDriverError } from '../errors.js';
 import { streamClosed, streamOpened, type Lease } from '../pool/lease.js';
 import { queryChannel, serverOf, traced, type QueryMessage, type TransactionMessage } from '../tracing-channels.js';
 
@@ -93,7 +94,8 @@ export class OpenStreams {
   /**
    * Traces a submittable on `codecheck-db:query` from its submission until pg is done with it: the
    * statement's text and the number of its values (pg-cursor and pg-query-stream keep them, COPY only
-   * text), no row count; a failure is the driver's error (`sqlState` set, no `errorCode`).
+   * text), no row count; a failure is a redacted copy of the driver's error (`sqlState` set, no
+   * `errorCode`, no bound value in its message).
    */
   #trace(submittable: Submittable, ended: Promise<StreamEnd>): void {
     const shown = submittable as { text?: unknown; values?: unknown; cursor?: { text?: unknown; values?: unknown } };
@@ -108,7 +110,8 @@ export class OpenStreams {
     };
     const settled = () =>
       ended.then((end) => {
-        if (end.error !== undefined) throw end.error;
+        // The driver's own error may quote a bound value (class 22, a value read as a name): observers get a redacted copy.
+        if (end.error !== undefined) throw redactedDriverError(end.error, Array.isArray(values) ? values : undefined);
       });
     // The caller learns of a failure from the stream itself; the trace's copy of it is not theirs to handle.
     traced(queryChannel, message, settled).catch(() => undefined);

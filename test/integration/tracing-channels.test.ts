@@ -171,6 +171,27 @@ describe('cursors, streams and COPY on codecheck-db:query', () => {
   });
 });
 
+describe('a failed cursor on codecheck-db:query carries no bound value', () => {
+  it.each([
+    ['a data exception (22P02) quoting the input', 'SELECT $1::int AS n'],
+    ['a value read as a name (42P01)', 'SELECT $1::regclass AS n'],
+  ])('%s: the published error names the SQLSTATE, never the value', async (_what, sql) => {
+    db = openDatabase({ min: 0, max: 1 });
+    await db.executeQuery('SELECT 1');
+    record('query');
+    const failure = await (async () => {
+      for await (const row of db.stream(sql, [BOUND])) void row;
+    })().catch((error: unknown) => error);
+    expect(failure).toMatchObject({ code: 'QUERY_FAILED' });
+    const published = eventsOf('query:error').find(([, m]) => m.text === sql)![1];
+    const error = published.error as Error & { code?: string };
+    expect(error.code).toMatch(/^(22P02|42P01)$/);
+    expect(JSON.stringify({ ...error, message: error.message, stack: error.stack }).toLowerCase()).not.toContain(
+      BOUND.toLowerCase(),
+    );
+  });
+});
+
 describe('codecheck-db:transaction', () => {
   it('wraps a withDb call; its statements carry the transaction message', async () => {
     db = openDatabase({ min: 0, max: 1 });
