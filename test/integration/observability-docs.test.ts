@@ -10,13 +10,13 @@ import { join } from 'node:path';
 import { context, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import ts from 'typescript';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Database, DatabaseQueryError, type DatabaseOptions } from '../../src/index.js';
 import { instrument } from '../../src/integrations/otel.js';
 import { CHANNEL_NAMES } from '../../src/tracing-channels.js';
 import { getTestDatabaseUrl } from '../support/database-url.js';
 import { openDatabase, ROOT } from '../support/test-database.js';
+import { runExample } from '../support/doc-examples.js';
 
 const page = readFileSync(join(ROOT, 'docs', 'observability.md'), 'utf8');
 const tsExamples = [...page.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1]!);
@@ -55,21 +55,8 @@ afterEach(async () => {
 });
 
 /** Runs one ts example with `scope` as its free names; returns what it printed with console.log. */
-async function run(source: string, scope: Record<string, unknown>): Promise<unknown[][]> {
-  const body = source
-    .split('\n')
-    .filter((line) => !line.startsWith('import '))
-    .join('\n');
-  const js = ts.transpileModule(body, {
-    compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext },
-  }).outputText;
-  const printed: unknown[][] = [];
-  const console = { log: (...args: unknown[]) => printed.push(args) };
-  const AsyncFunction = Object.getPrototypeOf(async () => undefined).constructor as new (
-    ...args: string[]
-  ) => (...values: unknown[]) => Promise<void>;
-  await new AsyncFunction(...Object.keys(scope), 'console', js)(...Object.values(scope), console);
-  return printed;
+function run(source: string, scope: Record<string, unknown>): Promise<unknown[][]> {
+  return runExample(source, scope);
 }
 
 /** A message example of the page as an object, with the test server's address in place of the page's. */

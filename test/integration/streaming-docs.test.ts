@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Cursor from 'pg-cursor';
-import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openDatabase, ROOT } from '../support/test-database.js';
+import { runExample } from '../support/doc-examples.js';
 
 const db = openDatabase();
 const page = readFileSync(join(ROOT, 'docs', 'streaming.md'), 'utf8');
@@ -23,22 +23,8 @@ afterAll(async () => {
 });
 
 /** Runs one example; returns what it printed with console.log. */
-async function run(source: string): Promise<unknown[][]> {
-  const body = source
-    .split('\n')
-    .filter((line) => !line.startsWith('import '))
-    .join('\n');
-  const js = ts.transpileModule(body, {
-    compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext },
-  }).outputText;
-  const printed: unknown[][] = [];
-  const console = { log: (...args: unknown[]) => printed.push(args) };
-  const AsyncFunction = Object.getPrototypeOf(async () => undefined).constructor as new (
-    ...args: string[]
-  ) => (...values: unknown[]) => Promise<void>;
-  const names = [...Object.keys(scope), 'console'];
-  await new AsyncFunction(...names, js)(...Object.values(scope), console);
-  return printed;
+function run(source: string): Promise<unknown[][]> {
+  return runExample(source, scope);
 }
 
 describe('docs/streaming.md examples', () => {
