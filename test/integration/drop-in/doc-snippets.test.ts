@@ -26,7 +26,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(DIR, { recursive: true, force: true }));
 
 describe('drop-in snippets in docs/drop-in.md and QUICK_START.md', () => {
-  it('has one for plain pg, Kysely, Drizzle, Knex, Prisma, TypeORM, OpenTelemetry, and the quick start', () => {
+  it('has one for plain pg, Kysely, Drizzle, Knex, Prisma, TypeORM, MikroORM, OpenTelemetry, and the quick start', () => {
     expect(snippets.map((s) => s.name)).toEqual([
       'pg',
       'kysely',
@@ -34,6 +34,7 @@ describe('drop-in snippets in docs/drop-in.md and QUICK_START.md', () => {
       'knex',
       'prisma',
       'typeorm',
+      'mikro-orm',
       'opentelemetry',
       'quickstart-kysely',
       'quickstart-drizzle',
