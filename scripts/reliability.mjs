@@ -3,7 +3,7 @@
  * Runs the reliability scenarios (test/integration/reliability, issue 4) against real PostgreSQL
  * servers and prints the one-line figures each scenario reports, then the test summary.
  *
- *   npm run reliability                  # all ten scenarios
+ *   npm run reliability                  # every scenario
  *   npm run reliability -- soak restart  # only the files whose names contain these words
  *   npm run reliability -- --testNamePattern=fast  # options (with =) go to vitest
  *

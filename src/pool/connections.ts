@@ -28,6 +28,8 @@ export class Connections {
   readonly open = new Set<pg.Client>();
   readonly placement: HostPlacement;
   readonly #facts = new WeakMap<pg.Client, ConnectionFacts>();
+  /** An error a client emitted after its login but before pg-pool took it (see the connect override below). */
+  readonly #startupErrors = new WeakMap<pg.Client, Error>();
   readonly #Client: typeof pg.Client;
   readonly #target: ConnectionTarget;
   readonly #config: ResolvedConfig;
@@ -76,6 +78,7 @@ export class Connections {
     const Client = this.#Client;
     const connectionTimeoutMillis = config.connectionTimeoutMillis;
     const connecting = this.connecting;
+    const startupErrors = this.#startupErrors;
     this.pool = new pg.Pool({
       // pg-pool arms a timer on every checkout when it has connectionTimeoutMillis, even for an idle
       // client; our permits and the node pool's connect already bound every wait, so only the client
@@ -101,6 +104,13 @@ export class Connections {
         override connect(): Promise<pg.Client>;
         override connect(callback: (error: Error) => void): void;
         override connect(callback?: (error: Error) => void): Promise<pg.Client> | void {
+          // pg calls back at ReadyForQuery; pg-pool adds its 'error' listener in its own callback,
+          // after the role check below. A FATAL read in the same chunk as ReadyForQuery (a backend
+          // terminated as its startup ended, as in a server restart) is emitted in between: kept
+          // here, it marks the connection broken when pg-pool's 'connect' arrives (#onConnect),
+          // instead of being an unhandled 'error' event that crashes the process.
+          const onStartupError = (error: Error) => void (startupErrors.has(this) || startupErrors.set(this, error));
+          this.on('error', onStartupError);
           const settled = new Promise<pg.Client>((resolve, reject) => {
             super.connect((error: Error | undefined) => {
               if (error) {
@@ -110,10 +120,23 @@ export class Connections {
               placement.judge(this).then(() => resolve(this), reject);
             });
           });
-          if (!callback) return settled;
+          const handOver = (error: Error | undefined) => {
+            try {
+              callback?.(error as Error);
+            } finally {
+              this.removeListener('error', onStartupError);
+            }
+          };
+          if (!callback) {
+            settled.then(
+              () => handOver(undefined),
+              () => handOver(undefined),
+            );
+            return settled;
+          }
           settled.then(
-            () => callback(undefined as unknown as Error),
-            (error: Error) => callback(error),
+            () => handOver(undefined),
+            (error: Error) => handOver(error),
           );
         }
       } as typeof pg.Client,
@@ -161,6 +184,13 @@ export class Connections {
       markLost(facts.lease, error);
       this.#log.warn({ error: summarize(error) }, 'checked-out connection failed');
     });
+    // Failed between its login and now: never handed out (checkout destroys a broken connection).
+    const startupError = this.#startupErrors.get(client);
+    if (startupError) {
+      facts.isBroken = true;
+      this.placement.connectionLost(client, startupError);
+      this.#log.warn({ error: summarize(startupError) }, 'a new connection failed right after its login');
+    }
   }
 
   /** What is known about an open client (every client pg-pool hands out has passed 'connect'). */

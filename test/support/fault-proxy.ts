@@ -33,6 +33,12 @@ export interface FaultProxy {
   silenceOpen(): void;
   /** Stops reading from both sides (data waits in TCP buffers) until {@link heal}, which delivers it. */
   stall(): void;
+  /**
+   * The server's bytes to every client are held in the proxy (the client's still reach the server)
+   * until {@link heal}, which writes each link's held bytes in one go: messages the server sent apart
+   * reach the client in one read, as on a busy client or a congested return path.
+   */
+  holdReplies(): void;
   /** Delays each chunk in both directions by `ms` (order is kept). */
   setLatency(ms: number): void;
   /**
@@ -54,6 +60,13 @@ interface Link {
   blackholed: boolean;
 }
 
+interface ProxyState {
+  mode: FaultMode;
+  latencyMillis: number;
+  /** Server-to-client chunks wait in their pump (see {@link FaultProxy.holdReplies}). */
+  isHoldingReplies: boolean;
+}
+
 /** Forwards one direction of a link, holding each chunk until its due time. */
 class Pump {
   private queue: { due: number; chunk: Buffer }[] = [];
@@ -64,7 +77,9 @@ class Pump {
   constructor(
     private readonly src: Socket,
     private readonly dst: Socket,
-    private readonly state: { mode: FaultMode; latencyMillis: number },
+    private readonly state: ProxyState,
+    /** Towards the client: held while {@link ProxyState.isHoldingReplies}. */
+    private readonly isReply: boolean,
   ) {}
 
   get idle(): boolean {
@@ -99,6 +114,7 @@ class Pump {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (this.state.mode !== 'pass' || this.dst.destroyed) return;
+    if (this.isReply && this.state.isHoldingReplies) return;
     const now = Date.now();
     while (this.queue[0] && this.queue[0].due <= now) {
       const { chunk } = this.queue.shift()!;
@@ -122,7 +138,7 @@ class Pump {
 
 /** Starts a proxy on a free 127.0.0.1 port forwarding to `targetHost:targetPort`, in pass-through mode. */
 export async function startFaultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
-  const state: { mode: FaultMode; latencyMillis: number } = { mode: 'pass', latencyMillis: 0 };
+  const state: ProxyState = { mode: 'pass', latencyMillis: 0, isHoldingReplies: false };
   const target = { host: options.targetHost, port: options.targetPort };
   const links = new Set<Link>();
 
@@ -162,8 +178,8 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     }
     const upstream = connect({ host: target.host, port: target.port });
     upstream.setNoDelay(true);
-    const toUpstream = new Pump(client, upstream, state);
-    const toClient = new Pump(upstream, client, state);
+    const toUpstream = new Pump(client, upstream, state, false);
+    const toClient = new Pump(upstream, client, state, true);
     Object.assign(link, { upstream, toUpstream, toClient });
     upstream.on('error', () => drop(link));
     client.on('data', (chunk: Buffer) => link.blackholed || toUpstream.push(chunk));
@@ -224,6 +240,9 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       state.mode = 'stall';
       for (const link of links) for (const socket of sockets(link)) socket.pause();
     },
+    holdReplies() {
+      state.isHoldingReplies = true;
+    },
     retarget(next: { host: string; port: number }) {
       target.host = next.host;
       target.port = next.port;
@@ -235,6 +254,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     heal() {
       state.mode = 'pass';
       state.latencyMillis = 0;
+      state.isHoldingReplies = false;
       for (const link of [...links]) {
         if (link.blackholed) {
           drop(link);
