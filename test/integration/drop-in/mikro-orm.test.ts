@@ -5,7 +5,7 @@ import Cursor from 'pg-cursor';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pool } from '../../../src/index.js';
 import { getTestDatabaseUrl } from '../../support/database-url.js';
-import { uniqueName } from '../../support/test-database.js';
+import { adminQuery, uniqueName } from '../../support/test-database.js';
 
 interface Item {
   id: number;
@@ -16,6 +16,11 @@ interface Item {
 /** text[]: pg's parser for it splits an array literal into strings (pg's `builtins` lists no array types). */
 const TEXT_ARRAY_OID = 1009 as Parameters<typeof pg.types.getTypeParser>[0];
 const table = uniqueName('mikro_items');
+/**
+ * A database of its own: orm.schema reads the whole catalog (every table, then each one's indexes),
+ * and in the shared database another test file's table can be dropped between those two reads.
+ */
+const database = uniqueName('mikro_db');
 const ItemSchema = new EntitySchema<Item>({
   name: 'Item',
   tableName: table,
@@ -51,7 +56,10 @@ beforeAll(async () => {
   for (const [oid, parse] of Object.entries(createPostgreSqlTypeParsers(pg.types.getTypeParser(TEXT_ARRAY_OID)))) {
     types.setTypeParser(Number(oid), parse);
   }
-  pool = new Pool({ connectionString: getTestDatabaseUrl(), sslMode: 'disable', logLevel: 'silent', max: 4, types });
+  await adminQuery(`CREATE DATABASE ${database}`);
+  const url = new URL(getTestDatabaseUrl());
+  url.pathname = `/${database}`;
+  pool = new Pool({ connectionString: url.toString(), sslMode: 'disable', logLevel: 'silent', max: 4, types });
   pool.on('acquire', () => acquires++);
   // MikroORM 7 takes a ready Kysely dialect in driverOptions and then opens no pool of its own.
   orm = await MikroORM.init({
@@ -67,6 +75,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await orm.schema.drop();
   await orm.close(); // Kysely's driver ends the Pool
+  await adminQuery(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
 });
 
 describe('MikroORM 7 on the drop-in Pool through a Kysely PostgresDialect', () => {
