@@ -53,6 +53,11 @@ const WITH_HOLD = /\bwith\s+hold\b/i;
 const LEADING_COMMENTS = /^(?:\s*(?:--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/))*/;
 const DISCARD_ALL = /\bdiscard\s+all\b/i;
 const SESSION_FUNCTIONS = /advisory|set_config/i;
+/**
+ * A word every check of {@link selectChanges} needs (temp, pg_temp, into, advisory, set_config): a
+ * SELECT without one changed nothing.
+ */
+const SELECT_SUSPECT = /temp|into|advisory|set_config/i;
 
 /** How to give a connection back. */
 export type ReleasePlan =
@@ -74,6 +79,8 @@ const REUSE: ReleasePlan = Object.freeze({ action: 'reuse' });
  * to "changed".
  */
 function changesOf(command: string | null | undefined, fullText: string, isOneOfSeveral: boolean): SessionChanges {
+  // The hot path: most statements are SELECTs whose text has none of the words below (one scan).
+  if (command === 'SELECT' && !SELECT_SUSPECT.test(fullText)) return SESSION_CLEAN;
   const text = fullText.replace(LEADING_COMMENTS, '');
   switch (command) {
     case 'SELECT':
