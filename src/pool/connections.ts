@@ -127,17 +127,11 @@ export class Connections {
               this.removeListener('error', onStartupError);
             }
           };
-          if (!callback) {
-            settled.then(
-              () => handOver(undefined),
-              () => handOver(undefined),
-            );
-            return settled;
-          }
           settled.then(
             () => handOver(undefined),
             (error: Error) => handOver(error),
           );
+          if (!callback) return settled;
         }
       } as typeof pg.Client,
       host: target.host,
