@@ -183,22 +183,25 @@ export class Pool extends pg.Pool {
       return undefined;
     }
     const args = queryArguments(values, callback);
-    if (args.callback) return void this.#run(query, args.values, args.callback);
-    return new this.#Promise((resolve, reject) =>
-      this.#run(query, args.values, (error, result) => (error ? reject(error) : resolve(result!))),
-    );
+    const running = this.#statement(query, args.values);
+    if (args.callback) {
+      const done = args.callback;
+      running.then(
+        (result) => done(undefined, result),
+        (error: Error) => done(error),
+      );
+      return undefined;
+    }
+    // The statement's own promise unless the pool was given another Promise class (pg's `Promise` option).
+    if (this.#Promise === Promise) return running;
+    return new this.#Promise((resolve, reject) => running.then(resolve, reject));
   }
 
-  /** pool.query: a checkout, one statement, a release. */
-  #run(query: unknown, values: unknown, done: QueryCallback): void {
-    const fail = (error: Error) => {
-      this.#backing.countError();
-      done(asPgError(error));
-    };
-    if (!this.#isAccepting()) return void process.nextTick(fail, new PoolClosedError());
+  /** pool.query: a checkout, one statement, a release; rejects with pg's errors. */
+  #statement(query: unknown, values: unknown): Promise<pg.QueryResult> {
+    if (!this.#isAccepting()) return this.#failed(new PoolClosedError());
     if (isSubmittable(query))
-      return void process.nextTick(
-        fail,
+      return this.#failed(
         new TypeError(
           'pool.query does not take a cursor, stream or COPY: check out a client with pool.connect(), pass it to client.query, and release the client when the stream ends',
         ),
@@ -210,21 +213,24 @@ export class Pool extends pg.Pool {
       this.listenerCount('release') > 0 ||
       this.#settings.onConnect !== undefined ||
       this.#settings.verify !== undefined;
-    if (needsFacade) {
-      this.#checkOut().then((client) => {
-        try {
-          client.query(query as string, values as unknown[], (error: Error | undefined, result: pg.QueryResult) => {
-            client.release();
-            if (error) fail(error);
-            else done(undefined, result);
-          });
-        } catch (error) {
-          client.release();
-          fail(error as Error);
-        }
-      }, fail);
-      return;
-    }
+    if (needsFacade)
+      return this.#checkOut()
+        .then(
+          (client) =>
+            new Promise<pg.QueryResult>((resolve, reject) => {
+              try {
+                client.query(query as string, values as unknown[], (error: Error | undefined, result: pg.QueryResult) => {
+                  client.release();
+                  if (error) reject(error);
+                  else resolve(result);
+                });
+              } catch (error) {
+                client.release();
+                reject(error as Error);
+              }
+            }),
+        )
+        .catch((error: Error) => this.#failed(error));
     // The Database's own call frame: its acquire (deadline, validation, leak stack), release (the
     // session-state hygiene) and its count of a failed call in `errors`.
     this.#gate.enter();
@@ -237,36 +243,43 @@ export class Pool extends pg.Pool {
       query,
       values,
     };
-    this.#backing.frame.run(call, this.#statementWork).then(
+    return this.#backing.frame.run(call, this.#statementWork).then(
       (result) => {
         this.#gate.leave();
-        done(undefined, result);
+        return result;
       },
       (error: Error) => {
         this.#gate.leave();
-        done(asPgError(error));
+        throw asPgError(error);
       },
     );
+  }
+
+  /** A pool.query failure outside the call frame (which counts its own): counted in `errors`, as pg words it. */
+  #failed(error: Error): Promise<never> {
+    this.#backing.countError();
+    return Promise.reject(asPgError(error));
   }
 
   /**
    * pool.query's statement on the connection the frame checked out, read-write like every statement of
    * pg's. Traced on `codecheck-db:query` by `sendFacadeQuery` while someone subscribes.
    */
-  async #runStatement(call: StatementCall, lease: Lease, context: QueryContext): Promise<pg.QueryResult> {
-    if (lease.isSessionReadOnly) await setSessionReadOnly(lease, false);
+  #runStatement(call: StatementCall, lease: Lease, context: QueryContext): Promise<pg.QueryResult> {
+    if (lease.isSessionReadOnly) return setSessionReadOnly(lease, false).then(() => this.#sendStatement(call, lease, context));
+    return this.#sendStatement(call, lease, context);
+  }
+
+  #sendStatement(call: StatementCall, lease: Lease, context: QueryContext): Promise<pg.QueryResult> {
     this.#log('dispatching query');
-    const send = () =>
-      new Promise<pg.QueryResult>((resolve, reject) =>
-        sendFacadeQuery(lease, context, this.#settings, Promise, call.query, call.values, (error, result) =>
-          error ? reject(error) : resolve(result!),
-        ),
-      );
-    // sendFacadeQuery traces the statement on `codecheck-db:query` while someone subscribes.
-    const result = await send();
-    this.#log('query dispatched');
-    this.#countUse(lease);
-    return result;
+    return new Promise<pg.QueryResult>((resolve, reject) =>
+      sendFacadeQuery(lease, context, this.#settings, Promise, call.query, call.values, (error, result) => {
+        if (error) return reject(error);
+        this.#log('query dispatched');
+        this.#countUse(lease);
+        resolve(result!);
+      }),
+    );
   }
 
   /** A checkout of the primary through the call frame, its session read-write (pg's statements are). */
