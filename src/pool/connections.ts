@@ -109,7 +109,9 @@ export class Connections {
           // terminated as its startup ended, as in a server restart) is emitted in between: kept
           // here, it marks the connection broken when pg-pool's 'connect' arrives (#onConnect),
           // instead of being an unhandled 'error' event that crashes the process.
-          const onStartupError = (error: Error) => void (startupErrors.has(this) || startupErrors.set(this, error));
+          const onStartupError = (error: Error) => {
+            if (!startupErrors.has(this)) startupErrors.set(this, error);
+          };
           this.on('error', onStartupError);
           const settled = new Promise<pg.Client>((resolve, reject) => {
             super.connect((error: Error | undefined) => {
