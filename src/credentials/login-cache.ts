@@ -59,6 +59,11 @@ export class LoginCache {
     return this.#pending ?? this.#call();
   }
 
+  /** Whether {@link get} would answer with the cached login now (synchronously true until it expires). */
+  get hasCachedLogin(): boolean {
+    return this.#login !== undefined && Date.now() < this.#expiresAt;
+  }
+
   /** Forgets the cached login (after the server refused it, or on rotation): the next connect calls the provider. */
   invalidate(): void {
     this.#login = undefined;

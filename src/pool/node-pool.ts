@@ -33,6 +33,7 @@ import { StatementWatchdog } from './statement-watchdog.js';
 import { newNodeCounters, type DurationRecorder, type NodeCounters, type NodeStats } from '../stats.js';
 import { raceDeadline, startTimer } from '../timers.js';
 import type { LoginCache } from '../credentials/login-cache.js';
+import { isStaleLoginRefusal } from '../credentials/login-client.js';
 import type { HostPlacement, HostSearch } from './host-placement.js';
 import type { HostSelector } from '../replicas/host-selector.js';
 import { RoleMismatchError } from '../replicas/role-check.js';
@@ -311,7 +312,7 @@ export class NodePool implements LeaseOwner {
           // The idle connection went to another caller first and pg-pool opened a new one, which the
           // server refused for want of slots (wait for a pooled connection like any other refusal), or
           // which reached the wrong host of a list (the checkout below searches on).
-          if (!this.#isGrowthRefusal(error) && !this.#placement.isSearchable(error)) throw error;
+          if (!this.#isGrowthRefusal(error) && !this.#placement.isSearchable(error) && !isStaleLogin(error)) throw error;
         }
         client =
           idle && this.#isReady(this.#connections.factsOf(idle), Date.now()) ? idle : await this.#checkout(options, permit, idle);
@@ -340,6 +341,7 @@ export class NodePool implements LeaseOwner {
    */
   async #checkout(options: AcquireOptions, permit: Permit, taken?: pg.PoolClient): Promise<pg.PoolClient> {
     const search: HostSearch = { attempts: 0, hasSeenWrongRole: false, hasEverSeenWrongRole: false };
+    let hasRenewedLogin = false;
     for (;;) {
       let client: pg.PoolClient;
       try {
@@ -348,6 +350,12 @@ export class NodePool implements LeaseOwner {
         // The server has no slot for another connection (max_connections) but this pool holds live
         // ones: wait for one of them (in #next) until the deadline, rather than fail the caller now.
         if (this.#isGrowthRefusal(error)) continue;
+        // The server refused a cached login (a secret rotated without rotateCredentials()): the cache
+        // is dropped, so one more connect gets the provider's login. Once per checkout.
+        if (!hasRenewedLogin && isStaleLogin(error)) {
+          hasRenewedLogin = true;
+          continue;
+        }
         // A host of the list refused or had the wrong role: the next one (or, after a round, a pause
         // and the list again); throws when there is nothing to search (or NO_SUITABLE_HOST at the deadline).
         await this.#placement.searchOn(error, search, options.deadline);
@@ -499,6 +507,12 @@ export class NodePool implements LeaseOwner {
       return error;
     }
     this.counters.connectionErrors++;
+    if (isStaleLoginRefusal(error)) {
+      // The server answered (it refused an old secret): no reason to open the circuit.
+      this.circuit.recordSuccess();
+      this.#log.warn({ error: summarize(error) }, 'the server refused the cached login; connecting again with a new one');
+      return new DatabaseConnectionError(`Could not connect to ${this.name}: ${error?.message}`, { cause: error });
+    }
     if (isCannotGrow(error)) {
       // 53300/53400: the server is up but has no slot for us now. Not a reason to open the circuit;
       // new connections pause for a moment while the live ones serve (see #next).
@@ -745,4 +759,9 @@ export class NodePool implements LeaseOwner {
 function isOutsideTransaction(client: pg.Client): boolean {
   const status = client.getTransactionStatus();
   return status === 'I' || status === null;
+}
+
+/** A connect error (as the node pool's connect rejects) for a cached login the server refused. */
+function isStaleLogin(error: unknown): boolean {
+  return error instanceof DatabaseConnectionError && isStaleLoginRefusal(error.cause);
 }

@@ -121,18 +121,18 @@ describe('rotating a password with ALTER ROLE while the pool runs', () => {
 
     current = 'New-secret-2!y';
     await adminQuery(`ALTER ROLE ${user} PASSWORD '${current}'`);
-    // Existing connections keep working; the cached old login was refused once, then the provider's new one is used.
+    // Existing connections keep working; a new one is refused the cached old login once, then gets the provider's new one.
     await db.withDb(true, async (a) => {
       await a.query('SELECT 1');
       await db.withDb(true, async (b) => {
         await b.query('SELECT 1');
         // A third connection is opened now. Its first try uses the cached login, which the server
-        // refuses; that drops the cache, so the next try asks the provider and gets the new secret.
-        const refused = (await db.executeQuery('SELECT 1 AS one').catch((error: unknown) => error)) as DatabaseConnectionError;
-        expect(refused).toBeInstanceOf(DatabaseConnectionError);
-        expect(refused.code).toBe('CONNECTION_FAILED');
-        expect((refused.cause as { code?: string }).code).toBe('28P01');
+        // refuses (28P01); that drops the cache, and the checkout connects again with the provider's
+        // new secret within the same deadline: the caller sees no error.
+        const errorsBefore = db.getStats().connectionErrors;
         expect(await db.executeQuery('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+        expect(db.getStats().connectionErrors - errorsBefore).toBe(1);
+        expect(db.getStats().errors).toBe(0);
       });
     });
 
@@ -148,6 +148,25 @@ describe('rotating a password with ALTER ROLE while the pool runs', () => {
     );
     expect(after.map((row) => row.pid)).not.toContain(before[0]!.pid);
     expect(await db.executeQuery('SELECT current_user AS user')).toEqual([{ user }]);
+  });
+
+  it('does not connect again when the login the server refused came fresh from the provider: CONNECTION_FAILED with 28P01, one provider call', async () => {
+    const user = await createRole('Right-secret-1!r');
+    let calls = 0;
+    const db = open({
+      user,
+      password: async () => {
+        calls++;
+        return 'Wrong-secret-1!w';
+      },
+      circuitBreakerThreshold: 0,
+    });
+    const refused = (await db.executeQuery('SELECT 1').catch((error: unknown) => error)) as DatabaseConnectionError;
+    expect(refused).toBeInstanceOf(DatabaseConnectionError);
+    expect(refused.code).toBe('CONNECTION_FAILED');
+    expect((refused.cause as { code?: string }).code).toBe('28P01');
+    expect(calls).toBe(1);
+    expect(db.getStats().connectionErrors).toBe(1);
   });
 
   it('retires a connection checked out during the rotation when it is released', async () => {
