@@ -359,7 +359,9 @@ export class Database {
    * every open connection, spread evenly over `drainMillis` (default 10000) so they are reopened a
    * few at a time with the new login. Idle connections are closed when their turn comes; a connection
    * checked out then is closed when released. Resolves once the last idle one is closed; new
-   * connections use the new login from the moment the provider answered.
+   * connections use the new login from the moment the provider answered. The notification listener's
+   * connection (`listen()`), when it logs in as the pool does, is replaced at once: it LISTENs again
+   * and calls `onReconnect`, as after a lost connection.
    * @throws {DatabaseConnectionError} `CREDENTIALS_FAILED` when the provider fails (nothing is retired).
    * @throws {PoolClosedError} after shutdown. {@link TypeError} for a bad `drainMillis`.
    */
@@ -369,8 +371,12 @@ export class Database {
     const drainMillis = checkMillis(options?.drainMillis, 'drainMillis', 0) ?? DEFAULT_DRAIN_MILLIS;
     await this.#logins?.refresh();
     this.#assertOpen();
+    const isListenerRenewed = this.#listener.renew();
     const retired = await Promise.all(this.#router.nodes.map((node) => node.pool.retire(drainMillis)));
-    this.log.info({ connections: retired.reduce((a, b) => a + b, 0), drainMillis }, 'credentials rotated; connections retired');
+    this.log.info(
+      { connections: retired.reduce((a, b) => a + b, 0), drainMillis, isListenerRenewed },
+      'credentials rotated; connections retired',
+    );
   }
 
   #assertOpen(): void {

@@ -36,6 +36,7 @@ export function listenerSettings(
     connectTimeoutMillis: config.connectionTimeoutMillis,
     keepaliveMillis: config.listenKeepaliveMillis,
     pingTimeoutMillis: config.validationTimeoutMillis,
+    sharesPoolLogin: config.listen === undefined || target.loginSource !== undefined,
     log: log.child({ component: 'listener' }),
   };
 }

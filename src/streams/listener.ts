@@ -45,6 +45,8 @@ export interface ListenerSettings {
   keepaliveMillis: number;
   /** How long a keepalive ping may take before the connection counts as lost. */
   pingTimeoutMillis: number;
+  /** It logs in as the pool does (no listen URL with a password of its own): `rotateCredentials()` renews it. */
+  sharesPoolLogin: boolean;
   log: Logger;
 }
 
@@ -225,16 +227,38 @@ export class Listener {
     );
   }
 
+  /**
+   * After `rotateCredentials()`: when it logs in as the pool does, the open connection is replaced by
+   * one with the new login (so no session of the old login or user is left), as after a lost
+   * connection: LISTEN again on every channel, then `onReconnect` (notifications sent in between are
+   * missed). False when there was nothing to renew.
+   */
+  renew(): boolean {
+    const client = this.#client;
+    if (!this.#settings.sharesPoolLogin || this.#state !== 'connected' || client === undefined) return false;
+    this.#settings.log.info({ channels: this.#channels.size }, 'notification listener reconnecting with the rotated login');
+    this.#reconnect(client);
+    endClient(client);
+    return true;
+  }
+
   #onLost(client: pg.Client): void {
+    if (this.#client !== client) return;
+    if (this.#state === 'connected')
+      this.#settings.log.warn(
+        { error: this.#lastError ? summarize(this.#lastError) : undefined },
+        'notification listener connection lost; reconnecting',
+      );
+    this.#reconnect(client);
+  }
+
+  /** Lets go of `client` (the current connection) and, while connected, opens the next one. */
+  #reconnect(client: pg.Client): void {
     if (this.#client !== client) return;
     this.#client = undefined;
     clearInterval(this.#keepalive);
     this.#keepalive = undefined;
     if (this.#state !== 'connected') return;
-    this.#settings.log.warn(
-      { error: this.#lastError ? summarize(this.#lastError) : undefined },
-      'notification listener connection lost; reconnecting',
-    );
     this.#state = 'connecting';
     this.#connect(0);
   }

@@ -169,6 +169,39 @@ describe('rotating a password with ALTER ROLE while the pool runs', () => {
     expect(db.getStats().connectionErrors).toBe(1);
   });
 
+  it('replaces the notification listener connection on rotateCredentials(): a new session with the new secret that LISTENs again, onReconnect once', async () => {
+    const applicationName = uniqueName('rotlisten');
+    let current = 'Listen-secret-1!a';
+    const user = await createRole(current);
+    const db = open({ user, password: async () => current, applicationName });
+    const received: string[] = [];
+    let reconnects = 0;
+    await db.listen('rotation_channel', (payload) => void received.push(payload), {
+      onReconnect: () => {
+        reconnects++;
+      },
+    });
+    const [before] = await sessions(`${applicationName} listener`);
+    expect(before).toBeDefined();
+
+    current = 'Listen-secret-2!b';
+    await adminQuery(`ALTER ROLE ${user} PASSWORD '${current}'`);
+    await db.rotateCredentials({ drainMillis: 0 });
+    const after = await eventually(
+      async () => {
+        const rows = await sessions(`${applicationName} listener`);
+        return rows.length === 1 && rows[0]!.pid !== before!.pid ? rows[0] : undefined;
+      },
+      10_000,
+      'one listener session, a new one',
+    );
+    expect(after.usename).toBe(user);
+    await eventually(async () => (reconnects === 1 ? true : undefined), 5000, 'onReconnect called once');
+    await db.notify('rotation_channel', 'after the rotation');
+    await eventually(async () => (received.includes('after the rotation') ? true : undefined), 5000, 'the notification');
+    expect(db.getStats().listener).toMatchObject({ connected: true, channels: 1, reconnects: 1 });
+  });
+
   it('retires a connection checked out during the rotation when it is released', async () => {
     const applicationName = uniqueName('rotatebusy');
     const user = await createRole('Busy-secret-1!q');
