@@ -464,6 +464,14 @@ function resolveReplicas(
     problems.push(`${name} must be a list of URLs or replica objects.`);
   return entries.flatMap((entry, index) => {
     const label = `${name}[${index}]`;
+    // DB_REPLICA_URLS is split at commas: a piece with no scheme is most often the rest of a host list
+    // (postgres://u@r1,r2/db). The piece itself is not quoted (it may hold a password).
+    if (typeof list === 'string' && typeof entry === 'string' && !entry.includes('://')) {
+      problems.push(
+        `${label} is not a URL: ${name} is a comma-separated list of postgres:// URLs, each naming one server; a replica URL cannot hold a host list (host1,host2), so list each replica on its own.`,
+      );
+      return [];
+    }
     const given: ReplicaOptions = typeof entry === 'string' ? { connectionString: entry } : (entry as ReplicaOptions);
     if (given === null || typeof given !== 'object') {
       problems.push(`${label} must be a URL or an object.`);

@@ -461,6 +461,14 @@ describe('loadConfig bad values', () => {
     for (const problem of error.problems) expect(error.message).toContain(problem);
   });
 
+  it('says that DB_REPLICA_URLS cannot hold a host list when a comma cut one replica URL, without quoting the piece', () => {
+    const error = configError(() => loadConfig({ DB_REPLICA_URLS: `postgres://u:${SECRET}@r1:5432,u2:${SECRET}@r2:5433/db` }));
+    expect(error.problems).toEqual([
+      'DB_REPLICA_URLS[1] is not a URL: DB_REPLICA_URLS is a comma-separated list of postgres:// URLs, each naming one server; a replica URL cannot hold a host list (host1,host2), so list each replica on its own.',
+    ]);
+    expect(error.message).not.toContain(SECRET);
+  });
+
   it('never puts a password in a problem, whichever way the password was given', () => {
     const attempts = [
       () => loadConfig({ DB_PASSWORD: SECRET, DB_PORT: 'x', DB_SSLMODE: 'bogus' }),
