@@ -60,8 +60,11 @@ export interface FacadeSettings {
   readonly warnings: readonly string[];
 }
 
-/** pg keys that are the same here as in `DatabaseOptions` (same name, same meaning). */
-const SHARED_KEYS = new Set([
+/**
+ * pg.Pool keys that are the same in `DatabaseOptions` (same name, same meaning); migrate-scan's
+ * pool-to-database rule reads it too.
+ */
+export const SHARED_KEYS: ReadonlySet<string> = new Set([
   'connectionString',
   'host',
   'port',

@@ -2,22 +2,10 @@ import type ts from 'typescript';
 import type { SourceAnalysis } from './analysis.js';
 import { isHandedOver, poolConstructions, poolName } from './pool-constructions.js';
 import { holderOf, storedIn, type RuleFinding } from './rules.js';
+import { SHARED_KEYS } from '../../pg-compat/pool-config.js';
 
 /** pg.Pool options with no Database equivalent that tie the pool to pg: such a pool stays a pg.Pool. */
 const PG_ONLY_OPTIONS = new Set(['Client', 'Promise', 'log', 'verify', 'onConnect', 'types', 'stream']);
-/** pg.Pool options that Database takes under the same name and meaning. */
-const SAME_OPTIONS = new Set([
-  'connectionString',
-  'host',
-  'port',
-  'user',
-  'password',
-  'database',
-  'max',
-  'min',
-  'connectionTimeoutMillis',
-  'idleTimeoutMillis',
-]);
 /** pg.Pool options that Database takes under another name (values in milliseconds, as in pg). */
 const RENAMED_OPTIONS = new Map([
   ['application_name', 'applicationName'],
@@ -102,7 +90,7 @@ function databaseConstruction(analysis: SourceAnalysis, options: ts.Node | undef
       dropped.push(`...${analysis.text(property.expression)} (spread: copy the options it holds that Database takes)`);
     } else if (key === undefined || !(t.isPropertyAssignment(property) || t.isShorthandPropertyAssignment(property))) {
       dropped.push(`${key ?? analysis.text(property)} (not a plain option)`);
-    } else if (SAME_OPTIONS.has(key)) {
+    } else if (SHARED_KEYS.has(key)) {
       kept.push(analysis.text(property));
     } else if (RENAMED_OPTIONS.has(key)) {
       kept.push(`${RENAMED_OPTIONS.get(key)}: ${valueText(analysis, property)}`);
