@@ -10,6 +10,7 @@ import { NodePool } from '../src/pool/node-pool.js';
 import { StatementNames } from '../src/prepared-statements.js';
 import { DurationRecorder } from '../src/stats.js';
 import { median } from './measure.js';
+import { runWrapperCost, type WrapperCost } from './wrapper-cost.js';
 
 /** One micro-benchmark: median over batches of the time per operation. */
 export interface MicroResult {
@@ -31,6 +32,8 @@ export interface LatencyResult {
 export interface MicroResults {
   readonly micro: MicroResult[];
   readonly connectionCost: LatencyResult[];
+  /** The library's own CPU per statement over pg.Pool's, without the network (bench/wrapper-cost.ts). */
+  readonly wrapperCost: WrapperCost[];
 }
 
 const BATCHES = 7;
@@ -182,5 +185,6 @@ export async function runMicro(url: string): Promise<MicroResults> {
   } finally {
     clearInterval(hold);
   }
-  return { micro, connectionCost };
+  const wrapperCost = await runWrapperCost(url);
+  return { micro, connectionCost, wrapperCost };
 }

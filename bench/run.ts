@@ -158,8 +158,8 @@ async function main(): Promise<void> {
       if (!Number.isInteger(max) || max < 1) throw new Error(`bad --max ${values.max}`);
       setPoolMax(max);
     }
-    const rounds = Number(values.rounds ?? 5);
-    const seconds = Number(values.seconds ?? 2.5);
+    const rounds = Number(values.rounds ?? 7);
+    const seconds = Number(values.seconds ?? 2);
     const warmupSeconds = Number(values.warmup ?? 0.5);
     const isFull =
       values.workload === undefined &&

@@ -256,9 +256,14 @@ const PASSWORD_TEXT = '<redacted>';
 /** Query parameters pg-connection-string itself reads into host, port, user and password (as libpq does). */
 const URL_FIELD_PARAMS = new Set(['host', 'port', 'user', 'password']);
 
-/** Makes `password` non-enumerable and renders it as `<redacted>` in JSON and util.inspect. */
-function hidePassword<T extends { password?: string | undefined }>(target: T): T {
-  const password = target.password;
+/**
+ * A copy of `source` whose `password` is non-enumerable and rendered as `<redacted>` in JSON and
+ * util.inspect. A copy, not the object itself: redefining an existing property would put the object
+ * in slow (dictionary) mode, and the pool reads its settings on every checkout.
+ */
+function hidePassword<T extends { password?: string | undefined }>(source: T): T {
+  const { password, ...rest } = source;
+  const target = rest as T;
   Object.defineProperty(target, 'password', { value: password, enumerable: false });
   const redacted = () => (password === undefined ? { ...target } : { ...target, password: PASSWORD_TEXT });
   Object.defineProperty(target, 'toJSON', { value: redacted, enumerable: false });

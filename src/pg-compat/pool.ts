@@ -87,9 +87,6 @@ export class Pool extends pg.Pool {
         this.#gate.leave();
       },
     };
-    // pg-pool keeps `ending`/`ended` as fields; here they follow the Database's lifecycle (db.shutdown() ends db.pool too).
-    Object.defineProperty(this, 'ending', { get: () => !this.#isAccepting(), set: NOOP, configurable: true });
-    Object.defineProperty(this, 'ended', { get: () => backing.state() === 'closed', set: NOOP, configurable: true });
     backing.primary.subscribe({
       connect: (client) => {
         if (settings.keepAlive) setKeepAlive(client, settings.keepAlive.initialDelayMillis);
@@ -133,6 +130,22 @@ export class Pool extends pg.Pool {
         get(this: Pool) {
           return count(this);
         },
+        configurable: true,
+      });
+    // pg-pool keeps `ending`/`ended` as fields; here they follow the Database's lifecycle (db.shutdown()
+    // ends db.pool too). Accessors on the prototype, whose setters take pg-pool's constructor's writes:
+    // redefining them on each instance would put every Pool in slow (dictionary) mode, and every
+    // private field read on the hot path with it.
+    const states: Record<string, (pool: Pool) => boolean> = {
+      ending: (pool) => !pool.#isAccepting(),
+      ended: (pool) => pool.#backing.state() === 'closed',
+    };
+    for (const [name, state] of Object.entries(states))
+      Object.defineProperty(Pool.prototype, name, {
+        get(this: Pool) {
+          return state(this);
+        },
+        set: NOOP,
         configurable: true,
       });
     const methods = {
