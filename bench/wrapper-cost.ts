@@ -70,7 +70,7 @@ export async function runWrapperCost(url: string): Promise<WrapperCost[]> {
   const real = pg.Client.prototype.query as unknown as QueryFn;
   (pg.Client.prototype as unknown as { query: QueryFn }).query = stubbedQuery;
   try {
-    for (const concurrency of [1, 16]) {
+    for (const concurrency of [1, 16, 64]) {
       for (const [, op] of paths) await closedLoop(op, concurrency, OPS_PER_ROUND / 2);
       const perPath: number[][] = paths.map(() => []);
       for (let round = 0; round < ROUNDS; round++)

@@ -4,7 +4,7 @@ import { libraryVariant } from './library.js';
 import { pgPromiseVariant } from './pg-promise.js';
 import { postgresJsVariant } from './postgres-js.js';
 import { rawPipelineVariant } from './raw-pipeline.js';
-import { rawNamedPoolVariant, rawPoolVariant } from './raw-pool.js';
+import { rawAgainPoolVariant, rawNamedPoolVariant, rawPoolVariant } from './raw-pool.js';
 import type { VariantSpec } from './types.js';
 
 export type { Variant, VariantSpec } from './types.js';
@@ -17,8 +17,9 @@ export const DEFAULT_VARIANTS = ['lib', 'pool', 'raw', 'postgresjs', 'pgp', 'cli
  * `lib-noprep` (the library without automatic prepared statements), `lib-validate` (a `SELECT 1`
  * validation on every checkout instead of after 1 s idle), `lib-prefer` (sslmode=prefer
  * against this plaintext server: the TLS negotiation stream stays in the byte path), `raw-named`
- * (pg.Pool with a `name` on every parameterized statement: what prepared statements alone save), and
- * `raw-pipeline` (a write transaction in one round trip with pg's pipeline mode, not adopted).
+ * (pg.Pool with a `name` on every parameterized statement: what prepared statements alone save),
+ * `raw-pipeline` (a write transaction in one round trip with pg's pipeline mode, not adopted), and
+ * `raw-again` (a second, identical pg.Pool: its ratio to `raw` is the noise floor of a cell).
  */
 export const VARIANTS: Record<string, VariantSpec> = {
   lib: libraryVariant('lib', '@codecheck/db'),
@@ -32,4 +33,5 @@ export const VARIANTS: Record<string, VariantSpec> = {
   'lib-prefer': libraryVariant('lib-prefer', '@codecheck/db, sslmode=prefer', { sslMode: 'prefer' }),
   'raw-named': rawNamedPoolVariant,
   'raw-pipeline': rawPipelineVariant,
+  'raw-again': rawAgainPoolVariant,
 };

@@ -45,3 +45,5 @@ function rawPool(name: string, label: string, isNamed: boolean): VariantSpec {
 
 export const rawPoolVariant = rawPool('raw', 'pg.Pool (raw)', false);
 export const rawNamedPoolVariant = rawPool('raw-named', 'pg.Pool, named statements', true);
+/** The same pg.Pool as `raw`, a second instance: whatever separates it from `raw` is noise. */
+export const rawAgainPoolVariant = rawPool('raw-again', 'pg.Pool again (A/A)', false);
