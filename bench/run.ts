@@ -130,16 +130,16 @@ async function main(): Promise<void> {
     },
   });
   const server = await openBenchServer();
-  if (values.pin) {
-    const notPinned = server.pin();
-    if (notPinned) throw new Error(`--pin: ${notPinned}`);
-    console.log(`pinned: the server on CPU ${os.cpus().length - 1}, the bench on CPU 0`);
-  }
   const stop = async () => {
     await server.stop();
   };
   process.once('SIGINT', () => void stop().finally(() => process.exit(130)));
   try {
+    if (values.pin) {
+      const notPinned = server.pin();
+      if (notPinned) throw new Error(`--pin: ${notPinned}`);
+      console.log(`pinned: the server on CPU ${os.cpus().length - 1}, the bench on CPU 0`);
+    }
     if (values.memory) {
       const outDir =
         values.out ?? (values.queries === undefined ? RESULTS_DIR : mkdtempSync(join(os.tmpdir(), 'codecheck-bench-')));
