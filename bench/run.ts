@@ -343,10 +343,22 @@ export function worstAndTail(results: BenchResults): string {
     cell ? `${cell[key]!.toFixed(2)}× (${cell.workload}, c=${cell.concurrency})` : '-';
   const lines = [
     `worst cell: lib ÷ raw pg.Pool ${describe(worst('ratioToRaw'), 'ratioToRaw')}; lib ÷ postgres.js ${describe(worst('ratioToPostgresJs'), 'ratioToPostgresJs')}`,
+  ];
+  const range = (variant: string) => {
+    const ratios = results.cells
+      .filter((cell) => cell.variant === variant && cell.ratioToRaw !== undefined)
+      .map((c) => c.ratioToRaw!);
+    return ratios.length === 0 ? undefined : `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}×`;
+  };
+  if (range('pool')) lines.push(`drop-in Pool ÷ raw pg.Pool: ${range('pool')} over the cells`);
+  // A second, identical pg.Pool in the same rounds: how far from 1.0× a ratio lands by chance.
+  if (range('raw-again'))
+    lines.push(`noise floor (raw-again ÷ raw pg.Pool, identical pools): ${range('raw-again')} over the cells`);
+  lines.push(
     '',
     `| workload | c | ${results.settings.variants.map((v) => `${VARIANTS[v]?.label ?? v} p99 ms`).join(' | ')} |`,
     `|---|---:|${results.settings.variants.map(() => '---:').join('|')}|`,
-  ];
+  );
   for (const workload of results.settings.workloads) {
     for (const c of results.settings.concurrency) {
       const cells = results.cells.filter((cell) => cell.workload === workload && cell.concurrency === c);
