@@ -45,12 +45,7 @@ function serverCpuSeconds(pid: number): number | undefined {
   const own = processTicks(pid, true);
   if (!own) return undefined;
   let ticks = own.ticks;
-  for (const name of readdirSync('/proc')) {
-    const child = Number(name);
-    if (!Number.isInteger(child) || child === pid) continue;
-    const info = processTicks(child, false);
-    if (info?.ppid === pid) ticks += info.ticks;
-  }
+  for (const child of childrenOf(pid)) ticks += processTicks(child, false)?.ticks ?? 0;
   return ticks / TICKS_PER_SECOND;
 }
 

@@ -118,34 +118,27 @@ export class Pool extends pg.Pool {
 
   static {
     // pg.Pool's members keep their declared types (@types/pg); these are the implementations.
-    const counts: Record<string, (pool: Pool) => number> = {
+    const accessors: Record<string, (pool: Pool) => number | boolean> = {
       totalCount: (pool) => pool.#backing.primary.snapshot().total,
       idleCount: (pool) => pool.#backing.primary.snapshot().idle,
       waitingCount: (pool) => pool.#backing.primary.snapshot().waiting,
       // Connections past their lifetime are retired at release, never kept waiting: none to count.
       expiredCount: () => 0,
-    };
-    for (const [name, count] of Object.entries(counts))
-      Object.defineProperty(Pool.prototype, name, {
-        get(this: Pool) {
-          return count(this);
-        },
-        configurable: true,
-      });
-    // pg-pool keeps `ending`/`ended` as fields; here they follow the Database's lifecycle (db.shutdown()
-    // ends db.pool too). Accessors on the prototype, whose setters take pg-pool's constructor's writes:
-    // redefining them on each instance would put every Pool in slow (dictionary) mode, and every
-    // private field read on the hot path with it.
-    const states: Record<string, (pool: Pool) => boolean> = {
+      // pg-pool keeps `ending`/`ended` as fields; here they follow the Database's lifecycle
+      // (db.shutdown() ends db.pool too).
       ending: (pool) => !pool.#isAccepting(),
       ended: (pool) => pool.#backing.state() === 'closed',
     };
-    for (const [name, state] of Object.entries(states))
+    // Fields pg-pool's constructor assigns: their setters take those writes. Accessors on the
+    // prototype, not redefined on each instance, which would put every Pool in slow (dictionary) mode,
+    // and every private field read on the hot path with it.
+    const assigned = new Set(['ending', 'ended']);
+    for (const [name, read] of Object.entries(accessors))
       Object.defineProperty(Pool.prototype, name, {
         get(this: Pool) {
-          return state(this);
+          return read(this);
         },
-        set: NOOP,
+        ...(assigned.has(name) ? { set: NOOP } : {}),
         configurable: true,
       });
     const methods = {
