@@ -13,6 +13,7 @@ import {
 import { classifyTransactionControl, savepointName } from './nested-transactions.js';
 import { markBroken, statementAnswered, statementSent, type Lease } from './pool/lease.js';
 import { observeStatement } from './pool/session-state.js';
+import { DescribedQuery } from './described-statements.js';
 import { preparedStatementFailure } from './prepared-statements.js';
 import type { QueryContext } from './query-context.js';
 import { copyFromOn, copyToOn, type CopyFromStream, type CopyToStream } from './streams/copy.js';
@@ -116,7 +117,12 @@ function send<R extends pg.QueryResultRow>(
   const name =
     typeof query === 'string' && values !== undefined && values.length > 0 ? context.statements?.nameFor(query) : undefined;
   return new Promise<pg.QueryResult<R>>((resolve) => {
+    let isAnswered = false;
     const answered = (error: Error | null | undefined, result: pg.QueryResult<R> | undefined) => {
+      // pg calls back twice for a value it could not serialize: with the error, then at the
+      // ReadyForQuery its Sync brings. Counted once, or the lease would think nothing is in flight.
+      if (isAnswered) return;
+      isAnswered = true;
       if (error) return resolve(recover<R>(lease, context, query, values, name, error, startedAt));
       statementAnswered(lease, true);
       context.queryTime.record(performance.now() - startedAt);
@@ -133,17 +139,22 @@ function send<R extends pg.QueryResultRow>(
   });
 }
 
-/** A named statement as a pg.Query built from text and values (no config object for pg to clone). */
+/**
+ * A named statement built from text and values (no config object for pg to clone), described by the
+ * server only when its connection parses it (src/described-statements.ts).
+ */
 function namedQuery<R extends pg.QueryResultRow>(
   text: string,
   values: readonly unknown[],
   name: string,
   callback: (error: Error | undefined, result: pg.QueryResult<R> | undefined) => void,
-): InstanceType<typeof pg.Query> {
-  const query = new pg.Query(text, values as unknown[], callback as (error: Error | undefined, result: unknown) => void);
-  // pg reads `name` from the query when it is submitted; @types/pg does not declare the field.
-  (query as { name?: string }).name = name;
-  return query;
+): pg.Submittable {
+  return new DescribedQuery(
+    text,
+    values as unknown[],
+    name,
+    callback as (error: Error | undefined, result: unknown) => void,
+  ) as unknown as pg.Submittable;
 }
 
 /**

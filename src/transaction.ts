@@ -90,7 +90,8 @@ export async function runTransaction<T>(
       // A statement fn did not await would be committed unseen (or fail after fn "succeeded"), and a
       // cursor, stream or COPY still open would hold COMMIT behind it forever: commit nothing; the
       // connection is destroyed (a statement in flight is cancelled first).
-      const running = lease.callerUnanswered + (hasQueuedWork(lease.client) ? 1 : 0);
+      // What the lease counts, or (work it does not count) what pg still holds: one running statement is one.
+      const running = Math.max(lease.callerUnanswered, hasQueuedWork(lease.client) ? 1 : 0);
       if (running > 0) {
         markBroken(lease);
         throw new DatabaseTransactionError(

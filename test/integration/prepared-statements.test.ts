@@ -95,6 +95,70 @@ describe('automatic prepared statements', () => {
     }
   });
 
+  it("ask the server to describe a statement's result only when its connection parses it, and parse later rows with that description", async () => {
+    const shape = uniqueName('prepared_described');
+    await adminQuery(`CREATE TABLE ${shape} (id int PRIMARY KEY, label text, amount numeric, at timestamptz, flags int[])`);
+    try {
+      await adminQuery(
+        `INSERT INTO ${shape} VALUES (1, 'a', 1.50, '2026-01-02T03:04:05Z', '{1,2}'), (2, NULL, NULL, NULL, NULL)`,
+      );
+      const db = await openOne();
+      // The Describe messages pg writes on the one connection (pg's own connection object, observed).
+      const held = await db.pool.connect();
+      const connection = (held as unknown as { connection: { describe(message: unknown): void } }).connection;
+      const describe = connection.describe.bind(connection);
+      let describes = 0;
+      connection.describe = (message) => {
+        describes++;
+        describe(message);
+      };
+      held.release();
+      const text = `SELECT id, label, amount, at, flags FROM ${shape} WHERE id = $1`;
+      const expected = { id: 1, label: 'a', amount: '1.50', at: new Date('2026-01-02T03:04:05Z'), flags: [1, 2] };
+      const seen: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        expect(await db.executeQuery(text, [1])).toEqual([expected]);
+        seen.push(describes);
+      }
+      // First use unnamed (described); second prepares it (Parse and Describe); later uses only bind and execute.
+      expect(seen).toEqual([1, 2, 2, 2]);
+      expect(await db.executeQuery(text, [2])).toEqual([{ id: 2, label: null, amount: null, at: null, flags: null }]);
+      const fields = await db.withDb(true, async (client) => (await client.query(text, [1])).fields);
+      expect(describes).toBe(2);
+      expect(fields.map((field) => [field.name, field.dataTypeID])).toEqual([
+        ['id', 23],
+        ['label', 25],
+        ['amount', 1700],
+        ['at', 1184],
+        ['flags', 1007],
+      ]);
+      expect(await preparedOn(db)).toEqual([{ name: 'codecheck_s1', statement: text }]);
+    } finally {
+      await adminQuery(`DROP TABLE IF EXISTS ${shape}`);
+    }
+  });
+
+  it('fail a described statement alone on a value pg cannot serialize: the original error, nothing sent, the connection kept', async () => {
+    const db = await openOne();
+    const text = `SELECT note FROM ${table} WHERE id = $1`;
+    for (let i = 0; i < 2; i++) await db.executeQuery(text, [1]);
+    const pid = (await db.executeQuery<{ pid: number }>('SELECT pg_backend_pid() AS pid'))[0]!.pid;
+    const thrown = new Error('toPostgres refused');
+    const refusing = {
+      toPostgres() {
+        throw thrown;
+      },
+    };
+    const before = db.getStats();
+    expect(await db.executeQuery(text, [refusing]).catch((error: unknown) => error)).toBe(thrown);
+    for (let i = 0; i < 3; i++) expect(await db.executeQuery(text, [2])).toEqual([{ note: 'two' }]);
+    const after = db.getStats();
+    expect([after.queriesExecuted - before.queriesExecuted, after.errors - before.errors, after.connectionsClosed]).toEqual([
+      3, 1, 0,
+    ]);
+    expect((await db.executeQuery<{ pid: number }>('SELECT pg_backend_pid() AS pid'))[0]!.pid).toBe(pid);
+  });
+
   it('re-send a statement whose name a caller deallocated, and replace that connection', async () => {
     const db = await openOne();
     const text = `SELECT note FROM ${table} WHERE id = $1`;

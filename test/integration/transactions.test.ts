@@ -113,6 +113,7 @@ describe('withDb', () => {
       return 'returned early';
     });
     await expect(outcome).rejects.toBeInstanceOf(DatabaseTransactionError);
+    await expect(outcome).rejects.toThrow(/returned while 1 statement\(s\)/);
     await expect(forgotten).rejects.toBeInstanceOf(DbError);
     const after = await session();
     expect(after.pid).not.toBe(before.pid);

@@ -81,6 +81,33 @@ describe('client-side parameter failures (item 9)', () => {
     expect(outcome).toBe(thrown);
     expect(await ids()).toEqual([2]);
   });
+
+  test('after a caught failure on a prepared statement, the call timeout still cancels the statement running at its deadline, on a kept connection', async () => {
+    // pg calls back twice for a value it cannot serialize (the error, then the ReadyForQuery of its
+    // Sync): counted twice, the lease thought no statement was in flight and the timeout's cancel was
+    // not sent; the connection was closed a second later instead.
+    const pid = await backendPid();
+    const closedBefore = db.getStats().connectionsClosed;
+    const refusing = {
+      toPostgres() {
+        throw new Error('toPostgres refused');
+      },
+    };
+    const outcome = await db
+      .withDb({ readOnly: true, timeoutMillis: 300 }, async (client) => {
+        // Twice, so the text is a prepared statement on this connection; then the refused value on it.
+        for (let i = 0; i < 2; i++) await client.query('SELECT $1::text AS v', ['ok']);
+        await client.query('SELECT $1::text AS v', [refusing]).catch(() => undefined);
+        await client.query('SELECT 1');
+        await client.query('SELECT pg_sleep(5)');
+        return 'finished';
+      })
+      .catch((error: unknown) => error);
+    expect(outcome).toBeInstanceOf(DatabaseQueryError);
+    expect((outcome as DatabaseQueryError).code).toBe('QUERY_CANCELLED');
+    expect(db.getStats().connectionsClosed).toBe(closedBefore);
+    expect(await backendPid()).toBe(pid);
+  });
 });
 
 describe('serialization failures (item 10)', () => {
