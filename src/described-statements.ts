@@ -34,6 +34,7 @@ interface QueryInternals {
   rows: number | undefined;
   _result: { addFields(fields: readonly pg.FieldDef[]): void };
   _accumulateRows: boolean;
+  submit(connection: QueryConnection): Error | null;
   prepare(connection: QueryConnection): void;
   handleRowDescription(message: { fields: pg.FieldDef[] }): void;
   handleError(error: Error, connection: QueryConnection): void;
@@ -41,7 +42,13 @@ interface QueryInternals {
 }
 
 type QueryCallback = (error: Error | undefined, result: unknown) => void;
-const BaseQuery = pg.Query as unknown as new (text: string, values: unknown[], callback: QueryCallback) => QueryInternals;
+/** A statement as {@link DescribedQuery} takes it: its text, or a config with only these keys (pg copies it). */
+export type DescribedStatement = string | { text: string; rowMode?: 'array'; types?: pg.CustomTypesConfig };
+const BaseQuery = pg.Query as unknown as new (
+  statement: DescribedStatement,
+  values: unknown[],
+  callback: QueryCallback,
+) => QueryInternals;
 
 /** pg's function that turns a bound value into its wire text (the one pg's own Query hands to bind). */
 const prepareValue: unknown = (pg as unknown as { utils?: { prepareValue?: unknown } }).utils?.prepareValue;
@@ -49,14 +56,25 @@ const prepareValue: unknown = (pg as unknown as { utils?: { prepareValue?: unkno
 /** Each connection's remembered descriptions, by statement name. */
 const descriptions = new WeakMap<QueryConnection, Map<string, readonly pg.FieldDef[]>>();
 
-/** A named statement (text, values and a callback, as pg.Query takes them) that is described once per connection. */
+/**
+ * A named statement (text, values and a callback, as pg.Query takes them) that is described once per
+ * connection. Its automatic name is set when pg submits it, not before: what looks at the query while
+ * `client.query` takes it (OpenTelemetry's instrumentation-pg names its span after a query's `name`)
+ * sees the caller's statement, as it would without automatic prepared statements.
+ */
 export class DescribedQuery extends BaseQuery {
   /** The connection this query asked to describe its result on; its RowDescription is remembered for it. */
   #describing: QueryConnection | undefined;
+  readonly #name: string;
 
-  constructor(text: string, values: unknown[], name: string, callback: QueryCallback) {
-    super(text, values, callback);
-    this.name = name;
+  constructor(statement: DescribedStatement, values: unknown[], name: string, callback: QueryCallback) {
+    super(statement, values, callback);
+    this.#name = name;
+  }
+
+  override submit(connection: QueryConnection): Error | null {
+    this.name = this.#name;
+    return super.submit(connection);
   }
 
   override prepare(connection: QueryConnection): void {

@@ -13,8 +13,8 @@ import {
 import { classifyTransactionControl, savepointName } from './nested-transactions.js';
 import { markBroken, statementAnswered, statementSent, type Lease } from './pool/lease.js';
 import { observeStatement } from './pool/session-state.js';
-import { DescribedQuery } from './described-statements.js';
-import { preparedStatementFailure } from './prepared-statements.js';
+import { DescribedQuery, type DescribedStatement } from './described-statements.js';
+import { preparedStatementFailure, type StatementNames } from './prepared-statements.js';
 import type { QueryContext } from './query-context.js';
 import { copyFromOn, copyToOn, type CopyFromStream, type CopyToStream } from './streams/copy.js';
 import { checkBatchSize, openCursor, type StreamHost } from './streams/cursor-reader.js';
@@ -140,11 +140,12 @@ function send<R extends pg.QueryResultRow>(
 }
 
 /**
- * A named statement built from text and values (no config object for pg to clone), described by the
- * server only when its connection parses it (src/described-statements.ts).
+ * A named statement built from text and values (no config object for pg to clone; the drop-in Pool
+ * may give a config with `rowMode` and `types`), described by the server only when its connection
+ * parses it (src/described-statements.ts).
  */
-function namedQuery<R extends pg.QueryResultRow>(
-  text: string,
+export function namedQuery<R extends pg.QueryResultRow>(
+  text: DescribedStatement,
   values: readonly unknown[],
   name: string,
   callback: (error: Error | undefined, result: pg.QueryResult<R> | undefined) => void,
@@ -172,18 +173,8 @@ async function recover<R extends pg.QueryResultRow>(
   startedAt: number,
 ): Promise<pg.QueryResult<R>> {
   try {
-    if (name === undefined || typeof query !== 'string') throw failure;
-    // A value pg could not serialize: pg 8.23 has sent Parse, then closes the statement, yet records
-    // the name as prepared when ParseComplete arrives. The next use would Bind a statement the server
-    // no longer has, so this text gets a fresh name instead.
-    if (isClientSideError(failure, lease)) context.statements!.forget(query);
-    const kind = preparedStatementFailure(sqlStateOf(failure), failure.message ?? '');
-    if (!kind) throw failure;
-    context.statements!.forget(query);
-    // pg still counts the name as prepared on this connection, which the server no longer has.
-    if (kind === 'missing') markBroken(lease);
-    // In a transaction the failed statement aborted it; outside one nothing ran, so send it again.
-    if (lease.client.getTransactionStatus() !== 'I') throw failure;
+    if (name === undefined || typeof query !== 'string' || !mayResendUnnamed(lease, context.statements!, query, failure))
+      throw failure;
     return observed(lease, query, await submit<R>(lease.client, { text: query, values: values as unknown[] }));
   } catch (error) {
     const mapped = toDbError(error, lease, context, values ?? (typeof query === 'string' ? undefined : query.values));
@@ -194,6 +185,26 @@ async function recover<R extends pg.QueryResultRow>(
     statementAnswered(lease, true);
     context.queryTime.record(performance.now() - startedAt);
   }
+}
+
+/**
+ * After an automatic prepared statement (`text` under a name from `statements`) failed: drops the
+ * name when the text must be prepared afresh, and says whether the statement may be sent once more
+ * unnamed — when its plan went stale (0A000) or the server no longer has it (26000), outside a
+ * transaction, where the failure means nothing ran. In a transaction the failure aborted it, and the
+ * caller gets it. Shared by `executeQuery`/`withDb` ({@link sendQuery}) and the drop-in Pool's `pool.query`.
+ */
+export function mayResendUnnamed(lease: Lease, statements: StatementNames, text: string, failure: Error): boolean {
+  // A value pg could not serialize: pg 8.23 has sent Parse, then closes the statement, yet records
+  // the name as prepared when ParseComplete arrives. The next use would Bind a statement the server
+  // no longer has, so this text gets a fresh name instead.
+  if (isClientSideError(failure, lease)) statements.forget(text);
+  const kind = preparedStatementFailure(sqlStateOf(failure), failure.message ?? '');
+  if (!kind) return false;
+  statements.forget(text);
+  // pg still counts the name as prepared on this connection, which the server no longer has.
+  if (kind === 'missing') markBroken(lease);
+  return lease.client.getTransactionStatus() === 'I';
 }
 
 /** Notes what a caller statement changed in the session (src/pool/session-state.ts); returns its result. */

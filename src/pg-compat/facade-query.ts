@@ -11,6 +11,9 @@ import {
   streamOpened,
   type Lease,
 } from '../pool/lease.js';
+import type { DescribedStatement } from '../described-statements.js';
+import type { StatementNames } from '../prepared-statements.js';
+import { mayResendUnnamed, namedQuery } from '../query-client.js';
 import type { QueryContext } from '../query-context.js';
 import type { FacadeSettings } from './pool-config.js';
 import { queryChannel, serverOf, settleQueryTrace, type QueryMessage } from '../tracing-channels.js';
@@ -68,6 +71,7 @@ export function sendFacadeQuery(
   query: unknown,
   values: unknown,
   callback: QueryCallback | undefined,
+  statements?: StatementNames,
 ): unknown {
   const client = lease.client;
   if (isSubmittable(query)) {
@@ -87,6 +91,10 @@ export function sendFacadeQuery(
   const config = withSettings(query as string | pg.QueryConfig, settings);
   const name = typeof query === 'object' ? (query as pg.QueryConfig).name : undefined;
   const isNewName = typeof name === 'string' && name !== '' && !isPrepared(client, name);
+  // pool.query's automatic prepared statement (`statements` is given only there).
+  const prepared =
+    statements !== undefined && config === query ? preparable(query as string | pg.QueryConfig, values) : undefined;
+  const autoName = prepared === undefined ? undefined : statements!.nameFor(prepared.text);
   // Traced on `codecheck-db:query` as the library's own statements are, while someone subscribes; the
   // outcome is pg's (its error, with the SQLSTATE), as the caller gets it.
   const message = queryChannel.hasSubscribers ? facadeMessage(lease, context, config, values) : undefined;
@@ -112,14 +120,28 @@ export function sendFacadeQuery(
       );
   };
   const send = (done: QueryCallback) => {
-    try {
+    const answered = (error: Error | null | undefined, result: pg.QueryResult | undefined) => {
+      finish(error ?? undefined, error ? undefined : result);
+      done(error ?? undefined, result);
+    };
+    const sendUnnamed = () =>
       (client.query as (q: unknown, v: unknown, cb: (error: Error | undefined, result: pg.QueryResult) => void) => void)(
         config,
         values,
-        (error, result) => {
-          finish(error ?? undefined, error ? undefined : result);
-          done(error ?? undefined, result);
-        },
+        answered,
+      );
+    try {
+      if (autoName === undefined) return sendUnnamed();
+      let isAnswered = false;
+      client.query(
+        namedQuery(prepared!.statement, prepared!.values, autoName, (error, result) => {
+          // pg calls back twice for a value it could not serialize (the error, then its Sync's answer).
+          if (isAnswered) return;
+          isAnswered = true;
+          // A stale plan (DDL) or a statement the server lost: nothing ran, so it goes again unnamed.
+          if (error && mayResendUnnamed(lease, statements!, prepared!.text, error)) return sendUnnamed();
+          answered(error, result as pg.QueryResult | undefined);
+        }),
       );
     } catch (error) {
       // pg's synchronous argument errors (a malformed config): nothing was sent.
@@ -143,6 +165,33 @@ export function sendFacadeQuery(
   );
   if (message) queryChannel.end.publish(message);
   return answer;
+}
+
+/** The config keys a statement may have and still be sent as an automatic prepared statement. */
+const PREPARABLE_KEYS = new Set(['text', 'values', 'rowMode', 'types']);
+
+/**
+ * What pool.query may send as an automatic prepared statement: a text with values, or a config with
+ * nothing but `text`, `values`, `rowMode: 'array'` and `types` (as Drizzle and Prisma's adapter send
+ * them); values given beside a config win, as in pg. Anything else (a `name` of the caller's own,
+ * `rows`, `binary`, `queryMode`, a callback in the config...) is sent as pg sends it.
+ */
+function preparable(
+  query: string | pg.QueryConfig,
+  values: unknown,
+): { text: string; statement: DescribedStatement; values: unknown[] } | undefined {
+  if (typeof query === 'string')
+    return Array.isArray(values) && values.length > 0 ? { text: query, statement: query, values } : undefined;
+  const bound: unknown = Array.isArray(values) ? values : query.values;
+  if (typeof query.text !== 'string' || !Array.isArray(bound) || bound.length === 0) return undefined;
+  const config = query as pg.QueryConfig & { rowMode?: unknown };
+  for (const key of Object.keys(config))
+    if (!PREPARABLE_KEYS.has(key) && config[key as keyof typeof config] !== undefined) return undefined;
+  if (config.rowMode !== undefined && config.rowMode !== 'array') return undefined;
+  const statement: DescribedStatement = { text: config.text };
+  if (config.rowMode === 'array') statement.rowMode = 'array';
+  if (config.types !== undefined) statement.types = config.types;
+  return { text: config.text, statement, values: bound };
 }
 
 /** The `codecheck-db:query` message of a statement of the drop-in Pool (text and the count of its values only). */

@@ -279,12 +279,21 @@ export class Pool extends pg.Pool {
   #sendStatement(call: StatementCall, lease: Lease, context: QueryContext): Promise<pg.QueryResult> {
     this.#log('dispatching query');
     return new Promise<pg.QueryResult>((resolve, reject) =>
-      sendFacadeQuery(lease, context, this.#settings, Promise, call.query, call.values, (error, result) => {
-        if (error) return reject(error);
-        this.#log('query dispatched');
-        this.#countUse(lease);
-        resolve(result!);
-      }),
+      sendFacadeQuery(
+        lease,
+        context,
+        this.#settings,
+        Promise,
+        call.query,
+        call.values,
+        (error, result) => {
+          if (error) return reject(error);
+          this.#log('query dispatched');
+          this.#countUse(lease);
+          resolve(result!);
+        },
+        context.statements,
+      ),
     );
   }
 

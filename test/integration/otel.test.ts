@@ -202,6 +202,15 @@ describe('with @opentelemetry/instrumentation-pg enabled too', () => {
       expect(statementSpans).toHaveLength(1);
       expect(statementSpans[0]!.instrumentationScope.name).toBe('@opentelemetry/instrumentation-pg');
 
+      // An automatic prepared statement (second and third use) keeps the span name of its text.
+      exporter.reset();
+      for (let i = 0; i < 3; i++) await db.executeQuery('SELECT $1::int AS answer', [i]);
+      const prepared = exporter
+        .getFinishedSpans()
+        .filter((span) => span.instrumentationScope.name === '@opentelemetry/instrumentation-pg')
+        .map((span) => span.name);
+      expect(prepared).toEqual([0, 1, 2].map(() => `pg.query:SELECT ${database}`));
+
       exporter.reset();
       await db.withDb(true, async (client) => void (await client.query('SELECT 43 AS answer')));
       const spans = exporter.getFinishedSpans();

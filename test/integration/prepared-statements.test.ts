@@ -1,5 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../../src/index.js';
+import pg from 'pg';
+import { Pool, type Database } from '../../src/index.js';
+import { getTestDatabaseUrl } from '../support/database-url.js';
 import { adminQuery, openDatabase, uniqueName } from '../support/test-database.js';
 
 const table = uniqueName('prepared_items');
@@ -168,5 +170,136 @@ describe('automatic prepared statements', () => {
     expect(await db.executeQuery(text, [2])).toEqual([{ note: 'two' }]);
     const next = (await db.executeQuery<{ pid: number }>('SELECT pg_backend_pid() AS pid'))[0]!.pid;
     expect(next).not.toBe(pid);
+  });
+});
+
+describe("automatic prepared statements in the drop-in Pool's pool.query", () => {
+  it('prepare a text with values on its second use, and read its rows as pg does', async () => {
+    const db = await openOne();
+    const text = `SELECT id, note FROM ${table} WHERE id = $1`;
+    const results = [];
+    for (const id of [1, 2, 1]) results.push(await db.pool.query(text, [id]));
+    expect(results.map((result) => result.rows)).toEqual([
+      [{ id: 1, note: 'one' }],
+      [{ id: 2, note: 'two' }],
+      [{ id: 1, note: 'one' }],
+    ]);
+    expect(results.map((result) => [result.command, result.rowCount])).toEqual([
+      ['SELECT', 1],
+      ['SELECT', 1],
+      ['SELECT', 1],
+    ]);
+    expect(results[2]!.fields.map((field) => [field.name, field.dataTypeID])).toEqual([
+      ['id', 23],
+      ['note', 25],
+    ]);
+    expect(await preparedOn(db)).toEqual([{ name: 'codecheck_s1', statement: text }]);
+    // The callback form takes the same path and answers once.
+    const answers: unknown[] = [];
+    await new Promise<void>((resolve) =>
+      db.pool.query(text, [2], (error: Error | undefined, result: { rows: unknown[] }) => {
+        answers.push(error ?? result.rows);
+        setTimeout(resolve, 20);
+      }),
+    );
+    expect(answers).toEqual([[{ id: 2, note: 'two' }]]);
+  });
+
+  it("prepare a config of text, values, rowMode 'array' and types (as ORMs send them), with the rows pg would give", async () => {
+    const db = await openOne();
+    const text = `SELECT id, note FROM ${table} WHERE id = $1`;
+    const types = { getTypeParser: (oid: number) => (value: string) => `${oid}:${value}` };
+    for (let i = 0; i < 3; i++) {
+      expect((await db.pool.query({ text, values: [1] })).rows).toEqual([{ id: 1, note: 'one' }]);
+      // Values beside a config win, as in pg.
+      expect((await db.pool.query({ text, values: [1], rowMode: 'array' }, [2])).rows).toEqual([[2, 'two']]);
+      expect((await db.pool.query({ text, types }, [1])).rows).toEqual([{ id: '23:1', note: '25:one' }]);
+    }
+    expect(await preparedOn(db)).toEqual([{ name: 'codecheck_s1', statement: text }]);
+  });
+
+  it("send a config with the caller's own name or other keys, statements without values, a connect() client's statements and a Pool with its own types as pg sends them", async () => {
+    const db = await openOne();
+    const text = `SELECT note FROM ${table} WHERE id = $1`;
+    for (let i = 0; i < 3; i++) {
+      await db.pool.query({ text, values: [1], name: 'mine' });
+      await db.pool.query({ text, values: [1], binary: false } as pg.QueryConfig);
+      await db.pool.query(`SELECT note FROM ${table} WHERE id = 1`);
+    }
+    const client = await db.pool.connect();
+    try {
+      for (let i = 0; i < 3; i++) await client.query(text, [1]);
+    } finally {
+      client.release();
+    }
+    // The caller's own name was deallocated when its pool.query released the connection (docs/drop-in.md).
+    expect(await preparedOn(db)).toEqual([]);
+    const typed = new Pool({
+      connectionString: getTestDatabaseUrl(),
+      sslMode: 'disable',
+      logLevel: 'silent',
+      max: 1,
+      types: { getTypeParser: () => (value: string) => `<${value}>` },
+    });
+    try {
+      for (let i = 0; i < 3; i++) expect((await typed.query(text, [1])).rows).toEqual([{ note: '<one>' }]);
+      expect((await typed.query('SELECT count(*)::int AS n FROM pg_prepared_statements')).rows).toEqual([{ n: '<0>' }]);
+    } finally {
+      await typed.end();
+    }
+  });
+
+  it('are off with maxPreparedStatements 0', async () => {
+    const db = await openOne({ maxPreparedStatements: 0 });
+    for (let i = 0; i < 3; i++) await db.pool.query(`SELECT note FROM ${table} WHERE id = $1`, [1]);
+    expect(await preparedOn(db)).toEqual([]);
+  });
+
+  it('re-send, unnamed and unseen by the caller, a statement whose table changed shape or whose name was deallocated', async () => {
+    const shape = uniqueName('pool_shape');
+    await adminQuery(`CREATE TABLE ${shape} (id int)`);
+    try {
+      await adminQuery(`INSERT INTO ${shape} VALUES (1)`);
+      const db = await openOne();
+      const text = `SELECT * FROM ${shape} WHERE id = $1`;
+      for (let i = 0; i < 2; i++) expect((await db.pool.query(text, [1])).rows).toEqual([{ id: 1 }]);
+      await adminQuery(`ALTER TABLE ${shape} ADD COLUMN extra text DEFAULT 'x'`);
+      const before = db.getStats();
+      for (let i = 0; i < 3; i++) expect((await db.pool.query(text, [1])).rows).toEqual([{ id: 1, extra: 'x' }]);
+      const pid = (await db.pool.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+      await db.pool.query('DEALLOCATE ALL');
+      expect((await db.pool.query(text, [1])).rows).toEqual([{ id: 1, extra: 'x' }]);
+      const after = db.getStats();
+      expect([after.queriesExecuted - before.queriesExecuted, after.errors - before.errors]).toEqual([6, 0]);
+      // DEALLOCATE ALL is a session change the tracker cannot reset: that connection was replaced.
+      expect((await db.pool.query('SELECT pg_backend_pid() AS pid')).rows[0].pid).not.toBe(pid);
+    } finally {
+      await adminQuery(`DROP TABLE IF EXISTS ${shape}`);
+    }
+  });
+
+  it("reject with pg's own errors, and keep the connection", async () => {
+    const db = await openOne();
+    const shape = uniqueName('pool_unique');
+    await db.pool.query(`CREATE TABLE ${shape} (id int PRIMARY KEY)`);
+    try {
+      const text = `INSERT INTO ${shape} VALUES ($1)`;
+      await db.pool.query(text, [1]);
+      const pid = (await db.pool.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+      for (let i = 0; i < 3; i++) {
+        const error = await db.pool.query(text, [1]).catch((caught: unknown) => caught);
+        expect(error).toBeInstanceOf(pg.DatabaseError);
+        expect(error).toMatchObject({ code: '23505', constraint: `${shape}_pkey` });
+      }
+      const circular: Record<string, unknown> = {};
+      circular.self = circular;
+      for (let i = 0; i < 2; i++) await expect(db.pool.query(text, [circular])).rejects.toThrow(TypeError);
+      // pg closes a statement whose values it could not serialize, so the text is prepared again, once.
+      for (let i = 0; i < 2; i++) await db.pool.query(text, [2 + i]);
+      expect(await preparedOn(db)).toEqual([{ name: expect.stringMatching(/^codecheck_s\d+$/), statement: text }]);
+      expect((await db.pool.query('SELECT pg_backend_pid() AS pid')).rows[0].pid).toBe(pid);
+    } finally {
+      await db.pool.query(`DROP TABLE IF EXISTS ${shape}`);
+    }
   });
 });
