@@ -66,6 +66,8 @@ export class DescribedQuery extends BaseQuery {
   /** The connection this query asked to describe its result on; its RowDescription is remembered for it. */
   #describing: QueryConnection | undefined;
   readonly #name: string;
+  /** Set when pg sends it: the connection had prepared this statement before (only Bind and Execute went out). */
+  wasParsed = false;
 
   constructor(statement: DescribedStatement, values: unknown[], name: string, callback: QueryCallback) {
     super(statement, values, callback);
@@ -78,8 +80,8 @@ export class DescribedQuery extends BaseQuery {
   }
 
   override prepare(connection: QueryConnection): void {
-    const fields =
-      connection.parsedStatements[this.name] === this.text ? descriptions.get(connection)?.get(this.name) : undefined;
+    this.wasParsed = connection.parsedStatements[this.name] === this.text;
+    const fields = this.wasParsed ? descriptions.get(connection)?.get(this.name) : undefined;
     if (fields === undefined || prepareValue === undefined) {
       this.#describing = connection;
       super.prepare(connection);

@@ -58,6 +58,25 @@ export class StatementNames {
   }
 }
 
+/**
+ * SQLSTATEs a prepared statement may raise only because its parameter types were fixed when it was
+ * prepared: after `ALTER COLUMN ... TYPE`, `id = $1` prepared with `$1` an integer finds no operator
+ * for the new type (42883), an INSERT's integer does not fit a jsonb column (42804, 42846), a value
+ * beyond an integer's range no longer fits a parameter the column has outgrown (class 22). An unnamed
+ * statement, typed afresh from the current schema, may run where the prepared one fails.
+ */
+const TYPE_ANALYSIS_STATES = new Set(['42804', '42846', '42883', '42725']);
+
+/** Whether a prepared statement's failure may come from parameter types fixed before DDL (see {@link TYPE_ANALYSIS_STATES}). */
+export function mayBeStaleTypes(sqlState: string | undefined): boolean {
+  return sqlState !== undefined && (sqlState.startsWith('22') || TYPE_ANALYSIS_STATES.has(sqlState));
+}
+
+/** Whether such a failure can only come from the statement's analysis (never from a value). */
+export function isStaleAnalysis(sqlState: string | undefined): boolean {
+  return sqlState !== undefined && TYPE_ANALYSIS_STATES.has(sqlState);
+}
+
 /** What a failed named statement means for the statement cache (by SQLSTATE). */
 export function preparedStatementFailure(sqlState: string | undefined, message: string): 'stale-plan' | 'missing' | undefined {
   if (sqlState === STALE_PLAN_STATE && message.includes('cached plan must not change result type')) return 'stale-plan';

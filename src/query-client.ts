@@ -14,7 +14,7 @@ import { classifyTransactionControl, savepointName } from './nested-transactions
 import { markBroken, statementAnswered, statementSent, type Lease } from './pool/lease.js';
 import { observeStatement } from './pool/session-state.js';
 import { DescribedQuery, type DescribedStatement } from './described-statements.js';
-import { preparedStatementFailure, type StatementNames } from './prepared-statements.js';
+import { isStaleAnalysis, mayBeStaleTypes, preparedStatementFailure, type StatementNames } from './prepared-statements.js';
 import type { QueryContext } from './query-context.js';
 import { copyFromOn, copyToOn, type CopyFromStream, type CopyToStream } from './streams/copy.js';
 import { checkBatchSize, openCursor, type StreamHost } from './streams/cursor-reader.js';
@@ -118,18 +118,20 @@ function send<R extends pg.QueryResultRow>(
     typeof query === 'string' && values !== undefined && values.length > 0 ? context.statements?.nameFor(query) : undefined;
   return new Promise<pg.QueryResult<R>>((resolve) => {
     let isAnswered = false;
+    let named: DescribedQuery | undefined;
     const answered = (error: Error | null | undefined, result: pg.QueryResult<R> | undefined) => {
       // pg calls back twice for a value it could not serialize: with the error, then at the
       // ReadyForQuery its Sync brings. Counted once, or the lease would think nothing is in flight.
       if (isAnswered) return;
       isAnswered = true;
-      if (error) return resolve(recover<R>(lease, context, query, values, name, error, startedAt));
+      if (error) return resolve(recover<R>(lease, context, query, values, named, error, startedAt));
       statementAnswered(lease, true);
       context.queryTime.record(performance.now() - startedAt);
       resolve(observed(lease, typeof query === 'string' ? query : query.text, result!));
     };
     try {
-      if (typeof query === 'string' && name !== undefined) lease.client.query(namedQuery(query, values!, name, answered));
+      if (typeof query === 'string' && name !== undefined)
+        lease.client.query((named = namedQuery(query, values!, name, answered)) as unknown as pg.Submittable);
       // pg also takes a config object in this three-argument form; @types/pg declares it for text only.
       else
         lease.client.query(query as string, values as unknown[], answered as (error: Error, result: pg.QueryResult<R>) => void);
@@ -149,33 +151,34 @@ export function namedQuery<R extends pg.QueryResultRow>(
   values: readonly unknown[],
   name: string,
   callback: (error: Error | undefined, result: pg.QueryResult<R> | undefined) => void,
-): pg.Submittable {
-  return new DescribedQuery(
-    text,
-    values as unknown[],
-    name,
-    callback as (error: Error | undefined, result: unknown) => void,
-  ) as unknown as pg.Submittable;
+): DescribedQuery {
+  return new DescribedQuery(text, values as unknown[], name, callback as (error: Error | undefined, result: unknown) => void);
 }
 
 /**
- * The rest of {@link sendQuery} after pg failed the statement: a named statement whose plan went
- * stale or that the server no longer has is dropped and, outside a transaction, sent once more
- * unnamed; any other failure is mapped to a DbError. Counts the answer and the time when done.
+ * The rest of {@link sendQuery} after pg failed the statement: an automatic prepared statement may be
+ * sent once more unnamed ({@link afterNamedFailure}); any other failure is mapped to a DbError.
+ * Counts the answer and the time when done.
  */
 async function recover<R extends pg.QueryResultRow>(
   lease: Lease,
   context: QueryContext,
   query: string | pg.QueryConfig,
   values: readonly unknown[] | undefined,
-  name: string | undefined,
+  named: DescribedQuery | undefined,
   failure: Error,
   startedAt: number,
 ): Promise<pg.QueryResult<R>> {
   try {
-    if (name === undefined || typeof query !== 'string' || !mayResendUnnamed(lease, context.statements!, query, failure))
-      throw failure;
-    return observed(lease, query, await submit<R>(lease.client, { text: query, values: values as unknown[] }));
+    const plan =
+      named === undefined || typeof query !== 'string'
+        ? 'fail'
+        : afterNamedFailure(lease, context.statements!, query, failure, named.wasParsed);
+    if (plan === 'fail') throw failure;
+    const result = await submit<R>(lease.client, { text: query as string, values: values as unknown[] });
+    // The unnamed statement ran where the prepared one failed: its parameter types went stale.
+    if (plan === 'check') context.statements!.forget(query as string);
+    return observed(lease, query as string, result);
   } catch (error) {
     const mapped = toDbError(error, lease, context, values ?? (typeof query === 'string' ? undefined : query.values));
     // Refused on our side before the server saw it: not a statement sent (docs/stats.md).
@@ -188,23 +191,47 @@ async function recover<R extends pg.QueryResultRow>(
 }
 
 /**
- * After an automatic prepared statement (`text` under a name from `statements`) failed: drops the
- * name when the text must be prepared afresh, and says whether the statement may be sent once more
- * unnamed — when its plan went stale (0A000) or the server no longer has it (26000), outside a
- * transaction, where the failure means nothing ran. In a transaction the failure aborted it, and the
- * caller gets it. Shared by `executeQuery`/`withDb` ({@link sendQuery}) and the drop-in Pool's `pool.query`.
+ * What to do after an automatic prepared statement failed: `fail` (the caller gets the failure),
+ * `resend` (the name is dropped; send the statement once more unnamed) or `check` (send it once more
+ * unnamed, and drop the name only if that runs).
  */
-export function mayResendUnnamed(lease: Lease, statements: StatementNames, text: string, failure: Error): boolean {
+export type NamedFailurePlan = 'fail' | 'resend' | 'check';
+
+/**
+ * After an automatic prepared statement (`text` under a name from `statements`) failed. Outside a
+ * transaction a failure means nothing ran, so the statement may go again unnamed: `resend` when the
+ * server no longer has it (26000) or its plan must not change its result's columns (0A000), both of
+ * which drop the name; `check` when the connection had prepared it before and it failed on what its
+ * parameter types, fixed when it was prepared, may have become since (an `ALTER COLUMN ... TYPE`:
+ * class 22, or 42804/42846/42883/42725), where an unnamed statement is typed afresh. In a transaction
+ * the failure aborted it and reaches the caller; the name is dropped when only DDL can explain the
+ * failure, so the next use prepares the text afresh. Shared by `executeQuery`/`withDb`
+ * ({@link sendQuery}) and the drop-in Pool (src/pg-compat/facade-query.ts).
+ */
+export function afterNamedFailure(
+  lease: Lease,
+  statements: StatementNames,
+  text: string,
+  failure: Error,
+  wasParsed: boolean,
+): NamedFailurePlan {
   // A value pg could not serialize: pg 8.23 has sent Parse, then closes the statement, yet records
   // the name as prepared when ParseComplete arrives. The next use would Bind a statement the server
   // no longer has, so this text gets a fresh name instead.
   if (isClientSideError(failure, lease)) statements.forget(text);
-  const kind = preparedStatementFailure(sqlStateOf(failure), failure.message ?? '');
-  if (!kind) return false;
-  statements.forget(text);
-  // pg still counts the name as prepared on this connection, which the server no longer has.
-  if (kind === 'missing') markBroken(lease);
-  return lease.client.getTransactionStatus() === 'I';
+  const state = sqlStateOf(failure);
+  const kind = preparedStatementFailure(state, failure.message ?? '');
+  const isOutsideTransaction = lease.client.getTransactionStatus() === 'I';
+  if (kind) {
+    statements.forget(text);
+    // pg still counts the name as prepared on this connection, which the server no longer has.
+    if (kind === 'missing') markBroken(lease);
+    return isOutsideTransaction ? 'resend' : 'fail';
+  }
+  if (!wasParsed || !mayBeStaleTypes(state)) return 'fail';
+  if (isOutsideTransaction) return 'check';
+  if (isStaleAnalysis(state)) statements.forget(text);
+  return 'fail';
 }
 
 /** Notes what a caller statement changed in the session (src/pool/session-state.ts); returns its result. */

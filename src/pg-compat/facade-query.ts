@@ -13,7 +13,7 @@ import {
 } from '../pool/lease.js';
 import type { DescribedStatement } from '../described-statements.js';
 import type { StatementNames } from '../prepared-statements.js';
-import { mayResendUnnamed, namedQuery } from '../query-client.js';
+import { afterNamedFailure, namedQuery } from '../query-client.js';
 import type { QueryContext } from '../query-context.js';
 import type { FacadeSettings } from './pool-config.js';
 import { queryChannel, serverOf, settleQueryTrace, type QueryMessage } from '../tracing-channels.js';
@@ -124,25 +124,29 @@ export function sendFacadeQuery(
       finish(error ?? undefined, error ? undefined : result);
       done(error ?? undefined, result);
     };
-    const sendUnnamed = () =>
+    const sendUnnamed = (callback: (error: Error | null | undefined, result: pg.QueryResult | undefined) => void) =>
       (client.query as (q: unknown, v: unknown, cb: (error: Error | undefined, result: pg.QueryResult) => void) => void)(
         config,
         values,
-        answered,
+        callback,
       );
     try {
-      if (autoName === undefined) return sendUnnamed();
+      if (autoName === undefined) return sendUnnamed(answered);
       let isAnswered = false;
-      client.query(
-        namedQuery(prepared!.statement, prepared!.values, autoName, (error, result) => {
-          // pg calls back twice for a value it could not serialize (the error, then its Sync's answer).
-          if (isAnswered) return;
-          isAnswered = true;
-          // A stale plan (DDL) or a statement the server lost: nothing ran, so it goes again unnamed.
-          if (error && mayResendUnnamed(lease, statements!, prepared!.text, error)) return sendUnnamed();
-          answered(error, result as pg.QueryResult | undefined);
-        }),
-      );
+      const named = namedQuery(prepared!.statement, prepared!.values, autoName, (error, result) => {
+        // pg calls back twice for a value it could not serialize (the error, then its Sync's answer).
+        if (isAnswered) return;
+        isAnswered = true;
+        const text = prepared!.text;
+        const plan = error ? afterNamedFailure(lease, statements!, text, error, named.wasParsed) : 'fail';
+        if (plan === 'fail') return answered(error, result as pg.QueryResult | undefined);
+        // Outside a transaction nothing ran: the same statement once more, unnamed (src/query-client.ts).
+        sendUnnamed((unnamedError, unnamedResult) => {
+          if (!unnamedError && plan === 'check') statements!.forget(text);
+          answered(unnamedError, unnamedResult);
+        });
+      });
+      client.query(named as unknown as pg.Submittable);
     } catch (error) {
       // pg's synchronous argument errors (a malformed config): nothing was sent.
       thrown = error;

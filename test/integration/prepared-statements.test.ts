@@ -173,6 +173,76 @@ describe('automatic prepared statements', () => {
   });
 });
 
+describe('automatic prepared statements after ALTER COLUMN ... TYPE (parameter types fixed when prepared)', () => {
+  it('run in executeQuery and pool.query as an unnamed statement would, and the text is prepared afresh', async () => {
+    const shape = uniqueName('prepared_retyped');
+    await adminQuery(`CREATE TABLE ${shape} (id int PRIMARY KEY, code int, doc int)`);
+    try {
+      await adminQuery(`INSERT INTO ${shape} VALUES (1, 7, 0)`);
+      const db = await openOne();
+      const select = `SELECT id FROM ${shape} WHERE code = $1`;
+      const insert = `INSERT INTO ${shape} (id, doc) VALUES ($1, $2)`;
+      for (let i = 0; i < 2; i++) {
+        expect(await db.executeQuery(select, [7])).toEqual([{ id: 1 }]);
+        expect((await db.pool.query(select, [7])).rows).toEqual([{ id: 1 }]);
+        await db.executeQuery(insert, [10 + i, 1], { readOnly: false });
+        await db.pool.query(insert, [20 + i, 1]);
+      }
+      await adminQuery(`ALTER TABLE ${shape} ALTER COLUMN code TYPE text, ALTER COLUMN doc TYPE jsonb USING to_jsonb(doc)`);
+      await adminQuery(`ALTER TABLE ${shape} ALTER COLUMN id TYPE bigint`);
+      const before = db.getStats();
+      // Prepared as `code = $1::int` and `doc` from an int: no operator text = integer, no cast to jsonb.
+      expect(await db.executeQuery(select, ['7'])).toEqual([{ id: '1' }]);
+      expect((await db.pool.query(select, ['7'])).rows).toEqual([{ id: '1' }]);
+      await db.executeQuery(insert, [3_000_000_000, '{"a":1}'], { readOnly: false });
+      await db.pool.query(insert, [3_000_000_001, '{"a":2}']);
+      expect(await db.executeQuery(`SELECT doc FROM ${shape} WHERE id > $1 ORDER BY id`, [2_999_999_999])).toEqual([
+        { doc: { a: 1 } },
+        { doc: { a: 2 } },
+      ]);
+      const after = db.getStats();
+      expect([after.queriesExecuted - before.queriesExecuted, after.errors - before.errors]).toEqual([5, 0]);
+      // Prepared afresh under new names, with the new types.
+      const prepared = await preparedOn(db);
+      expect(prepared.filter((row) => row.statement === select || row.statement === insert).length).toBeGreaterThanOrEqual(2);
+      for (let i = 0; i < 3; i++) expect(await db.executeQuery(select, ['7'])).toEqual([{ id: '1' }]);
+    } finally {
+      await adminQuery(`DROP TABLE IF EXISTS ${shape}`);
+    }
+  });
+
+  it("give a value the statement's type refuses the same error as unnamed, once, and keep the name", async () => {
+    const db = await openOne();
+    const text = `SELECT note FROM ${table} WHERE id = $1`;
+    for (let i = 0; i < 2; i++) await db.executeQuery(text, [1]);
+    const before = db.getStats();
+    for (let i = 0; i < 2; i++) {
+      await expect(db.executeQuery(text, ['not a number'])).rejects.toMatchObject({ sqlState: '22P02' });
+      await expect(db.pool.query(text, ['not a number'])).rejects.toMatchObject({ code: '22P02' });
+    }
+    const after = db.getStats();
+    expect([after.queriesExecuted - before.queriesExecuted, after.errors - before.errors]).toEqual([4, 4]);
+    expect(await preparedOn(db)).toEqual([{ name: 'codecheck_s1', statement: text }]);
+  });
+
+  it('inside withDb fail the one transaction (its statement cannot be sent again), then prepare the text afresh', async () => {
+    const shape = uniqueName('prepared_retyped_tx');
+    await adminQuery(`CREATE TABLE ${shape} (id int PRIMARY KEY, code int)`);
+    try {
+      await adminQuery(`INSERT INTO ${shape} VALUES (1, 7)`);
+      const db = await openOne();
+      const select = `SELECT id FROM ${shape} WHERE code = $1`;
+      const inTransaction = (code: unknown) => db.withDb(true, async (client) => (await client.query(select, [code])).rows);
+      for (let i = 0; i < 2; i++) expect(await inTransaction(7)).toEqual([{ id: 1 }]);
+      await adminQuery(`ALTER TABLE ${shape} ALTER COLUMN code TYPE text`);
+      await expect(inTransaction('7')).rejects.toMatchObject({ sqlState: '42883' });
+      for (let i = 0; i < 3; i++) expect(await inTransaction('7')).toEqual([{ id: 1 }]);
+    } finally {
+      await adminQuery(`DROP TABLE IF EXISTS ${shape}`);
+    }
+  });
+});
+
 describe("automatic prepared statements in the drop-in Pool's pool.query", () => {
   it('prepare a text with values on its second use, and read its rows as pg does', async () => {
     const db = await openOne();
