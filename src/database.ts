@@ -76,6 +76,8 @@ export class Database {
   #state: 'open' | 'closing' | 'closed' = 'open';
   #shutdown: Promise<void> | undefined;
   readonly #frame: CallFrame;
+  /** Automatic prepared statement names, shared by every call and the drop-in Pool; absent when off. */
+  readonly #statements: StatementNames | undefined;
   readonly #queryWork: ReturnType<typeof queryWork>;
   /** LISTEN on a dedicated connection, opened by the first `listen()` (src/streams/listener.ts). */
   readonly #listener: Listener;
@@ -93,6 +95,7 @@ export class Database {
     const canPrepare = !config.pgbouncer || config.pgbouncerPreparedStatements;
     const statements =
       canPrepare && config.maxPreparedStatements > 0 ? new StatementNames(config.maxPreparedStatements) : undefined;
+    this.#statements = statements;
     for (const warning of config.warnings) this.log.warn(warning);
     const source = config.loginSource;
     this.#logins = source
@@ -176,7 +179,7 @@ export class Database {
       log: this.log,
       primary: this.#primary,
       frame: this.#frame,
-      context: { queryTime: this.#queryTime, counters: this.#counters },
+      context: { queryTime: this.#queryTime, counters: this.#counters, statements: this.#statements },
       countError: () => void this.#counters.errors++,
       state: () => this.#state,
       shutdown: (options) => this.shutdown(options),

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { isPrepared } from '../client-internals.js';
-import { observeStatement } from '../pool/session-state.js';
+import { isBusy, isPrepared } from '../client-internals.js';
+import { hasTouchedPreparedStatements, observeStatement } from '../pool/session-state.js';
 import { isConnectionFailure } from '../errors.js';
 import {
   markBroken,
@@ -59,7 +59,10 @@ function withSettings(query: string | pg.QueryConfig, settings: FacadeSettings):
  * in `code`), while the library counts it (`queriesExecuted`, query time), tracks it in flight (a
  * release before it is answered cancels it and destroys the connection), marks the lease broken on a
  * connection failure, and notes what it changed in the session and the statement names it prepared,
- * for the node pool's release (the one session-state tracker, src/pool/session-state.ts). Returns
+ * for the node pool's release (the one session-state tracker, src/pool/session-state.ts). A
+ * statement with values on a connection idle outside a transaction is an automatic prepared
+ * statement (`statements`, the Database's; docs/drop-in.md), sent once more unnamed when it fails
+ * for a reason its being prepared could explain (`afterNamedFailure`, src/query-client.ts). Returns
  * pg's return value: a promise without a callback, `undefined` with one, the submittable itself for a
  * submittable.
  */
@@ -71,7 +74,7 @@ export function sendFacadeQuery(
   query: unknown,
   values: unknown,
   callback: QueryCallback | undefined,
-  statements?: StatementNames,
+  statements: StatementNames | undefined,
 ): unknown {
   const client = lease.client;
   if (isSubmittable(query)) {
@@ -91,9 +94,12 @@ export function sendFacadeQuery(
   const config = withSettings(query as string | pg.QueryConfig, settings);
   const name = typeof query === 'object' ? (query as pg.QueryConfig).name : undefined;
   const isNewName = typeof name === 'string' && name !== '' && !isPrepared(client, name);
-  // pool.query's automatic prepared statement (`statements` is given only there).
+  // An automatic prepared statement, only where a failure it alone could cause can be answered by
+  // sending it again unnamed: on a connection idle outside a transaction.
   const prepared =
-    statements !== undefined && config === query ? preparable(query as string | pg.QueryConfig, values) : undefined;
+    statements !== undefined && config === query && isIdleOutsideTransaction(lease)
+      ? preparable(query as string | pg.QueryConfig, values)
+      : undefined;
   const autoName = prepared === undefined ? undefined : statements!.nameFor(prepared.text);
   // Traced on `codecheck-db:query` as the library's own statements are, while someone subscribes; the
   // outcome is pg's (its error, with the SQLSTATE), as the caller gets it.
@@ -169,6 +175,22 @@ export function sendFacadeQuery(
   );
   if (message) queryChannel.end.publish(message);
   return answer;
+}
+
+/**
+ * Whether the statement about to be sent will run outside a transaction: the session is idle (pg's
+ * last ReadyForQuery), nothing of the caller's is still queued or in flight (a `BEGIN` sent without
+ * waiting would make it run inside one), pg's pipeline mode is off, and the holder has not run
+ * `PREPARE`, `DEALLOCATE` or `DISCARD ALL` (after which pg's list of prepared statements may lie).
+ */
+function isIdleOutsideTransaction(lease: Lease): boolean {
+  const client = lease.client;
+  return (
+    client.getTransactionStatus() === 'I' &&
+    !isBusy(client) &&
+    !(client as { pipeline?: boolean }).pipeline &&
+    !hasTouchedPreparedStatements(lease.sessionChanges)
+  );
 }
 
 /** The config keys a statement may have and still be sent as an automatic prepared statement. */

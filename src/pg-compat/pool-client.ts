@@ -136,6 +136,15 @@ export class ClientFacade implements ProxyHandler<pg.PoolClient> {
       if (args.callback) return void process.nextTick(args.callback as QueryCallback, error);
       return new host.Promise((_resolve, reject) => reject(error));
     }
-    return sendFacadeQuery(lease, host.context, host.settings, host.Promise, query, args.values, args.callback);
+    return sendFacadeQuery(
+      lease,
+      host.context,
+      host.settings,
+      host.Promise,
+      query,
+      args.values,
+      args.callback,
+      host.context.statements,
+    );
   };
 }

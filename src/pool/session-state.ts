@@ -59,6 +59,11 @@ const SESSION_FUNCTIONS = /advisory|set_config/i;
  */
 const SELECT_SUSPECT = /temp|into|advisory|set_config/i;
 
+/** Whether the session ran `PREPARE`, `DEALLOCATE` or `DISCARD ALL`: pg's list of its prepared statements may lie. */
+export function hasTouchedPreparedStatements(changes: SessionChanges): boolean {
+  return (changes & PREPARED) !== 0;
+}
+
 /** How to give a connection back. */
 export type ReleasePlan =
   | { readonly action: 'reuse' }

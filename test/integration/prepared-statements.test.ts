@@ -288,19 +288,13 @@ describe("automatic prepared statements in the drop-in Pool's pool.query", () =>
     expect(await preparedOn(db)).toEqual([{ name: 'codecheck_s1', statement: text }]);
   });
 
-  it("send a config with the caller's own name or other keys, statements without values, a connect() client's statements and a Pool with its own types as pg sends them", async () => {
+  it("send a config with the caller's own name or other keys, statements without values and a Pool with its own types as pg sends them", async () => {
     const db = await openOne();
     const text = `SELECT note FROM ${table} WHERE id = $1`;
     for (let i = 0; i < 3; i++) {
       await db.pool.query({ text, values: [1], name: 'mine' });
       await db.pool.query({ text, values: [1], binary: false } as pg.QueryConfig);
       await db.pool.query(`SELECT note FROM ${table} WHERE id = 1`);
-    }
-    const client = await db.pool.connect();
-    try {
-      for (let i = 0; i < 3; i++) await client.query(text, [1]);
-    } finally {
-      client.release();
     }
     // The caller's own name was deallocated when its pool.query released the connection (docs/drop-in.md).
     expect(await preparedOn(db)).toEqual([]);
@@ -316,6 +310,35 @@ describe("automatic prepared statements in the drop-in Pool's pool.query", () =>
       expect((await typed.query('SELECT count(*)::int AS n FROM pg_prepared_statements')).rows).toEqual([{ n: '<0>' }]);
     } finally {
       await typed.end();
+    }
+  });
+
+  it('prepare on a connect() client only while it is idle outside a transaction', async () => {
+    const db = await openOne();
+    const outside = `SELECT note FROM ${table} WHERE id = $1`;
+    const inside = `SELECT note FROM ${table} WHERE id = $1 + 0`;
+    const queued = `SELECT note FROM ${table} WHERE id = $1 + 1`;
+    const afterDeallocate = `SELECT note FROM ${table} WHERE id = $1 + 2`;
+    const client = await db.pool.connect();
+    try {
+      for (let i = 0; i < 3; i++) expect((await client.query(outside, [1])).rows).toEqual([{ note: 'one' }]);
+      await client.query('BEGIN');
+      for (let i = 0; i < 3; i++) expect((await client.query(inside, [1])).rows).toEqual([{ note: 'one' }]);
+      await client.query('COMMIT');
+      // BEGIN not yet answered when the statement is given to pg: it will run inside that transaction.
+      for (let i = 0; i < 3; i++) {
+        const begun = client.query('BEGIN');
+        expect((await client.query(queued, [1])).rows).toEqual([{ note: 'two' }]);
+        await begun;
+        await client.query('COMMIT');
+      }
+      const listed = (await client.query('SELECT statement FROM pg_prepared_statements')).rows.map((row) => row.statement);
+      expect(listed).toEqual([outside]);
+      await client.query('DEALLOCATE ALL');
+      for (let i = 0; i < 3; i++) expect((await client.query(afterDeallocate, [0])).rows).toEqual([{ note: 'two' }]);
+      expect((await client.query('SELECT count(*)::int AS n FROM pg_prepared_statements')).rows).toEqual([{ n: 0 }]);
+    } finally {
+      client.release();
     }
   });
 
@@ -364,10 +387,10 @@ describe("automatic prepared statements in the drop-in Pool's pool.query", () =>
       const circular: Record<string, unknown> = {};
       circular.self = circular;
       for (let i = 0; i < 2; i++) await expect(db.pool.query(text, [circular])).rejects.toThrow(TypeError);
+      expect((await db.pool.query('SELECT pg_backend_pid() AS pid')).rows[0].pid).toBe(pid);
       // pg closes a statement whose values it could not serialize, so the text is prepared again, once.
       for (let i = 0; i < 2; i++) await db.pool.query(text, [2 + i]);
       expect(await preparedOn(db)).toEqual([{ name: expect.stringMatching(/^codecheck_s\d+$/), statement: text }]);
-      expect((await db.pool.query('SELECT pg_backend_pid() AS pid')).rows[0].pid).toBe(pid);
     } finally {
       await db.pool.query(`DROP TABLE IF EXISTS ${shape}`);
     }
