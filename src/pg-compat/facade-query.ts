@@ -97,10 +97,8 @@ export function sendFacadeQuery(
   // An automatic prepared statement, only where a failure it alone could cause can be answered by
   // sending it again unnamed: on a connection idle outside a transaction.
   const prepared =
-    statements !== undefined && config === query && isIdleOutsideTransaction(lease)
-      ? preparable(query as string | pg.QueryConfig, values)
-      : undefined;
-  const autoName = prepared === undefined ? undefined : statements!.nameFor(prepared.text);
+    statements !== undefined && config === query ? preparable(query as string | pg.QueryConfig, values) : undefined;
+  const autoName = prepared !== undefined && isIdleOutsideTransaction(lease) ? statements!.nameFor(prepared.text) : undefined;
   // Traced on `codecheck-db:query` as the library's own statements are, while someone subscribes; the
   // outcome is pg's (its error, with the SQLSTATE), as the caller gets it.
   const message = queryChannel.hasSubscribers ? facadeMessage(lease, context, config, values) : undefined;
