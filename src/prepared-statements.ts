@@ -61,15 +61,24 @@ export class StatementNames {
 /**
  * SQLSTATEs a prepared statement may raise only because its parameter types were fixed when it was
  * prepared: after `ALTER COLUMN ... TYPE`, `id = $1` prepared with `$1` an integer finds no operator
- * for the new type (42883), an INSERT's integer does not fit a jsonb column (42804, 42846), a value
- * beyond an integer's range no longer fits a parameter the column has outgrown (class 22). An unnamed
- * statement, typed afresh from the current schema, may run where the prepared one fails.
+ * for the new type (42883), an INSERT's integer does not fit a jsonb column (42804, 42846). An
+ * unnamed statement, typed afresh from the current schema, may run where the prepared one fails.
  */
 const TYPE_ANALYSIS_STATES = new Set(['42804', '42846', '42883', '42725']);
 
+/**
+ * A bound value that cannot become the parameter's fixed type: `'7'` is fine for text but `'7.5'` is
+ * not an integer (22P02), 3,000,000,000 is beyond an integer a column has outgrown (22003), a
+ * timestamp's text for a parameter that was a date (22007, 22008). The same states come from a value
+ * that is simply wrong, which only sending the statement unnamed can tell apart. Errors of class 22
+ * that only execution raises (division by zero, 22012) are not among them: a long statement that
+ * fails so is not run twice.
+ */
+const VALUE_INPUT_STATES = new Set(['22P02', '22003', '22007', '22008']);
+
 /** Whether a prepared statement's failure may come from parameter types fixed before DDL (see {@link TYPE_ANALYSIS_STATES}). */
 export function mayBeStaleTypes(sqlState: string | undefined): boolean {
-  return sqlState !== undefined && (sqlState.startsWith('22') || TYPE_ANALYSIS_STATES.has(sqlState));
+  return sqlState !== undefined && (VALUE_INPUT_STATES.has(sqlState) || TYPE_ANALYSIS_STATES.has(sqlState));
 }
 
 /** Whether such a failure can only come from the statement's analysis (never from a value). */

@@ -203,7 +203,8 @@ export type NamedFailurePlan = 'fail' | 'resend' | 'check';
  * server no longer has it (26000) or its plan must not change its result's columns (0A000), both of
  * which drop the name; `check` when the connection had prepared it before and it failed on what its
  * parameter types, fixed when it was prepared, may have become since (an `ALTER COLUMN ... TYPE`:
- * class 22, or 42804/42846/42883/42725), where an unnamed statement is typed afresh. In a transaction
+ * 42804/42846/42883/42725, or a value its type refuses: 22P02/22003/22007/22008), where an unnamed
+ * statement is typed afresh. In a transaction
  * the failure aborted it and reaches the caller; the name is dropped when only DDL can explain the
  * failure, so the next use prepares the text afresh. Shared by `executeQuery`/`withDb`
  * ({@link sendQuery}) and the drop-in Pool (src/pg-compat/facade-query.ts).

@@ -225,6 +225,23 @@ describe('automatic prepared statements after ALTER COLUMN ... TYPE (parameter t
     expect(await preparedOn(db)).toEqual([{ name: 'codecheck_s1', statement: text }]);
   });
 
+  it('run a statement that fails in execution (division by zero) once, not again unnamed', async () => {
+    const sequence = uniqueName('prepared_runs');
+    await adminQuery(`CREATE SEQUENCE ${sequence}`);
+    try {
+      const db = await openOne();
+      // nextval is not undone by the failure's rollback: it counts the executions.
+      const text = `SELECT nextval('${sequence}') / $1::int AS q`;
+      for (let i = 0; i < 2; i++) await db.executeQuery(text, [1], { readOnly: false });
+      await expect(db.executeQuery(text, [0], { readOnly: false })).rejects.toMatchObject({ sqlState: '22012' });
+      await expect(db.pool.query(text, [0])).rejects.toMatchObject({ code: '22012' });
+      const rows = await db.executeQuery<{ value: string }>(`SELECT last_value::text AS value FROM ${sequence}`);
+      expect(rows).toEqual([{ value: '4' }]);
+    } finally {
+      await adminQuery(`DROP SEQUENCE IF EXISTS ${sequence}`);
+    }
+  });
+
   it('inside withDb fail the one transaction (its statement cannot be sent again), then prepare the text afresh', async () => {
     const shape = uniqueName('prepared_retyped_tx');
     await adminQuery(`CREATE TABLE ${shape} (id int PRIMARY KEY, code int)`);
