@@ -330,6 +330,17 @@ describe("automatic prepared statements in the drop-in Pool's pool.query", () =>
     }
   });
 
+  it('prepare pool.query the same way when the Pool has acquire and release listeners (a client facade per checkout)', async () => {
+    const db = await openOne();
+    const events: string[] = [];
+    db.pool.on('acquire', () => events.push('acquire'));
+    db.pool.on('release', () => events.push('release'));
+    const text = `SELECT note FROM ${table} WHERE id = $1`;
+    for (let i = 0; i < 3; i++) expect((await db.pool.query(text, [2])).rows).toEqual([{ note: 'two' }]);
+    expect(events).toEqual(['acquire', 'release', 'acquire', 'release', 'acquire', 'release']);
+    expect(await preparedOn(db)).toEqual([{ name: 'codecheck_s1', statement: text }]);
+  });
+
   it('prepare on a connect() client only while it is idle outside a transaction', async () => {
     const db = await openOne();
     const outside = `SELECT note FROM ${table} WHERE id = $1`;
