@@ -37,8 +37,10 @@ export async function retireConnections(target: RetireTarget, spreadMillis: numb
   });
   const times = [...new Set(marked.map((meta) => meta.retireAt))].sort((a, b) => a - b);
   for (const time of times) {
+    // A timer may fire a millisecond before Date.now() reaches its time; a sweep then would find the
+    // connection not yet due and put it back, and nothing would sweep it again: wait for the clock.
+    while (target.isOpen() && Date.now() < time) await sleep(time - Date.now(), 'unref');
     if (!target.isOpen()) break;
-    if (time > Date.now()) await sleep(time - Date.now(), 'unref');
     await sweep(target);
   }
   // A sweep finds no free permits while a refill round holds them: try again shortly, for a while.
