@@ -128,14 +128,8 @@ export function sendFacadeQuery(
       finish(error ?? undefined, error ? undefined : result);
       done(error ?? undefined, result);
     };
-    const sendUnnamed = (callback: (error: Error | null | undefined, result: pg.QueryResult | undefined) => void) =>
-      (client.query as (q: unknown, v: unknown, cb: (error: Error | undefined, result: pg.QueryResult) => void) => void)(
-        config,
-        values,
-        callback,
-      );
     try {
-      if (autoName === undefined) return sendUnnamed(answered);
+      if (autoName === undefined) return sendAsGiven(client, config, values, answered);
       let isAnswered = false;
       const named = namedQuery(prepared!.statement, prepared!.values, autoName, (error, result) => {
         // pg calls back twice for a value it could not serialize (the error, then its Sync's answer).
@@ -145,7 +139,7 @@ export function sendFacadeQuery(
         const plan = error ? afterNamedFailure(lease, statements!, text, error, named.wasParsed) : 'fail';
         if (plan === 'fail') return answered(error, result as pg.QueryResult | undefined);
         // Outside a transaction nothing ran: the same statement once more, unnamed (src/query-client.ts).
-        sendUnnamed((unnamedError, unnamedResult) => {
+        sendAsGiven(client, config, values, (unnamedError, unnamedResult) => {
           if (!unnamedError && plan === 'check') statements!.forget(text);
           answered(unnamedError, unnamedResult);
         });
@@ -173,6 +167,20 @@ export function sendFacadeQuery(
   );
   if (message) queryChannel.end.publish(message);
   return answer;
+}
+
+/** pg's `client.query` with the statement as the caller gave it (a config object too, in this three-argument form). */
+function sendAsGiven(
+  client: pg.PoolClient,
+  config: string | pg.QueryConfig,
+  values: unknown,
+  callback: (error: Error | null | undefined, result: pg.QueryResult | undefined) => void,
+): void {
+  (client.query as (q: unknown, v: unknown, cb: (error: Error | undefined, result: pg.QueryResult) => void) => void)(
+    config,
+    values,
+    callback,
+  );
 }
 
 /**
