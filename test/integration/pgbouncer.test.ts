@@ -247,6 +247,25 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
     expect(rows).toEqual([{ id: 1 }]);
   });
 
+  it("sends the drop-in Pool's statements unnamed, so a text used again runs on whichever server connection PgBouncer picks", async () => {
+    const db = open({ max: 4 });
+    // Concurrent rounds: PgBouncer spreads the Pool's transactions over its server connections.
+    for (let round = 0; round < 4; round++) {
+      const results = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => db.pool.query('SELECT $1::int AS id, pg_backend_pid() AS pid', [i])),
+      );
+      expect(results.map((result) => result.rows[0].id)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    }
+    const client = await db.pool.connect();
+    try {
+      for (let i = 0; i < 3; i++) expect((await client.query('SELECT $1::int AS id', [i])).rows).toEqual([{ id: i }]);
+    } finally {
+      client.release();
+    }
+    // A named statement would find its name missing on another server connection (26000): sent again, its connection closed.
+    expect(db.getStats()).toMatchObject({ queriesExecuted: 35, errors: 0, connectionsClosed: 0 });
+  });
+
   it('reports health through PgBouncer: the server behind it, and its link to PgBouncer unencrypted', async () => {
     const db = open();
     const report = await db.healthCheck({ timeoutMillis: 3000 });
