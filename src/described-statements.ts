@@ -14,6 +14,7 @@ import pg from 'pg';
 /** What pg's Connection offers that this file uses (pg 8.23's own, undeclared in @types/pg). */
 interface QueryConnection {
   parsedStatements: Record<string, string | undefined>;
+  close(message: { type: 'S'; name: string }): void;
   bind(message: {
     portal: string;
     statement: string;
@@ -56,6 +57,33 @@ const prepareValue: unknown = (pg as unknown as { utils?: { prepareValue?: unkno
 /** Each connection's remembered descriptions, by statement name. */
 const descriptions = new WeakMap<QueryConnection, Map<string, readonly pg.FieldDef[]>>();
 
+/** Each connection's statement names to prepare afresh at their next use ({@link prepareAfresh}). */
+const refreshes = new WeakMap<QueryConnection, Set<string>>();
+/** How many names wait in {@link refreshes}: while none does, a statement does not look there. */
+let pendingRefreshes = 0;
+
+/**
+ * Makes `client`'s connection prepare `name` afresh the next time a {@link DescribedQuery} sends it:
+ * Close, Parse and Describe go out with its Bind, in the same write, so the server plans it with
+ * parameter types inferred from the schema as it is now. For a statement that failed in a
+ * transaction on what may be a stale parameter type, where it cannot be sent again at once.
+ */
+export function prepareAfresh(client: pg.Client, name: string): void {
+  const connection = (client as unknown as { connection?: QueryConnection }).connection;
+  if (connection === undefined) return;
+  let names = refreshes.get(connection);
+  if (names === undefined) refreshes.set(connection, (names = new Set()));
+  if (!names.has(name)) pendingRefreshes++;
+  names.add(name);
+}
+
+/** Whether `connection` was asked to prepare `name` afresh (the request is used up). */
+function takeRefresh(connection: QueryConnection, name: string): boolean {
+  if (pendingRefreshes === 0 || refreshes.get(connection)?.delete(name) !== true) return false;
+  pendingRefreshes--;
+  return true;
+}
+
 /**
  * A named statement (text, values and a callback, as pg.Query takes them) that is described once per
  * connection. Its automatic name is set when pg submits it, not before: what looks at the query while
@@ -80,6 +108,11 @@ export class DescribedQuery extends BaseQuery {
   }
 
   override prepare(connection: QueryConnection): void {
+    if (takeRefresh(connection, this.name) && connection.parsedStatements[this.name] === this.text) {
+      connection.close({ type: 'S', name: this.name });
+      delete connection.parsedStatements[this.name];
+      descriptions.get(connection)?.delete(this.name);
+    }
     this.wasParsed = connection.parsedStatements[this.name] === this.text;
     const fields = this.wasParsed ? descriptions.get(connection)?.get(this.name) : undefined;
     if (fields === undefined || prepareValue === undefined) {

@@ -13,7 +13,7 @@ import {
 import { classifyTransactionControl, savepointName } from './nested-transactions.js';
 import { markBroken, statementAnswered, statementSent, type Lease } from './pool/lease.js';
 import { observeStatement } from './pool/session-state.js';
-import { DescribedQuery, type DescribedStatement } from './described-statements.js';
+import { DescribedQuery, prepareAfresh, type DescribedStatement } from './described-statements.js';
 import { isStaleAnalysis, mayBeStaleTypes, preparedStatementFailure, type StatementNames } from './prepared-statements.js';
 import type { QueryContext } from './query-context.js';
 import { copyFromOn, copyToOn, type CopyFromStream, type CopyToStream } from './streams/copy.js';
@@ -173,7 +173,7 @@ async function recover<R extends pg.QueryResultRow>(
     const plan =
       named === undefined || typeof query !== 'string'
         ? 'fail'
-        : afterNamedFailure(lease, context.statements!, query, failure, named.wasParsed);
+        : afterNamedFailure(lease, context.statements!, query, failure, named);
     if (plan === 'fail') throw failure;
     const result = await submit<R>(lease.client, { text: query as string, values: values as unknown[] });
     // The unnamed statement ran where the prepared one failed: its parameter types went stale.
@@ -204,9 +204,10 @@ export type NamedFailurePlan = 'fail' | 'resend' | 'check';
  * which drop the name; `check` when the connection had prepared it before and it failed on what its
  * parameter types, fixed when it was prepared, may have become since (an `ALTER COLUMN ... TYPE`:
  * 42804/42846/42883/42725, or a value its type refuses: 22P02/22003/22007/22008), where an unnamed
- * statement is typed afresh. In a transaction
- * the failure aborted it and reaches the caller; the name is dropped when only DDL can explain the
- * failure, so the next use prepares the text afresh. Shared by `executeQuery`/`withDb`
+ * statement is typed afresh. In a transaction the failure aborted it and reaches the caller; the text
+ * is prepared afresh at its next use: by every connection (a new name) when only DDL can explain the
+ * failure, by this connection (the same name, src/described-statements.ts) for a refused value, which
+ * may simply be wrong. Shared by `executeQuery`/`withDb`
  * ({@link sendQuery}) and the drop-in Pool (src/pg-compat/facade-query.ts).
  */
 export function afterNamedFailure(
@@ -214,7 +215,7 @@ export function afterNamedFailure(
   statements: StatementNames,
   text: string,
   failure: Error,
-  wasParsed: boolean,
+  named: DescribedQuery,
 ): NamedFailurePlan {
   // A value pg could not serialize: pg 8.23 has sent Parse, then closes the statement, yet records
   // the name as prepared when ParseComplete arrives. The next use would Bind a statement the server
@@ -229,9 +230,13 @@ export function afterNamedFailure(
     if (kind === 'missing') markBroken(lease);
     return isOutsideTransaction ? 'resend' : 'fail';
   }
-  if (!wasParsed || !mayBeStaleTypes(state)) return 'fail';
+  if (!named.wasParsed || !mayBeStaleTypes(state)) return 'fail';
   if (isOutsideTransaction) return 'check';
+  // Only DDL explains a type-analysis failure: every connection prepares the text afresh. A value
+  // its type refuses may be simply wrong: this connection alone prepares it afresh at its next use
+  // (no name used up; one more Parse if the value was wrong).
   if (isStaleAnalysis(state)) statements.forget(text);
+  else prepareAfresh(lease.client, named.name);
   return 'fail';
 }
 

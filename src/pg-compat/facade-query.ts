@@ -136,7 +136,7 @@ export function sendFacadeQuery(
         if (isAnswered) return;
         isAnswered = true;
         const text = prepared!.text;
-        const plan = error ? afterNamedFailure(lease, statements!, text, error, named.wasParsed) : 'fail';
+        const plan = error ? afterNamedFailure(lease, statements!, text, error, named) : 'fail';
         if (plan === 'fail') return answered(error, result as pg.QueryResult | undefined);
         // Outside a transaction nothing ran: the same statement once more, unnamed (src/query-client.ts).
         sendAsGiven(client, config, values, (unnamedError, unnamedResult) => {

@@ -242,6 +242,29 @@ describe('automatic prepared statements after ALTER COLUMN ... TYPE (parameter t
     }
   });
 
+  it('inside withDb prepare a statement whose value its stale type refused afresh on that connection, under the same name', async () => {
+    const shape = uniqueName('prepared_outgrown_tx');
+    await adminQuery(`CREATE TABLE ${shape} (id int PRIMARY KEY)`);
+    try {
+      await adminQuery(`INSERT INTO ${shape} VALUES (1)`);
+      const db = await openOne();
+      const select = `SELECT id FROM ${shape} WHERE id = $1`;
+      const inTransaction = (id: unknown) => db.withDb(true, async (client) => (await client.query(select, [id])).rows);
+      for (let i = 0; i < 2; i++) expect(await inTransaction(1)).toEqual([{ id: 1 }]);
+      await adminQuery(`ALTER TABLE ${shape} ALTER COLUMN id TYPE bigint`);
+      await adminQuery(`INSERT INTO ${shape} VALUES (3000000000)`);
+      // Prepared with $1 an integer: 3,000,000,000 does not fit (22003); the transaction fails once.
+      await expect(inTransaction(3_000_000_000)).rejects.toMatchObject({ sqlState: '22003' });
+      for (let i = 0; i < 3; i++) expect(await inTransaction(3_000_000_000)).toEqual([{ id: '3000000000' }]);
+      // A value that is simply wrong: the same error each time, and the statement keeps its name.
+      for (let i = 0; i < 2; i++) await expect(inTransaction('x')).rejects.toMatchObject({ sqlState: '22P02' });
+      expect(await inTransaction(1)).toEqual([{ id: '1' }]);
+      expect(await preparedOn(db)).toEqual([{ name: 'codecheck_s1', statement: select }]);
+    } finally {
+      await adminQuery(`DROP TABLE IF EXISTS ${shape}`);
+    }
+  });
+
   it('inside withDb fail the one transaction (its statement cannot be sent again), then prepare the text afresh', async () => {
     const shape = uniqueName('prepared_retyped_tx');
     await adminQuery(`CREATE TABLE ${shape} (id int PRIMARY KEY, code int)`);
