@@ -94,7 +94,7 @@ export class DescribedQuery extends BaseQuery {
   /** The connection this query asked to describe its result on; its RowDescription is remembered for it. */
   #describing: QueryConnection | undefined;
   readonly #name: string;
-  /** Set when pg sends it: the connection had prepared this statement before (only Bind and Execute went out). */
+  /** Set when pg sends it: the connection had prepared this statement before (no Parse went out). */
   wasParsed = false;
 
   constructor(statement: DescribedStatement, values: unknown[], name: string, callback: QueryCallback) {
