@@ -127,3 +127,44 @@ describe('migrate-scan file isolation, bundles and ignore rules', () => {
     expect(named.findings.map((f) => f.file.slice(root.length + 1))).toEqual(['node_modules/dep/leak.js', 'src/out.gen.js']);
   });
 });
+
+describe('migrate-scan and files that do not parse', () => {
+  let root: string;
+  /** The stranger's file: `new Pool(` never closed, so the parser made up the rest of the tree. */
+  const BROKEN =
+    "const { Pool } = require('pg');\nconst pool = new Pool(\nasync function x( { await pool.query('SELECT 1' + y)\n";
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'migrate-scan-syntax-'));
+    await writeFile(join(root, 'broken.js'), BROKEN);
+    await writeFile(join(root, 'broken.ts'), 'export async function f(pool: Pool) {\n  await pool.query(`SELECT 1`;\n}\n');
+    await writeFile(join(root, 'leak.js'), LEAK);
+    await writeFile(join(root, 'clean.js'), CLEAN);
+  });
+
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it("lists a file with syntax errors as unscanned, with line:column and TypeScript's message, and suggests nothing for it", async () => {
+    const report = await scanPaths([root]);
+    expect(report.unscanned).toEqual([
+      { file: join(root, 'broken.js'), reason: "syntax error at 3:27: ',' expected." },
+      { file: join(root, 'broken.ts'), reason: "syntax error at 2:30: ')' expected." },
+    ]);
+    expect(report.scannedFiles).toBe(2);
+    expect([...new Set(report.findings.map((f) => f.file))]).toEqual([join(root, 'leak.js')]);
+  });
+
+  it('exits 4 when a file does not parse and the rest have findings, 3 when the rest are clean', async () => {
+    const withFindings = await run([root]);
+    expect(withFindings.code).toBe(SCAN_EXIT.unscannedFindings);
+    expect(withFindings.stderr).toBe(
+      `migrate-scan: could not scan ${join(root, 'broken.js')}: syntax error at 3:27: ',' expected.\n` +
+        `migrate-scan: could not scan ${join(root, 'broken.ts')}: syntax error at 2:30: ')' expected.\n`,
+    );
+    const clean = await run([join(root, 'broken.js'), join(root, 'clean.js')]);
+    expect(clean.code).toBe(SCAN_EXIT.unscannedClean);
+    expect(clean.stdout).toBe('migrate-scan: no findings (1 file scanned)\n');
+  });
+});

@@ -19,12 +19,21 @@ export class SourceAnalysis {
   readonly #checker: ts.TypeChecker | undefined;
   readonly #references = new Map<ts.Symbol, ts.MemberName[]>();
 
-  constructor(fileName: string, text: string) {
-    this.ts = loadTypeScript();
-    const t = this.ts;
+  /**
+   * @throws {SyntaxError} naming the first syntax error (`syntax error at line:column: message`) when
+   *   the text does not parse: the rules would read a tree the parser made up to recover.
+   */
+  constructor(fileName: string, text: string, t: typeof ts = loadTypeScript()) {
+    this.ts = t;
     // A virtual absolute name keeps the compiler host from touching the disk.
     const virtualName = `/migrate-scan/source${scriptExtension(fileName)}`;
     this.sourceFile = t.createSourceFile(virtualName, text, t.ScriptTarget.Latest, true, scriptKind(t, fileName));
+    const [syntaxError] = parseDiagnostics(t, this.sourceFile, virtualName);
+    if (syntaxError !== undefined) {
+      const { line, character } = this.sourceFile.getLineAndCharacterOfPosition(syntaxError.start ?? 0);
+      const message = t.flattenDiagnosticMessageText(syntaxError.messageText, ' ');
+      throw new SyntaxError(`syntax error at ${line + 1}:${character + 1}: ${message}`);
+    }
     this.#checker = bindScopes(t, this.sourceFile) ? undefined : checkerFor(t, this.sourceFile, virtualName);
     // An explicit stack rather than recursion: generated code nests deeper than the call stack allows.
     const pending: ts.Node[] = [this.sourceFile];
@@ -233,8 +242,25 @@ function scriptKind(t: typeof ts, fileName: string): ts.ScriptKind {
   return /^\.[cm]?ts$/.test(extension) ? t.ScriptKind.TS : t.ScriptKind.JS;
 }
 
-/** A checker over a program of this one file: no lib, no module resolution, nothing read from disk. */
+/**
+ * The parser's own diagnostics for a file: what it could not parse. They are kept on the source file
+ * (`parseDiagnostics`, internal); the public route, a program's syntactic diagnostics, adds for
+ * JavaScript files the "types can only be used in a .ts file" kind, which Flow-annotated sources
+ * would trip, so it is only the fallback for a TypeScript that does not keep the field.
+ */
+function parseDiagnostics(t: typeof ts, sourceFile: ts.SourceFile, virtualName: string): readonly ts.Diagnostic[] {
+  const internal = (sourceFile as unknown as { parseDiagnostics?: unknown }).parseDiagnostics;
+  if (Array.isArray(internal)) return internal as ts.DiagnosticWithLocation[];
+  return programFor(t, sourceFile, virtualName).getSyntacticDiagnostics(sourceFile);
+}
+
+/** A checker over {@link programFor}'s program. */
 function checkerFor(t: typeof ts, sourceFile: ts.SourceFile, virtualName: string): ts.TypeChecker {
+  return programFor(t, sourceFile, virtualName).getTypeChecker();
+}
+
+/** A program of this one file: no lib, no module resolution, nothing read from disk. */
+function programFor(t: typeof ts, sourceFile: ts.SourceFile, virtualName: string): ts.Program {
   const host: ts.CompilerHost = {
     getSourceFile: (name) => (name === virtualName ? sourceFile : undefined),
     getDefaultLibFileName: () => '/migrate-scan/lib.d.ts',
@@ -247,5 +273,5 @@ function checkerFor(t: typeof ts, sourceFile: ts.SourceFile, virtualName: string
     readFile: () => undefined,
   };
   const options: ts.CompilerOptions = { noLib: true, noResolve: true, allowJs: true, types: [] };
-  return t.createProgram({ rootNames: [virtualName], options, host }).getTypeChecker();
+  return t.createProgram({ rootNames: [virtualName], options, host });
 }

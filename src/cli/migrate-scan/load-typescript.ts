@@ -1,32 +1,103 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type ts from 'typescript';
 import { MigrateScanError } from './scan-error.js';
 
-let typescript: typeof ts | undefined;
+/** The TypeScript releases the scanner works with: their JavaScript compiler API (docs/migration.md). */
+const SUPPORTED_TYPESCRIPT = '>=5.0 <7';
+const INSTALL_HINT =
+  'install TypeScript 5 or 6 (the scanner supports typescript ' +
+  `${SUPPORTED_TYPESCRIPT}) with \`npm install --save-dev typescript@5\``;
+
+const loaded = new Map<string, typeof ts>();
 
 /**
- * Loads the optional `typescript` peer dependency on first use, from this package's location and then
- * from the current directory (a globally installed CLI scanning a project that has TypeScript).
+ * Loads the optional `typescript` peer dependency, once per list of places: by default from this
+ * package's location and then from the current directory (a globally installed CLI scanning a
+ * project that has TypeScript). The first package found there whose JavaScript compiler API the
+ * scanner can use wins; TypeScript 7 ships without that API, and 4.x lacks parts of it.
  *
- * @throws {MigrateScanError} code `TYPESCRIPT_MISSING` when neither place has it.
+ * @param searchFrom files to resolve `typescript` from, in order, as `require` in that file would (a
+ *   project's `package.json` stands for the project).
+ * @throws {MigrateScanError} code `TYPESCRIPT_MISSING` when no place has a `typescript` package, or
+ *   `TYPESCRIPT_UNSUPPORTED` (naming the version found) when none of those found can be used.
  */
-export function loadTypeScript(): typeof ts {
-  if (typescript !== undefined) return typescript;
+export function loadTypeScript(searchFrom: readonly string[] = defaultSearchPlaces()): typeof ts {
+  const key = searchFrom.join('\0');
+  const cached = loaded.get(key);
+  if (cached !== undefined) return cached;
   let lastError: unknown;
-  for (const base of [import.meta.url, join(process.cwd(), 'package.json')]) {
+  let unusable: string | undefined;
+  for (const base of searchFrom) {
+    const require = createRequire(base);
+    let candidate: unknown;
     try {
-      typescript = createRequire(base)('typescript') as typeof ts;
-      return typescript;
+      candidate = require('typescript');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error;
       lastError = error;
+      continue;
     }
+    if (hasCompilerApi(candidate)) {
+      loaded.set(key, candidate);
+      return candidate;
+    }
+    const entry = require.resolve('typescript');
+    unusable ??= `version ${packageVersion(entry)}, in ${dirname(entry)}`;
+  }
+  if (unusable !== undefined) {
+    throw new MigrateScanError(
+      'TYPESCRIPT_UNSUPPORTED',
+      `the installed \`typescript\` package (${unusable}) has no JavaScript compiler API that the scanner can ` +
+        `use to parse the sources (TypeScript 7 has none): ${INSTALL_HINT}`,
+    );
   }
   throw new MigrateScanError(
     'TYPESCRIPT_MISSING',
     'cannot load the `typescript` package, which parses the sources (an optional peer dependency of ' +
-      '@codecheck/db): install it with `npm install --save-dev typescript`',
+      `@codecheck/db): ${INSTALL_HINT}`,
     { cause: lastError },
   );
+}
+
+function defaultSearchPlaces(): string[] {
+  return [fileURLToPath(import.meta.url), join(process.cwd(), 'package.json')];
+}
+
+/**
+ * Whether a loaded `typescript` module has what the scanner calls: the parser, the tree walker, the
+ * program (for the fallback checker) and the enums, at major version 5 or later (`satisfies`, 4.9+,
+ * and the node factories the rules test for).
+ */
+function hasCompilerApi(candidate: unknown): candidate is typeof ts {
+  const api = candidate as Partial<typeof ts> | null;
+  if (typeof api !== 'object' || api === null) return false;
+  const major = Number(/^(\d+)\./.exec(typeof api.version === 'string' ? api.version : '')?.[1]);
+  return (
+    major >= 5 &&
+    typeof api.createSourceFile === 'function' &&
+    typeof api.forEachChild === 'function' &&
+    typeof api.createProgram === 'function' &&
+    typeof api.isSatisfiesExpression === 'function' &&
+    api.ScriptTarget?.Latest !== undefined &&
+    api.ScriptKind?.TS !== undefined &&
+    api.SyntaxKind?.ThisKeyword !== undefined
+  );
+}
+
+/** The `version` of the package.json above a resolved entry file, or `unknown` when none says. */
+function packageVersion(entry: string): string {
+  for (let dir = dirname(entry); dir !== dirname(dir); dir = dirname(dir)) {
+    const file = join(dir, 'package.json');
+    if (!existsSync(file)) continue;
+    try {
+      const manifest = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown };
+      if (manifest.name === 'typescript') return typeof manifest.version === 'string' ? manifest.version : 'unknown';
+    } catch {
+      return 'unknown';
+    }
+  }
+  return 'unknown';
 }

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { RULE_IDS } from './rules.js';
-import { scanPaths, type ScanReport } from './scan.js';
+import { scanPaths, type ScanOptions, type ScanReport } from './scan.js';
 import { MigrateScanError } from './scan-error.js';
 
 /** Where `migrate-scan` writes: the CLI passes process.stdout/stderr writers, tests collect strings. */
@@ -15,7 +15,7 @@ export const SCAN_EXIT = {
   clean: 0,
   /** Findings; every file scanned. */
   findings: 1,
-  /** Nothing scanned: no paths, an unknown option, a named path unreadable, `typescript` missing. */
+  /** Nothing scanned: no paths, an unknown option, a named path unreadable, `typescript` missing or unusable (7.x). */
   usage: 2,
   /** Some files could not be scanned (listed on stderr); the others are clean. */
   unscannedClean: 3,
@@ -63,8 +63,14 @@ export function formatReport(report: ScanReport): string {
  * The `codecheck-db migrate-scan` subcommand; returns one of {@link SCAN_EXIT}. Files that could not be
  * scanned are listed on stderr (and in `--json`), with the reason, and the others are still scanned;
  * skipped bundles are counted on stderr. Never throws for usage errors; other errors propagate.
+ *
+ * @param setup where to resolve `typescript` from (the CLI leaves the default; see `ScanOptions`).
  */
-export async function runMigrateScan(argv: readonly string[], io: ScanIo): Promise<number> {
+export async function runMigrateScan(
+  argv: readonly string[],
+  io: ScanIo,
+  setup: Pick<ScanOptions, 'typescriptFrom'> = {},
+): Promise<number> {
   let values;
   let paths: string[];
   try {
@@ -94,7 +100,11 @@ export async function runMigrateScan(argv: readonly string[], io: ScanIo): Promi
   }
   let report: ScanReport;
   try {
-    report = await scanPaths(paths, { includeBundles: values['include-bundles'], useIgnoreRules: !values['no-ignore'] });
+    report = await scanPaths(paths, {
+      ...setup,
+      includeBundles: values['include-bundles'],
+      useIgnoreRules: !values['no-ignore'],
+    });
   } catch (error) {
     if (!(error instanceof MigrateScanError)) throw error;
     io.stderr(`migrate-scan: ${error.message}\n`);

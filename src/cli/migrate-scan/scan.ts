@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
+import type ts from 'typescript';
 import { SourceAnalysis } from './analysis.js';
 import { clientPerRequest } from './client-per-request.js';
+import { loadTypeScript } from './load-typescript.js';
 import { poolToDatabase } from './pool-to-database.js';
 import { poolWithoutErrorListener } from './pool-without-error-listener.js';
 import type { RuleFinding, RuleId } from './rules.js';
@@ -43,6 +45,11 @@ export interface ScanOptions {
   readonly includeBundles?: boolean;
   /** Honour `.gitignore` files and skip `node_modules`, `dist`, `.git` inside directories (default true). */
   readonly useIgnoreRules?: boolean;
+  /**
+   * Files to resolve the `typescript` package from, in order (default: this package's location, then
+   * the current directory's `package.json`); see `loadTypeScript`.
+   */
+  readonly typescriptFrom?: readonly string[];
 }
 
 const IGNORE_COMMENT = /(?:\/\/|\/\*)\s*migrate-scan-ignore-next-line\s+([a-z-]+(?:\s*,\s*[a-z-]+)*)/;
@@ -55,16 +62,19 @@ const MAY_HAVE_FINDINGS =
 
 /**
  * Scans one file's text and returns its findings in source order. Parses with the TypeScript compiler
- * (`.ts`/`.tsx`/`.mts`/`.cts` as TypeScript, anything else as JavaScript); a syntax error does not
- * throw, the parser recovers and the rules see what it could read. A finding is dropped when the line
- * above it says `// migrate-scan-ignore-next-line <rule-id>[, <rule-id>]`.
+ * (`.ts`/`.tsx`/`.mts`/`.cts` as TypeScript, anything else as JavaScript). A finding is dropped when
+ * the line above it says `// migrate-scan-ignore-next-line <rule-id>[, <rule-id>]`.
  *
- * @throws {MigrateScanError} code `TYPESCRIPT_MISSING` when the optional `typescript` peer dependency is
- *   absent; a `RangeError` when the code nests deeper than the call stack allows (see {@link scanPaths}).
+ * @param t the compiler to parse with (default: {@link loadTypeScript}'s).
+ * @throws {MigrateScanError} code `TYPESCRIPT_MISSING` or `TYPESCRIPT_UNSUPPORTED` when the optional
+ *   `typescript` peer dependency is absent or unusable; a `SyntaxError` naming the first syntax error
+ *   (line:column and TypeScript's message) when the text does not parse, since suggestions built from a
+ *   recovered tree would not parse either; a `RangeError` when the code nests deeper than the call
+ *   stack allows (see {@link scanPaths}).
  */
-export function scanSource(fileName: string, text: string): Finding[] {
+export function scanSource(fileName: string, text: string, t: typeof ts = loadTypeScript()): Finding[] {
   if (!MAY_HAVE_FINDINGS.test(text)) return [];
-  const analysis = new SourceAnalysis(fileName, text);
+  const analysis = new SourceAnalysis(fileName, text, t);
   const found: RuleFinding[] = [
     ...clientPerRequest(analysis),
     ...unreleasedClient(analysis),
@@ -89,13 +99,16 @@ export function scanSource(fileName: string, text: string): Finding[] {
 
 /**
  * Scans files and directories (see `sourceFiles` for what a directory stands for). Each file is scanned
- * on its own: one that cannot be read or analysed is listed in `unscanned` with the reason, and the
- * run goes on; bundled or minified files are listed in `skipped` unless `includeBundles`.
+ * on its own: one that cannot be read, parsed or analysed is listed in `unscanned` with the reason,
+ * and the run goes on; bundled or minified files are listed in `skipped` unless `includeBundles`.
+ * TypeScript is loaded first, so a missing or unusable one fails the run even when there is no file.
  *
- * @throws {MigrateScanError} code `PATH_UNREADABLE` when a named path does not exist or cannot be read,
- *   `UNSUPPORTED_FILE` when a named file is not a JS/TS source, `TYPESCRIPT_MISSING` as {@link scanSource}.
+ * @throws {MigrateScanError} code `TYPESCRIPT_MISSING` or `TYPESCRIPT_UNSUPPORTED` as {@link scanSource},
+ *   `PATH_UNREADABLE` when a named path does not exist or cannot be read, `UNSUPPORTED_FILE` when a
+ *   named file is not a JS/TS source.
  */
 export async function scanPaths(paths: readonly string[], options: ScanOptions = {}): Promise<ScanReport> {
+  const t = options.typescriptFrom === undefined ? loadTypeScript() : loadTypeScript(options.typescriptFrom);
   const { files, unreadable } = await sourceFiles(paths, { useIgnoreRules: options.useIgnoreRules ?? true });
   const findings: Finding[] = [];
   const unscanned: UnscannedFile[] = [...unreadable];
@@ -115,7 +128,7 @@ export async function scanPaths(paths: readonly string[], options: ScanOptions =
       continue;
     }
     try {
-      findings.push(...scanSource(file, text));
+      findings.push(...scanSource(file, text, t));
       scannedFiles += 1;
     } catch (error) {
       if (error instanceof MigrateScanError) throw error;
@@ -131,6 +144,7 @@ function analysisFailure(error: unknown): string {
   if (error instanceof RangeError && /call stack/i.test(error.message)) {
     return 'nested too deeply to analyse (the call stack ran out); if it is generated code, it needs no migration';
   }
+  if (error instanceof SyntaxError) return error.message;
   return `analysis failed: ${error instanceof Error ? error.message : String(error)}`;
 }
 
