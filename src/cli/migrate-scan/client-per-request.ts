@@ -1,3 +1,4 @@
+import type ts from 'typescript';
 import type { SourceAnalysis } from './analysis.js';
 import { pgExportOf } from './pg-bindings.js';
 import { holderOf, isReadOnlyWork, queriesThrough, receiverCall, storedIn, type RuleFinding } from './rules.js';
@@ -25,12 +26,8 @@ export function clientPerRequest(analysis: SourceAnalysis): RuleFinding[] {
     const isReadOnly = isReadOnlyWork(analysis, symbol, scope);
     const [only] = queries;
     const after =
-      queries.length === 1 && only !== undefined
-        ? [
-            `const rows = await db.executeQuery(${only.arguments.map((argument) => analysis.text(argument)).join(', ')}${
-              isReadOnly ? '' : ', { readOnly: false }'
-            }); // resolves to the rows`,
-          ]
+      queries.length === 1 && only !== undefined && isTextAndValues(analysis, only)
+        ? [`const rows = await db.executeQuery(${executeQueryArguments(analysis, only, isReadOnly)}); // resolves to the rows`]
         : [
             `await db.withDb(${isReadOnly}, async (client) => {`,
             '  // the same client.query(text, params) calls; no connect() or end()',
@@ -48,4 +45,22 @@ export function clientPerRequest(analysis: SourceAnalysis): RuleFinding[] {
       },
     ];
   });
+}
+
+/** `query(text)` or `query(text, values)`: what `executeQuery` takes (not a config object or a callback). */
+function isTextAndValues(analysis: SourceAnalysis, call: ts.CallExpression): boolean {
+  const t = analysis.ts;
+  const [text, values, ...rest] = call.arguments.map((argument) => analysis.unwrap(argument));
+  if (text === undefined || rest.length > 0 || t.isObjectLiteralExpression(text)) return false;
+  return values === undefined || !(t.isArrowFunction(values) || t.isFunctionExpression(values));
+}
+
+/**
+ * `text, values[, options]` for `executeQuery`: options go third, so a statement without values gets
+ * `[]` before them (`executeQuery(sql, { readOnly: false })` throws: the options are not an array).
+ */
+function executeQueryArguments(analysis: SourceAnalysis, call: ts.CallExpression, isReadOnly: boolean): string {
+  const [text, values] = call.arguments.map((argument) => analysis.text(argument));
+  if (isReadOnly) return values === undefined ? `${text}` : `${text}, ${values}`;
+  return `${text}, ${values ?? '[]'}, { readOnly: false }`;
 }

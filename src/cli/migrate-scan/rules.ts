@@ -29,13 +29,18 @@ export interface RuleFinding {
 
 const READ_ONLY_SQL = /^\s*(?:select|show|explain|values|table)\b/i;
 
+/** Whether SQL text starts with a statement that only reads (SELECT, SHOW, EXPLAIN, VALUES, TABLE). */
+export function isReadOnlySql(text: string): boolean {
+  return READ_ONLY_SQL.test(text);
+}
+
 /**
  * `true` when every `.query()` sent through `symbol` inside `scope` is constant read-only SQL, so the
  * suggestion can use `withDb(true, ...)`; `false` (read-write, the safe default) otherwise.
  */
 export function isReadOnlyWork(analysis: SourceAnalysis, symbol: ts.Symbol, scope: ts.Node | undefined): boolean {
   const texts = queriesThrough(analysis, symbol, scope).map((call) => analysis.literalText(call.arguments[0]));
-  return texts.length > 0 && texts.every((text) => text !== undefined && READ_ONLY_SQL.test(text));
+  return texts.length > 0 && texts.every((text) => text !== undefined && isReadOnlySql(text));
 }
 
 /** The `x.query(...)` calls whose receiver binds to `symbol`, inside `scope` (the whole file if undefined). */

@@ -2,7 +2,7 @@ import type ts from 'typescript';
 import { oneLine, type SourceAnalysis } from './analysis.js';
 import { isPoolLike } from './pg-bindings.js';
 import { formatSlots } from './pg-format.js';
-import { holderOf, type RuleFinding } from './rules.js';
+import { holderOf, isReadOnlySql, type RuleFinding } from './rules.js';
 import { SqlEvaluator } from './sql-evaluator.js';
 import {
   classify,
@@ -262,9 +262,12 @@ function suggestion(
     const lines = [`${callee}(${[bound.sql, ...(list === '' ? [] : [list]), ...callback].join(', ')})`];
     const method = analysis.methodCall(call);
     if (!isUtility && bound.notes.length === 0 && method?.name === 'query' && isPoolLike(analysis, method.receiver)) {
-      lines.push(
-        `// with @codecheck/db: await db.executeQuery(${bound.sql}${list === '' ? '' : `, ${list}`}) resolves to the rows`,
-      );
+      // executeQuery is read-only unless told: a write gets its options third, after the values ([] when none).
+      const isReadOnly = isReadOnlySql(bound.sql.replace(/^[`'"]/, ''));
+      const args = isReadOnly
+        ? [bound.sql, ...(list === '' ? [] : [list])]
+        : [bound.sql, list === '' ? '[]' : list, '{ readOnly: false }'];
+      lines.push(`// with @codecheck/db: await db.executeQuery(${args.join(', ')}) resolves to the rows`);
     }
     return [...lines, ...bound.notes].join('\n');
   }

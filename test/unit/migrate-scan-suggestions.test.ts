@@ -1,0 +1,83 @@
+/**
+ * Suggestions a new user pasted and found wrong: executeQuery options in the params slot, a
+ * transaction rewrite that dropped its branch, a splice inside a pg-format string left unreported.
+ * Each suggestion is also parsed, as it would be pasted, with the TypeScript parser.
+ */
+import ts from 'typescript';
+import { describe, expect, it } from 'vitest';
+import { scanSource, type Finding } from '../../src/cli/migrate-scan/scan.js';
+
+const scan = (name: string, lines: string[]): Finding[] => scanSource(name, lines.join('\n'));
+const only = (findings: readonly Finding[], rule: string): Finding[] => findings.filter((f) => f.rule === rule);
+
+/** Syntax errors of a suggestion pasted as the body of an async function (its imports at the top). */
+function syntaxErrors(after: string): string[] {
+  const lines = after.split('\n');
+  const imports = lines.filter((line) => /^import /.test(line));
+  const body = lines.filter((line) => !/^import /.test(line));
+  const source = `${imports.join('\n')}\nexport async function suggestion() {\n${body.join('\n')}\n}\n`;
+  const output = ts.transpileModule(source, { fileName: 'suggestion.ts', reportDiagnostics: true });
+  return (output.diagnostics ?? []).map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n'));
+}
+
+describe('executeQuery suggestions pass params before options', () => {
+  it('suggests executeQuery(sql, [], { readOnly: false }) for a per-request client whose statement has no params', () => {
+    const findings = scan('cpr-dynamic.js', [
+      "const pg = require('pg');",
+      'async function purge2(sql) {',
+      '  const client = new pg.Client();',
+      '  await client.connect();',
+      '  await client.query(sql);',
+      '  await client.end();',
+      '}',
+      'async function rename(id, name) {',
+      '  const client = new pg.Client();',
+      '  await client.connect();',
+      "  await client.query('UPDATE reg SET name = $2 WHERE id = $1', [id, name]);",
+      '  await client.end();',
+      '}',
+      'async function count() {',
+      '  const client = new pg.Client();',
+      '  await client.connect();',
+      "  await client.query('SELECT count(*) FROM reg');",
+      '  await client.end();',
+      '}',
+      'module.exports = { purge2, rename, count };',
+    ]);
+    const afters = only(findings, 'client-per-request').map((f) => f.after.split('\n')[1]);
+    expect(afters).toEqual([
+      'const rows = await db.executeQuery(sql, [], { readOnly: false }); // resolves to the rows',
+      "const rows = await db.executeQuery('UPDATE reg SET name = $2 WHERE id = $1', [id, name], { readOnly: false }); // resolves to the rows",
+      "const rows = await db.executeQuery('SELECT count(*) FROM reg'); // resolves to the rows",
+    ]);
+    for (const finding of findings) expect(syntaxErrors(finding.after), finding.after).toEqual([]);
+  });
+
+  it('suggests withDb rather than executeQuery for a per-request client queried with a config object or a callback', () => {
+    const findings = scan('cpr-config.js', [
+      "const pg = require('pg');",
+      'async function f(id) {',
+      '  const client = new pg.Client();',
+      '  await client.connect();',
+      "  await client.query({ text: 'DELETE FROM reg WHERE id = $1', values: [id] });",
+      '  await client.end();',
+      '}',
+      'module.exports = { f };',
+    ]);
+    expect(only(findings, 'client-per-request')[0]?.after.split('\n')[1]).toBe('await db.withDb(false, async (client) => {');
+  });
+
+  it('passes [] and { readOnly: false } in the executeQuery note of a write whose splice is rewritten', () => {
+    const findings = scan('delete.js', [
+      "const pool = require('./db');",
+      'exports.remove = (id) => pool.query(`DELETE FROM reg WHERE id = ${id}`);',
+      'exports.read = (id) => pool.query(`SELECT * FROM reg WHERE id = ${id}`);',
+    ]);
+    expect(only(findings, 'sql-interpolation').map((f) => f.after)).toEqual([
+      "pool.query('DELETE FROM reg WHERE id = $1', [id])\n" +
+        "// with @codecheck/db: await db.executeQuery('DELETE FROM reg WHERE id = $1', [id], { readOnly: false }) resolves to the rows",
+      "pool.query('SELECT * FROM reg WHERE id = $1', [id])\n" +
+        "// with @codecheck/db: await db.executeQuery('SELECT * FROM reg WHERE id = $1', [id]) resolves to the rows",
+    ]);
+  });
+});
