@@ -79,8 +79,9 @@ export class CallFrame {
       let pauseMillis = 0;
       if (message) scope.context.transaction = message;
       for (let attempt = 1; ; attempt++) {
-        // A retry after a standby refused the work: the primary may still be being promoted.
-        if (pauseMillis > 0) await sleep(pauseMillis, 'unref');
+        // A retry after a standby refused the work: the primary may still be being promoted. The caller
+        // waits on this pause, so it keeps the process alive like the call's pending I/O.
+        if (pauseMillis > 0) await sleep(pauseMillis, 'ref');
         const lease = await this.#acquire(scope, call);
         scope.lease = lease;
         // A read may be served by a replica: the message names the node that runs the work.

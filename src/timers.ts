@@ -1,9 +1,14 @@
 /**
  * Every timer of the library is made here, and every call site says whether its timer may keep the
  * process alive: `'unref'` (the rule: a pending timer alone never holds Node open) or `'ref'` (kept on
- * purpose, with the reason at the call site). Two timers are ref'd: shutdown's keep-alive
- * (src/database.ts) and ready()'s backoff sleep (src/pool/ready.ts). test/unit/timers.test.ts checks
- * that nothing else in src calls setTimeout or setInterval, and that `'ref'` appears only there.
+ * purpose, with the reason at the call site). A timer a caller's pending call waits on is `'ref'`, as
+ * the call's socket would be: a one-shot script awaiting the call must get its result or its error,
+ * not exit mid-wait. The ref'd timers: shutdown's keep-alive (src/database.ts), ready()'s backoff sleep
+ * (src/pool/ready.ts), the pause between two searches of a host list (src/pool/host-placement.ts), the
+ * pause before a retry of work a standby refused (src/call-frame.ts), an acquire's wait for a pooled
+ * connection while the server has no slot (src/pool/node-pool.ts) and the CLI's keep-alive.
+ * test/unit/timers.test.ts checks that nothing else in src calls setTimeout or setInterval, and that
+ * `'ref'` appears only there.
  */
 
 /** Whether a timer may keep the process alive: `'unref'` unless there is a written reason. */

@@ -211,7 +211,9 @@ export class HostPlacement {
         code: 'NO_SUITABLE_HOST',
       });
     }
-    await sleep(SEARCH_PAUSE_MILLIS, 'unref');
+    // A caller waits on this pause (its call is pending I/O to it): it keeps the process alive, as a
+    // connect in progress would, so a script awaiting the call gets its result or NO_SUITABLE_HOST.
+    await sleep(SEARCH_PAUSE_MILLIS, 'ref');
     this.hosts.restart();
     search.hasSeenWrongRole = false;
   }

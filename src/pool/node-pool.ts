@@ -413,7 +413,8 @@ export class NodePool implements LeaseOwner {
         this.#idleWaiters.delete(done);
         resolve();
       };
-      const timer = startTimer(until - Date.now(), done, 'unref');
+      // An acquire waits on this timer (its caller's call is pending): it keeps the process alive.
+      const timer = startTimer(until - Date.now(), done, 'ref');
       this.#idleWaiters.add(done);
     });
   }

@@ -1,0 +1,62 @@
+/**
+ * A caller waiting while the primary's pool searches its host list for a primary (none is reachable
+ * yet: a promotion under way, or a list of standbys): the wait keeps the process alive, honours the
+ * caller's signal, is not cut short by the circuit breaker, and health follows the search by itself.
+ * A primary and a streaming standby; the tests that promote the standby come last.
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Database } from '../../src/index.js';
+import { startPostgres, startStandby, type PostgresServer } from '../support/postgres-server.js';
+import { ensureBuiltDist, ROOT } from '../support/test-database.js';
+
+let primary: PostgresServer;
+let standby: PostgresServer;
+const databases: Database[] = [];
+
+/** A URL of the given servers (a host list when several), plaintext, with extra query parameters. */
+function urlOf(servers: readonly PostgresServer[], query = ''): string {
+  const hosts = servers.map((server) => `127.0.0.1:${server.port}`).join(',');
+  return `postgres://postgres:${encodeURIComponent(primary.password)}@${hosts}/postgres?sslmode=disable${query}`;
+}
+
+/** Runs a node script to its end; resolves with its exit code and output whatever the code. */
+function runScript(script: string, env: Record<string, string>): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [script],
+      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 20_000 },
+      (error, stdout, stderr) => {
+        const exitCode = error ? ((error as { code?: unknown }).code as number) : 0;
+        resolve({ exitCode, stdout, stderr });
+      },
+    );
+  });
+}
+
+beforeAll(async () => {
+  await ensureBuiltDist();
+  primary = await startPostgres({ replication: true });
+  standby = await startStandby(primary);
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all(databases.map((db) => db.shutdown({ timeoutMillis: 1000 })));
+  await standby?.destroy();
+  await primary?.destroy();
+});
+
+describe('waiting for a primary', () => {
+  test('a one-shot script whose call waits for a primary stays alive until the call rejects with NO_SUITABLE_HOST', async () => {
+    const { exitCode, stdout, stderr } = await runScript(join(ROOT, 'test', 'fixtures', 'wait-for-primary.mjs'), {
+      FIXTURE_DATABASE_URL: urlOf([standby], '&target_session_attrs=primary'),
+    });
+    expect({ exitCode, stdout: stdout.trim(), stderr: stderr.trim() }).toEqual({
+      exitCode: 0,
+      stdout: JSON.stringify({ rejected: 'NO_SUITABLE_HOST', name: 'DatabaseConnectionError' }),
+      stderr: '',
+    });
+  });
+});
