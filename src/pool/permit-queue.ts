@@ -90,7 +90,7 @@ export class PermitQueue<R extends PermitRequest, H = never> {
       this.#owner.onQueueFull();
       return Promise.reject(
         new PoolTimeoutError(
-          `No connection available and ${maxWaiting} callers already wait (DB_POOL_MAX_WAITING)`,
+          `No connection available and ${maxWaiting === 1 ? '1 caller already waits' : `${maxWaiting} callers already wait`} (the cap set by maxWaiting or DB_POOL_MAX_WAITING)`,
           this.#owner.snapshot(),
           'POOL_QUEUE_FULL',
         ),

@@ -110,6 +110,7 @@ describe('PermitQueue', () => {
     await expect(permits.take({ deadline: Date.now() + 10_000 })).rejects.toMatchObject({
       name: 'PoolTimeoutError',
       code: 'POOL_QUEUE_FULL',
+      message: expect.stringContaining('1 caller already waits (the cap set by maxWaiting or DB_POOL_MAX_WAITING)'),
     });
     expect(queueFull()).toBe(1);
     permits.give();
