@@ -64,6 +64,14 @@ export function hasQueuedWork(client: pg.Client): boolean {
   return (internals._activeQuery ?? null) !== null || (internals._queryQueue?.length ?? 0) > 0;
 }
 
+/**
+ * Whether `error` is pg's own for a statement its `query_timeout` gave up on ("Query read timeout"):
+ * pg stopped waiting, but the server still runs the statement and will answer on this connection.
+ */
+export function isReadTimeout(error: unknown): boolean {
+  return error instanceof Error && error.message === 'Query read timeout' && !('code' in error);
+}
+
 /** False once pg considers the client unusable (ended, errored); pg-pool reads the same fields. */
 export function isQueryable(client: pg.Client): boolean {
   const internals = client as unknown as ClientInternals;

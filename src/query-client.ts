@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { isQueryable } from './client-internals.js';
+import { isQueryable, isReadTimeout } from './client-internals.js';
 import {
   DatabaseConnectionError,
   DatabaseQueryError,
@@ -11,7 +11,7 @@ import {
   sqlStateOf,
 } from './errors.js';
 import { classifyTransactionControl, savepointName } from './nested-transactions.js';
-import { markBroken, statementAnswered, statementSent, type Lease } from './pool/lease.js';
+import { markBroken, statementAnswered, statementLeftRunning, statementSent, type Lease } from './pool/lease.js';
 import { observeStatement } from './pool/session-state.js';
 import { DescribedQuery, prepareAfresh, type DescribedStatement } from './described-statements.js';
 import { isStaleAnalysis, mayBeStaleTypes, preparedStatementFailure, type StatementNames } from './prepared-statements.js';
@@ -169,6 +169,8 @@ async function recover<R extends pg.QueryResultRow>(
   failure: Error,
   startedAt: number,
 ): Promise<pg.QueryResult<R>> {
+  // pg's query_timeout gave up on it, the server still runs it: the connection is not reused.
+  if (isReadTimeout(failure)) statementLeftRunning(lease);
   try {
     const plan =
       named === undefined || typeof query !== 'string'
@@ -182,7 +184,7 @@ async function recover<R extends pg.QueryResultRow>(
   } catch (error) {
     const mapped = toDbError(error, lease, context, values ?? (typeof query === 'string' ? undefined : query.values));
     // Refused on our side before the server saw it: not a statement sent (docs/stats.md).
-    if (mapped === error && !(error instanceof DbError)) context.counters.queriesExecuted--;
+    if (mapped === error && !(error instanceof DbError) && !isReadTimeout(error)) context.counters.queriesExecuted--;
     throw mapped;
   } finally {
     statementAnswered(lease, true);

@@ -1,11 +1,12 @@
 import type pg from 'pg';
-import { isBusy, isPrepared } from '../client-internals.js';
+import { isBusy, isPrepared, isReadTimeout } from '../client-internals.js';
 import { hasTouchedPreparedStatements, observeStatement } from '../pool/session-state.js';
 import { isConnectionFailure } from '../errors.js';
 import {
   markBroken,
   statementAnswered,
   statementPrepared,
+  statementLeftRunning,
   statementSent,
   streamClosed,
   streamOpened,
@@ -115,6 +116,7 @@ export function sendFacadeQuery(
     statementAnswered(lease, true);
     context.queryTime.record(performance.now() - startedAt);
     if (error && isConnectionFailure(error)) markBroken(lease);
+    else if (error && isReadTimeout(error)) statementLeftRunning(lease);
     if (isNewName && isPrepared(client, name)) statementPrepared(lease, name);
     if (result !== undefined)
       lease.sessionChanges = observeStatement(

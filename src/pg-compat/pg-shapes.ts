@@ -55,6 +55,20 @@ export function pgOptionsOf(backing: PoolBacking, given: object, settings: Facad
   return options;
 }
 
+/**
+ * Makes `options.connectionString` (which may carry a password) readable but not enumerable, as
+ * pg-pool makes `password`: `JSON.stringify(pool.options)` and `util.inspect(pool)` do not show it.
+ */
+export function hideSecrets(options: Record<string, unknown>): void {
+  if (!('connectionString' in options)) return;
+  Object.defineProperty(options, 'connectionString', {
+    value: options.connectionString,
+    enumerable: false,
+    writable: true,
+    configurable: true,
+  });
+}
+
 /** Calls a caller's callback outside our promise chain, so an exception it throws is not swallowed. */
 export function callOutside(callback: ConnectCallback, ...args: Parameters<ConnectCallback>): void {
   try {

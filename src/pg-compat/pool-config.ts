@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { DatabaseOptions } from '../config.js';
 import { SETTINGS } from '../config-table.js';
 import { ConfigError } from '../errors.js';
+import { splitUrlSettings } from './url-settings.js';
 
 /**
  * The options of `new Pool(config)`: node-postgres' `pg.PoolConfig` keys with pg's meaning, plus every
@@ -26,8 +27,8 @@ export interface PoolConfig extends DatabaseOptions {
   types?: pg.CustomTypesConfig;
   /** Ask for binary results on every statement sent through the Pool and its clients. */
   binary?: boolean;
-  /** pg's client-side read timeout, ms, applied to every statement sent through the Pool and its clients. */
-  query_timeout?: number;
+  /** pg's client-side read timeout, ms, applied to every statement sent through the Pool and its clients; `false` or 0 = none. */
+  query_timeout?: false | number;
   /** A connection is closed after being checked out this many times. */
   maxUses?: number;
   /** pg's pipeline mode on checked-out clients. */
@@ -113,9 +114,18 @@ function isPositiveInteger(value: unknown): value is number {
 export function resolvePoolConfig(config: unknown): { options: DatabaseOptions; settings: FacadeSettings } {
   if (config !== undefined && config !== null && (typeof config !== 'object' || Array.isArray(config)))
     throw new ConfigError(['new Pool(config) takes an options object (pg.PoolConfig keys and Database options).']);
-  const given = Object.entries((config ?? {}) as Record<string, unknown>).filter(([, value]) => value !== undefined);
-  const has = (key: string) => given.some(([k]) => k === key);
   const problems: string[] = [];
+  const fromUrl = new Set<string>();
+  let given = Object.entries((config ?? {}) as Record<string, unknown>).filter(([, value]) => value !== undefined);
+  const url = given.find(([key, value]) => key === 'connectionString' && typeof value === 'string');
+  if (url) {
+    // pg's settings in the URL's query, as pg reads them: the URL's value wins over the key's.
+    const split = splitUrlSettings(url[1] as string, problems);
+    url[1] = split.connectionString;
+    given = [...given.filter(([key]) => !split.entries.some(([fromUrl]) => fromUrl === key)), ...split.entries];
+    for (const [key] of split.entries) fromUrl.add(key);
+  }
+  const has = (key: string) => given.some(([k]) => k === key);
   const warnings: string[] = [];
   const options: Record<string, unknown> = {};
   const settings = {
@@ -140,7 +150,7 @@ export function resolvePoolConfig(config: unknown): { options: DatabaseOptions; 
     const refusal = REFUSED[key];
     if (refusal) {
       const reason = refusal(value);
-      if (reason) problems.push(reason);
+      if (reason) problems.push(fromUrl.has(key) ? `connectionString parameter ${reason}` : reason);
       continue;
     }
     if (SHARED_KEYS.has(key)) {
@@ -202,7 +212,9 @@ export function resolvePoolConfig(config: unknown): { options: DatabaseOptions; 
         else settings[key] = value;
         break;
       case 'query_timeout':
-        if (!isPositiveInteger(value) && value !== 0) problems.push('query_timeout must be a non-negative integer (ms).');
+        // pg's default is false: no read timeout, as 0.
+        if (!isPositiveInteger(value) && value !== 0 && value !== false)
+          problems.push('query_timeout must be a non-negative integer (ms), or false.');
         else settings.queryTimeoutMillis = value || undefined;
         break;
       case 'maxUses':

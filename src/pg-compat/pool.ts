@@ -16,7 +16,7 @@ import { ClientFacade, type ClientHost } from './pool-client.js';
 import { resolvePoolConfig, type FacadeSettings, type PoolConfig } from './pool-config.js';
 import { ConnectionSetup } from './connection-setup.js';
 import { EndGate } from './end-gate.js';
-import { asPgError, callOutside, NOOP, pgOptionsOf, type ConnectCallback } from './pg-shapes.js';
+import { asPgError, callOutside, hideSecrets, NOOP, pgOptionsOf, type ConnectCallback } from './pg-shapes.js';
 
 /** One `pool.query` statement, run in the Database's call frame: read-write, on the primary, no signal or timeout. */
 interface StatementCall extends CheckedCall {
@@ -67,6 +67,7 @@ export class Pool extends pg.Pool {
     const backing = view ?? openStandaloneBacking(resolved!.options);
     const settings = resolved?.settings ?? resolvePoolConfig({}).settings;
     super(pgOptionsOf(backing, view ? {} : (config ?? {}), settings));
+    hideSecrets(this.options as unknown as Record<string, unknown>);
     this.#backing = backing;
     this.#settings = settings;
     this.#setup = new ConnectionSetup(settings, backing.primary);
@@ -90,6 +91,8 @@ export class Pool extends pg.Pool {
     backing.primary.subscribe({
       connect: (client) => {
         if (settings.keepAlive) setKeepAlive(client, settings.keepAlive.initialDelayMillis);
+        // A Pool opens nothing until it is used (as pg's); from its first connection on, `min` are kept open.
+        if (!view && backing.config.min > 1) queueMicrotask(() => void backing.primary.refill());
         if (this.listenerCount('connect') > 0) this.emit('connect', this.#facadeFor(client).client);
       },
       remove: (client) => this.emit('remove', this.#facades.get(client)?.deref()?.client ?? client),
@@ -225,10 +228,12 @@ export class Pool extends pg.Pool {
           (client) =>
             new Promise<pg.QueryResult>((resolve, reject) => {
               try {
+                this.#log('dispatching query');
                 client.query(query as string, values as unknown[], (error: Error | undefined, result: pg.QueryResult) => {
                   client.release();
-                  if (error) reject(error);
-                  else resolve(result);
+                  if (error) return reject(error);
+                  this.#log('query dispatched');
+                  resolve(result);
                 });
               } catch (error) {
                 client.release();

@@ -111,6 +111,16 @@ export function streamClosed(lease: Lease): void {
   lease.callerUnanswered--;
 }
 
+/**
+ * pg gave up on a caller's statement that the server still runs (its `query_timeout`): the statement
+ * stays counted as the caller's unanswered work for the rest of the lease, so the connection is
+ * never reused: its release sends a cancel request and closes it, as a release mid-query does.
+ */
+export function statementLeftRunning(lease: Lease): void {
+  lease.callerUnanswered++;
+  lease.isBroken = true;
+}
+
 /** The connection is unusable (lost, or in a state we cannot trust): it is destroyed on release. */
 export function markBroken(lease: Lease): void {
   lease.isBroken = true;

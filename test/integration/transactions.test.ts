@@ -133,6 +133,34 @@ describe('withDb', () => {
     );
   });
 
+  it("cancels and closes the connection of a statement pg's query_timeout gave up on, commits nothing, and serves the next call at once", async () => {
+    const before = await session();
+    const queriesBefore = db.getStats().queriesExecuted;
+    const outcome = db.withDb(false, async (client) => {
+      await client.query(`INSERT INTO ${table} VALUES (1, 'x')`);
+      await client.query({ text: `SELECT pg_sleep(30), '${app}-read-timeout' AS marker`, query_timeout: 300 } as never);
+    });
+    await expect(outcome).rejects.toThrow('Query read timeout');
+    // pg stopped waiting; the server had not: the next caller must not queue behind the sleep.
+    const next = await Promise.race([session(), sleep(5000).then(() => 'still waiting' as const)]);
+    expect(next).not.toBe('still waiting');
+    expect((next as Session).pid).not.toBe(before.pid);
+    expect(await ids()).toEqual([]);
+    // Both statements were sent (and the session query): counted, none refused before sending.
+    expect(db.getStats().queriesExecuted).toBe(queriesBefore + 3);
+    await eventually(
+      async () => {
+        const rows = await adminQuery(
+          "SELECT pid FROM pg_stat_activity WHERE query LIKE '%' || $1 || '-read-timeout%' AND state = 'active' AND pid <> pg_backend_pid()",
+          [app],
+        );
+        return rows.length === 0 ? true : undefined;
+      },
+      5000,
+      'the timed-out statement cancelled',
+    );
+  });
+
   it('rejects with TRANSACTION_ROLLED_BACK when the callback swallowed a failed statement, committing nothing', async () => {
     const outcome = db.withDb(false, async (client) => {
       await client.query(`INSERT INTO ${table} VALUES (1, 'kept?')`);

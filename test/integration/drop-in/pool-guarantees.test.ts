@@ -180,6 +180,41 @@ describe('the drop-in Pool keeps the library guarantees', () => {
     expect(JSON.stringify(settled)).not.toContain('drop-in-secret');
   });
 
+  it("never reuses a connection whose statement pg's query_timeout gave up on: it is cancelled and closed, the next caller gets a fresh one", async () => {
+    const sleeping = async (pid: number) =>
+      (
+        await adminQuery<{ n: number }>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1 AND query LIKE '%pg_sleep%' AND state = 'active'",
+          [pid],
+        )
+      )[0]!.n;
+    // A statement's own query_timeout through pool.query, then the Pool's through a checked-out client.
+    for (const [config, send] of [
+      [{}, (pool: Pool) => pool.query({ text: 'SELECT pg_sleep(30)', query_timeout: 300 } as pg.QueryConfig)],
+      [
+        { query_timeout: 300 },
+        async (pool: Pool) => {
+          const client = await pool.connect();
+          try {
+            return await client.query('SELECT pg_sleep(30)');
+          } finally {
+            client.release();
+          }
+        },
+      ],
+    ] as const) {
+      const pool = openPool({ max: 1, ...config });
+      const before = (await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      await expect(send(pool)).rejects.toThrow('Query read timeout');
+      const next = await within(5000, pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'));
+      expect(next).toMatchObject({ value: { rows: [{ pid: expect.any(Number) }] } });
+      expect((next as { value: pg.QueryResult<{ pid: number }> }).value.rows[0]!.pid).not.toBe(before);
+      // The release sent a cancel request: the backend stops sleeping (its connection is closed too).
+      await eventually(async () => ((await sleeping(before)) === 0 ? true : undefined), 5000, 'the statement cancelled');
+      expect(pool.getStats().queriesExecuted).toBe(3);
+    }
+  });
+
   it('closes a connection released after SET ROLE, which RESET ALL cannot undo', async () => {
     const pool = openPool({ max: 1 });
     const client = await pool.connect();
