@@ -608,12 +608,16 @@ function resolveHosts(
 }
 
 /** Checks target_session_attrs and load_balance_hosts; the former defaults to read-write for a host list. */
-function resolveRoleSettings(resolved: Record<string, unknown>, hostCount: number, problems: string[], warnings: string[]): void {
+function resolveRoleSettings(
+  resolved: Record<string, unknown>,
+  names: Readonly<Record<string, string>>,
+  hostCount: number,
+  problems: string[],
+  warnings: string[],
+): void {
   const reads = resolved.readTargetSessionAttrs;
   if (typeof reads === 'string' && !(READ_TARGET_SESSION_ATTRS as readonly string[]).includes(reads)) {
-    problems.push(
-      `DB_READ_TARGET_SESSION_ATTRS / option readTargetSessionAttrs is ${JSON.stringify(reads.slice(0, 40))}; expected any or prefer-standby.`,
-    );
+    problems.push(`${names.readTargetSessionAttrs} is ${JSON.stringify(reads.slice(0, 40))}; expected any or prefer-standby.`);
   } else if (reads === 'prefer-standby' && hostCount < 2) {
     warnings.push(
       'readTargetSessionAttrs prefer-standby has no effect without a host list (it reads from the standbys of the list).',
@@ -623,13 +627,13 @@ function resolveRoleSettings(resolved: Record<string, unknown>, hostCount: numbe
   if (attrs === undefined) resolved.targetSessionAttrs = hostCount > 1 ? 'read-write' : 'any';
   else if (typeof attrs === 'string' && !(TARGET_SESSION_ATTRS as readonly string[]).includes(attrs)) {
     problems.push(
-      `target_session_attrs (DB_TARGET_SESSION_ATTRS / option targetSessionAttrs) is ${JSON.stringify(attrs.slice(0, 40))}; expected one of ${TARGET_SESSION_ATTRS.join(', ')}.`,
+      `${names.targetSessionAttrs} is ${JSON.stringify(attrs.slice(0, 40))}; expected one of ${TARGET_SESSION_ATTRS.join(', ')} (target_session_attrs).`,
     );
   }
   const balance = resolved.loadBalanceHosts;
   if (typeof balance === 'string' && !(LOAD_BALANCE_HOSTS as readonly string[]).includes(balance)) {
     problems.push(
-      `load_balance_hosts (DB_LOAD_BALANCE_HOSTS / option loadBalanceHosts) is ${JSON.stringify(balance.slice(0, 40))}; expected disable or random.`,
+      `${names.loadBalanceHosts} is ${JSON.stringify(balance.slice(0, 40))}; expected disable or random (load_balance_hosts).`,
     );
   }
 }
@@ -659,6 +663,8 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
   const hostRaws: { host?: RawValue; port?: RawValue } = {};
   let hostProblemsAt: number | undefined;
   const resolved: Record<string, unknown> = {};
+  /** Where each given setting came from (`option max`, `DB_POOL_MAX`, `DATABASE_URL port`), for problems found after the loop. */
+  const sourceNames: Record<string, string> = {};
   // A password function is a login source, not a setting of the table.
   const settingOptions = typeof options.password === 'function' ? { ...options, password: undefined } : options;
   let passwordName: string | undefined;
@@ -667,6 +673,7 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
   const sslKeys: Record<string, keyof SslInputs> = { sslMode: 'mode', sslRootCert: 'rootCert', sslCert: 'cert', sslKey: 'key' };
   for (const spec of SETTINGS) {
     const raw = pick(spec, settingOptions, urlFields, urlSource?.name ?? 'DATABASE_URL', env, warnings);
+    if (raw) sourceNames[spec.option] = raw.name;
     if (spec.option === 'password') passwordName = raw?.name;
     if (spec.option === 'passwordFile') passwordFileName = raw?.name;
     const sslKey = sslKeys[spec.option];
@@ -694,7 +701,7 @@ export function loadConfig(env: Env = process.env, options: DatabaseOptions = {}
   resolved.hosts = Object.freeze(hosts);
   resolved.host = hosts[0]?.host;
   resolved.port = hosts[0]?.port;
-  resolveRoleSettings(resolved, hosts.length, problems, warnings);
+  resolveRoleSettings(resolved, sourceNames, hosts.length, problems, warnings);
   const min = resolved.min as number | undefined;
   const max = resolved.max as number | undefined;
   if (min !== undefined && max !== undefined && min > max)

@@ -87,7 +87,7 @@ describe('host lists', () => {
       'readTargetSessionAttrs prefer-standby has no effect without a host list (it reads from the standbys of the list).',
     ]);
     expect(problemsOf({ DB_HOST: 'a,b', DB_READ_TARGET_SESSION_ATTRS: 'standby' })).toEqual([
-      'DB_READ_TARGET_SESSION_ATTRS / option readTargetSessionAttrs is "standby"; expected any or prefer-standby.',
+      'DB_READ_TARGET_SESSION_ATTRS is "standby"; expected any or prefer-standby.',
     ]);
   });
 
@@ -153,8 +153,16 @@ describe('host lists', () => {
       'option hosts[0] port is "70000", out of range; expected 1–65535.',
     ]);
     expect(problemsOf({ DB_TARGET_SESSION_ATTRS: 'master', DB_LOAD_BALANCE_HOSTS: 'yes' })).toEqual([
-      'target_session_attrs (DB_TARGET_SESSION_ATTRS / option targetSessionAttrs) is "master"; expected one of any, read-write, read-only, primary, standby, prefer-standby.',
-      'load_balance_hosts (DB_LOAD_BALANCE_HOSTS / option loadBalanceHosts) is "yes"; expected disable or random.',
+      'DB_TARGET_SESSION_ATTRS is "master"; expected one of any, read-write, read-only, primary, standby, prefer-standby (target_session_attrs).',
+      'DB_LOAD_BALANCE_HOSTS is "yes"; expected disable or random (load_balance_hosts).',
+    ]);
+    // Named after where the value came from, as every other problem is.
+    expect(problemsOf({ DATABASE_URL: 'postgres://h1,h2/db?target_session_attrs=bogus&load_balance_hosts=on' })).toEqual([
+      'DATABASE_URL target_session_attrs is "bogus"; expected one of any, read-write, read-only, primary, standby, prefer-standby (target_session_attrs).',
+      'DATABASE_URL load_balance_hosts is "on"; expected disable or random (load_balance_hosts).',
+    ]);
+    expect(problemsOf({}, { targetSessionAttrs: 'master' as never })).toEqual([
+      'option targetSessionAttrs is "master"; expected one of any, read-write, read-only, primary, standby, prefer-standby (target_session_attrs).',
     ]);
   });
 
