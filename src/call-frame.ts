@@ -81,7 +81,8 @@ export class CallFrame {
       for (let attempt = 1; ; attempt++) {
         // A retry after a standby refused the work: the primary may still be being promoted. The caller
         // waits on this pause, so it keeps the process alive like the call's pending I/O.
-        if (pauseMillis > 0) await sleep(pauseMillis, 'ref');
+        // The caller's abort ends the pause; the acquire below then rejects with QUERY_CANCELLED.
+        if (pauseMillis > 0) await sleep(pauseMillis, 'ref', scope.signal);
         const lease = await this.#acquire(scope, call);
         scope.lease = lease;
         // A read may be served by a replica: the message names the node that runs the work.

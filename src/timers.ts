@@ -28,9 +28,22 @@ export function startInterval(millis: number, fn: () => void, hold: TimerHold): 
   return timer;
 }
 
-/** Resolves after `millis` (negative counts as 0). */
-export function sleep(millis: number, hold: TimerHold): Promise<void> {
-  return new Promise((resolve) => startTimer(millis, resolve, hold));
+/**
+ * Resolves after `millis` (negative counts as 0), or as soon as `signal` aborts (at once when it has
+ * already): the caller looks at the signal afterwards. Never rejects.
+ */
+export function sleep(millis: number, hold: TimerHold, signal?: AbortSignal): Promise<void> {
+  if (!signal) return new Promise((resolve) => startTimer(millis, resolve, hold));
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = startTimer(millis, done, hold);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /**

@@ -181,9 +181,9 @@ export class HostPlacement {
    * @throws the error itself when it is not a connect failure to search past (one host and no role
    * needed, as without a list); {@link DatabaseConnectionError} `CONNECTION_FAILED` when every host
    * of the list refused; `NO_SUITABLE_HOST` when the deadline passes with no host satisfying
-   * target_session_attrs.
+   * target_session_attrs. `signal`: the caller's, which ends the pause between two rounds early.
    */
-  async searchOn(error: unknown, search: HostSearch, deadline: number): Promise<void> {
+  async searchOn(error: unknown, search: HostSearch, deadline: number, signal?: AbortSignal): Promise<void> {
     const { name } = this.#options;
     const isOpen = this.#options.isOpen();
     // The deadline passed in the middle of a search that had passed hosts over: say why, not just "timeout".
@@ -213,7 +213,8 @@ export class HostPlacement {
     }
     // A caller waits on this pause (its call is pending I/O to it): it keeps the process alive, as a
     // connect in progress would, so a script awaiting the call gets its result or NO_SUITABLE_HOST.
-    await sleep(SEARCH_PAUSE_MILLIS, 'ref');
+    // The caller's abort ends the pause (the acquire then rejects with QUERY_CANCELLED).
+    await sleep(SEARCH_PAUSE_MILLIS, 'ref', signal);
     this.hosts.restart();
     search.hasSeenWrongRole = false;
   }

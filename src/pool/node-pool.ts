@@ -324,6 +324,11 @@ export class NodePool implements LeaseOwner {
         client = undefined;
         throw new PoolClosedError();
       }
+    } catch (error) {
+      // Counted only when the caller gets the timeout: a host-list search turns a deadline that passed
+      // in the middle of it into NO_SUITABLE_HOST, which is no acquire timeout (docs/stats.md).
+      if (error instanceof PoolTimeoutError && error.code === 'POOL_TIMEOUT') this.#recordTimeout(options);
+      throw error;
     } finally {
       if (!client && permit.holder === 'acquire') this.#queue.give();
     }
@@ -358,7 +363,7 @@ export class NodePool implements LeaseOwner {
         }
         // A host of the list refused or had the wrong role: the next one (or, after a round, a pause
         // and the list again); throws when there is nothing to search (or NO_SUITABLE_HOST at the deadline).
-        await this.#placement.searchOn(error, search, options.deadline);
+        await this.#placement.searchOn(error, search, options.deadline, options.signal);
         continue;
       }
       taken = undefined;
@@ -377,9 +382,11 @@ export class NodePool implements LeaseOwner {
 
   /** An idle connection, or a new one when none is idle: within the deadline, and through the circuit breaker. */
   #next(options: AcquireOptions, permit: Permit): Promise<pg.PoolClient> {
+    // The caller aborted between two attempts (during a host-list search's pause, a validation, an
+    // evicted connection): an abort listener added from here on would never fire, so look now.
+    if (options.signal?.aborted) throw cancelledError(options.signal);
     const remaining = options.deadline - Date.now();
     if (remaining <= 0) {
-      this.#recordTimeout(options);
       throw new PoolTimeoutError('No usable connection within the acquire deadline', this.snapshot());
     }
     const isNew = this.#pool.idleCount === 0;
@@ -457,7 +464,6 @@ export class NodePool implements LeaseOwner {
         timer = startTimer(
           remaining,
           () => {
-            this.#recordTimeout(options);
             const message = `Connecting took longer than the acquire deadline (${Math.round(remaining)} ms)`;
             giveUp(new PoolTimeoutError(message, this.snapshot()));
           },

@@ -7,9 +7,10 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Database } from '../../src/index.js';
+import { Database, type DatabaseOptions } from '../../src/index.js';
 import { startPostgres, startStandby, type PostgresServer } from '../support/postgres-server.js';
 import { ensureBuiltDist, ROOT } from '../support/test-database.js';
+import { sleep } from './reliability/support.js';
 
 let primary: PostgresServer;
 let standby: PostgresServer;
@@ -19,6 +20,21 @@ const databases: Database[] = [];
 function urlOf(servers: readonly PostgresServer[], query = ''): string {
   const hosts = servers.map((server) => `127.0.0.1:${server.port}`).join(',');
   return `postgres://postgres:${encodeURIComponent(primary.password)}@${hosts}/postgres?sslmode=disable${query}`;
+}
+
+function open(servers: readonly PostgresServer[], options: DatabaseOptions & { query?: string } = {}): Database {
+  const { query, ...rest } = options;
+  const db = new Database({ connectionString: urlOf(servers, query), logLevel: 'silent', min: 0, max: 4, ...rest });
+  databases.push(db);
+  return db;
+}
+
+/** The code a call rejected with, or 'resolved'. */
+function codeOf(call: Promise<unknown>): Promise<string> {
+  return call.then(
+    () => 'resolved',
+    (error: unknown) => String((error as { code?: unknown }).code),
+  );
 }
 
 /** Runs a node script to its end; resolves with its exit code and output whatever the code. */
@@ -59,4 +75,28 @@ describe('waiting for a primary', () => {
       stderr: '',
     });
   });
+
+  test('an AbortSignal that fires while its call waits for a primary ends the wait with QUERY_CANCELLED, and no acquire timeout is counted', async () => {
+    const db = open([standby], { query: '&target_session_attrs=primary', connectionTimeoutMillis: 5000 });
+    const controller = new AbortController();
+    const signal = controller.signal;
+    const calls = [
+      codeOf(db.withDb({ readOnly: false, signal }, (client) => client.query('SELECT 1'))),
+      codeOf(db.executeQuery('SELECT 1', [], { signal })),
+      codeOf(db.executeQuery('SELECT 1', [], { readOnly: false, signal })),
+    ];
+    // Long enough for each call's search to have passed the standby over and paused several times.
+    await sleep(400);
+    controller.abort();
+    expect(await Promise.all(calls)).toEqual(['QUERY_CANCELLED', 'QUERY_CANCELLED', 'QUERY_CANCELLED']);
+    const stats = (of: Database) => {
+      const { errors, queriesCancelled, acquireTimeouts, poolExhaustedCount } = of.getStats();
+      return { errors, queriesCancelled, acquireTimeouts, poolExhaustedCount };
+    };
+    expect(stats(db)).toEqual({ errors: 3, queriesCancelled: 3, acquireTimeouts: 0, poolExhaustedCount: 0 });
+    // A call whose acquire deadline ends the search gets NO_SUITABLE_HOST, and that is no acquire timeout.
+    const short = open([standby], { query: '&target_session_attrs=primary', connectionTimeoutMillis: 600 });
+    expect(await codeOf(short.executeQuery('SELECT 1'))).toBe('NO_SUITABLE_HOST');
+    expect(stats(short)).toEqual({ errors: 1, queriesCancelled: 0, acquireTimeouts: 0, poolExhaustedCount: 0 });
+  }, 30_000);
 });
