@@ -1,6 +1,6 @@
 import { MAX_TIMER_MILLIS } from './durations.js';
 import { summarize } from './error-summary.js';
-import { probeConnection } from './pool/probe-connection.js';
+import { probeConnection, type ProbeOutcome } from './pool/probe-connection.js';
 import type { Router } from './replicas/router.js';
 import type { ListenerStats, PoolStats } from './stats.js';
 
@@ -69,6 +69,29 @@ interface HealthRow {
 }
 
 /**
+ * The health probe of the primary. With a host list it takes part in the search for the primary
+ * (`HostPlacement.probed`, src/pool/host-placement.ts): a host that refuses the connection or has the wrong role is passed
+ * over and the host the search is at then is probed, within the same timeout, at most once per host
+ * and one more; a suitable server is taken up. So health follows a failover with no traffic at all.
+ */
+async function probeSearching(router: Router, timeoutMillis: number): Promise<ProbeOutcome<HealthRow>> {
+  const pool = router.primary.pool;
+  const deadline = Date.now() + timeoutMillis;
+  for (let probes = 1; ; probes++) {
+    // A search that passed every host over starts again from the top (as the pool's does after its pause).
+    if (pool.hosts.isExhausted) pool.hosts.restart();
+    const choice = pool.placement.choose();
+    const outcome = await probeConnection<HealthRow>(pool, 'health', Math.max(1, deadline - Date.now()), HEALTH_SQL);
+    if (outcome === 'timeout') return outcome;
+    const result =
+      'error' in outcome ? ('refused' as const) : { isInHotStandby: outcome.rows[0]!.is_replica, isDefaultReadOnly: undefined };
+    const reason = 'error' in outcome ? summarize(outcome.error).message : '';
+    const hasMovedOn = pool.placement.probed(choice, result, reason);
+    if (!hasMovedOn || probes > pool.hosts.hosts.length || Date.now() >= deadline) return outcome;
+  }
+}
+
+/**
  * Checks the primary on a dedicated short-lived connection (so an exhausted pool cannot make a
  * healthy server look dead, and the report shows what a new connection gets, TLS included), within
  * `timeoutMillis` whatever the server does. Never rejects.
@@ -93,7 +116,7 @@ export async function checkHealth(input: {
   });
   const listener = input.stats().listener;
   const isListening = listener.channels > 0;
-  const hosts = router.primary.pool.hosts.status();
+  let hosts = router.primary.pool.hosts.status();
   const report = (fields: Partial<HealthReport> & Pick<HealthReport, 'status'>): HealthReport =>
     Object.freeze({
       databaseVersion: null,
@@ -115,7 +138,8 @@ export async function checkHealth(input: {
       error: `healthCheck timeoutMillis must be a number of milliseconds from 1 to ${MAX_TIMER_MILLIS}`,
     });
   }
-  const outcome = await probeConnection<HealthRow>(router.primary.pool, 'health', input.timeoutMillis, HEALTH_SQL);
+  const outcome = await probeSearching(router, input.timeoutMillis);
+  hosts = router.primary.pool.hosts.status();
   // A host was passed over and none satisfies target_session_attrs yet: a failover is being followed.
   // The pool is working on it (writes wait within their deadlines), so that is `degraded`, even when
   // the host the check reached first did not answer.

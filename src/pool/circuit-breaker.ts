@@ -60,6 +60,15 @@ export class CircuitBreaker {
     this.#trialTimer = undefined;
   }
 
+  /**
+   * A connect failed in a way that says nothing about the server as a whole (one host of a host list
+   * refused while the search goes on to the others): the failure count stays as it is, and a half-open
+   * slot this connect held is freed for the next attempt.
+   */
+  recordInconclusive(): void {
+    this.#isProbing = false;
+  }
+
   recordFailure(): void {
     this.#failures++;
     this.#isProbing = false;

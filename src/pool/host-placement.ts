@@ -7,7 +7,7 @@ import { summarize } from '../error-summary.js';
 import { HostSelector, type HostChoice } from '../replicas/host-selector.js';
 import type { HostAddress } from '../replicas/host-list.js';
 import { checkRole, readServerRole, RoleMismatchError, serverParameter, watchServerParameters } from '../replicas/role-check.js';
-import { describeRole, matchesTarget } from '../replicas/session-attrs.js';
+import { describeRole, matchesTarget, type ServerRole } from '../replicas/session-attrs.js';
 import type { NodeCounters } from '../stats.js';
 import { sleep } from '../timers.js';
 import type { ConnectionFacts } from './lease.js';
@@ -26,6 +26,8 @@ export interface HostSearch {
   attempts: number;
   hasSeenWrongRole: boolean;
   hasEverSeenWrongRole: boolean;
+  /** Set when a whole round of the list refused the connection (the circuit breaker counts that round). */
+  isEveryHostDown: boolean;
 }
 
 /** What a {@link HostPlacement} works with: its node's parts, seen only through what placement needs. */
@@ -127,6 +129,32 @@ export class HostPlacement {
     this.hosts.accept(choice, isServerPrimary);
   }
 
+  /**
+   * A standalone probe (the health check) went to `choice` and could not connect (`'refused'`) or
+   * reached a server with `role`: while the pool has a host list, the search takes that as it takes a
+   * pooled connect, so a pool with no traffic (min 0) still follows a failover and health sees it.
+   * A refused current host is suspected (the next connect searches); while no host is current, a
+   * server of the wrong role is passed over and a suitable one taken up. Nothing is evicted or counted.
+   * @returns true when the search moved on, so probing the host it is at now may tell more.
+   */
+  probed(choice: HostChoice, result: 'refused' | ServerRole, reason: string): boolean {
+    if (!this.hosts.isList || !this.#options.isOpen()) return false;
+    const host = choice.host;
+    if (result === 'refused') {
+      if (this.hosts.current === host) this.hosts.suspect(host, `refused the health check's connection (${reason})`);
+      else if (!this.hosts.current) this.hosts.reject(host, 'down', `refused the connection (${reason})`);
+      else return false;
+      return true;
+    }
+    if (this.hosts.current) return false;
+    if (matchesTarget(this.hosts.effectiveTarget, result, choice.pass)) {
+      this.hosts.accept(choice, !result.isInHotStandby);
+      return false;
+    }
+    this.hosts.reject(host, 'wrong-role', `is ${describeRole(result)}`);
+    return true;
+  }
+
   /** A new connection failed to open: the search moves on to the next host. */
   connectFailed(client: pg.Client, error: Error): void {
     const placement = this.#placements.get(client);
@@ -202,6 +230,7 @@ export class HostPlacement {
     const reason = this.hosts.status().reason ?? summarize(error).message;
     if (!search.hasSeenWrongRole) {
       // Every host refused: fail as one host would, naming them all (ready() retries with backoff).
+      search.isEveryHostDown = true;
       this.hosts.restart();
       throw new DatabaseConnectionError(`Could not connect to any host of ${name}: ${reason}`, { cause: error });
     }

@@ -154,6 +154,7 @@ export class NodePool implements LeaseOwner {
       log: this.#log,
       isOpen: () => this.#state === 'open',
       putBack: (client) => this.#connections.putBack(client),
+      recordConnectFailure: () => this.#recordConnectFailure(),
     });
     this.#pool.on('remove', () => this.#refiller.schedule(0));
     if (config.statementTimeoutMillis > 0) {
@@ -201,6 +202,11 @@ export class NodePool implements LeaseOwner {
   /** The connections checked out now. */
   leases(): Iterable<Lease> {
     return this.#leases.values();
+  }
+
+  /** Where new connections go and how their roles are judged (health feeds its probes to it). */
+  get placement(): HostPlacement {
+    return this.#placement;
   }
 
   /** Which server new connections go to: the primary's host list with target_session_attrs, or the one host. */
@@ -345,7 +351,7 @@ export class NodePool implements LeaseOwner {
    * idle long. `taken`: one already checked out of pg-pool that {@link #isReady} refused, judged first.
    */
   async #checkout(options: AcquireOptions, permit: Permit, taken?: pg.PoolClient): Promise<pg.PoolClient> {
-    const search: HostSearch = { attempts: 0, hasSeenWrongRole: false, hasEverSeenWrongRole: false };
+    const search: HostSearch = { attempts: 0, hasSeenWrongRole: false, hasEverSeenWrongRole: false, isEveryHostDown: false };
     let hasRenewedLogin = false;
     for (;;) {
       let client: pg.PoolClient;
@@ -363,7 +369,13 @@ export class NodePool implements LeaseOwner {
         }
         // A host of the list refused or had the wrong role: the next one (or, after a round, a pause
         // and the list again); throws when there is nothing to search (or NO_SUITABLE_HOST at the deadline).
-        await this.#placement.searchOn(error, search, options.deadline, options.signal);
+        try {
+          await this.#placement.searchOn(error, search, options.deadline, options.signal);
+        } catch (failure) {
+          // With a host list the breaker counts rounds in which every host refused (see #recordConnectFailure).
+          if (search.isEveryHostDown) this.circuit.recordFailure();
+          throw failure;
+        }
         continue;
       }
       taken = undefined;
@@ -530,11 +542,24 @@ export class NodePool implements LeaseOwner {
       );
       return new DatabaseConnectionError(`Could not connect to ${this.name}: ${error?.message}`, { cause: error });
     }
-    this.circuit.recordFailure();
+    this.#recordConnectFailure();
     this.#log.warn({ error: summarize(error) }, 'connection attempt failed');
     // CREDENTIALS_FAILED (src/credentials/) already says what failed; it is passed on as it is.
     if (error instanceof DbError) return error;
     return new DatabaseConnectionError(`Could not connect to ${this.name}: ${error?.message}`, { cause: error });
+  }
+
+  /**
+   * A new connection failed (not for want of slots, not a refused cached login). With one server that
+   * counts towards opening the circuit. With a host list one host refusing is not the database being
+   * down while another may answer (during a failover the old primary refuses while the standby is
+   * promoted): the search goes on to the next host, and the breaker counts only a round of the list
+   * in which every host refused ({@link #checkout}). A server that answered with the wrong role
+   * closes the circuit (see {@link #connectFailed}).
+   */
+  #recordConnectFailure(): void {
+    if (this.#placement.hosts.isList) this.circuit.recordInconclusive();
+    else this.circuit.recordFailure();
   }
 
   /** A round trip with its own timeout; false when it fails or hangs. */

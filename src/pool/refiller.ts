@@ -32,6 +32,8 @@ export interface RefillerOptions {
   isOpen(): boolean;
   /** Puts a connection the round checked out back in the pool, idle from now. */
   putBack(client: pg.PoolClient): void;
+  /** A connect failed: the node pool tells its circuit breaker (one server, or one host of a list). */
+  recordConnectFailure(): void;
 }
 
 /**
@@ -94,7 +96,7 @@ export class Refiller {
         if (!(result.reason instanceof RoleMismatchError)) {
           this.#options.counters.connectionErrors++;
           // "Too many connections" says the server is up: no reason to open the circuit.
-          if (!isCannotGrow(result.reason)) circuit.recordFailure();
+          if (!isCannotGrow(result.reason)) this.#options.recordConnectFailure();
           this.#options.log.debug({ error: summarize(result.reason) }, 'refill connect failed');
         }
       }

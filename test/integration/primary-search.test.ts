@@ -99,4 +99,49 @@ describe('waiting for a primary', () => {
     expect(await codeOf(short.executeQuery('SELECT 1'))).toBe('NO_SUITABLE_HOST');
     expect(stats(short)).toEqual({ errors: 1, queriesCancelled: 0, acquireTimeouts: 0, poolExhaustedCount: 0 });
   }, 30_000);
+
+  // The tests below stop the primary and promote the standby, one after the other: they share that
+  // failover (the first sees it under way, the second ends it, the third sees it ended).
+  describe('a failover of a host list primary,standby', () => {
+    let writer: Database;
+    let watcher: Database;
+    const circuitOf = (db: Database) => db.getStats().nodes[0]!.circuit;
+
+    test('with the primary stopped and no traffic, healthCheck of a pool with min 0 says degraded while the primary is being found', async () => {
+      writer = open([primary, standby], { max: 6, connectionTimeoutMillis: 10_000 });
+      // Only health checks run on this one: nothing else would make it search.
+      watcher = open([primary, standby], { connectionTimeoutMillis: 10_000 });
+      await writer.ready({ timeoutMillis: 10_000 });
+      await watcher.ready({ timeoutMillis: 10_000 });
+      expect((await watcher.healthCheck({ timeoutMillis: 2000 })).primaryHost).toBe(`127.0.0.1:${primary.port}`);
+      await primary.stop('immediate');
+      const report = await watcher.healthCheck({ timeoutMillis: 2000 });
+      expect({ status: report.status, primaryHost: report.primaryHost }).toEqual({ status: 'degraded', primaryHost: null });
+      expect(report.error).toContain(`127.0.0.1:${standby.port} is a standby (in hot standby)`);
+    });
+
+    test('callers writing while no host is the primary wait for the promotion instead of failing with CIRCUIT_OPEN', async () => {
+      // Six writers, each search round sends six connects to the stopped host: far more consecutive
+      // refusals than the breaker's threshold (5).
+      const writes = Array.from({ length: 6 }, (_, i) =>
+        codeOf(writer.withDb(false, (client) => client.query('SELECT $1::int AS i', [i]))),
+      );
+      await sleep(1000);
+      expect(circuitOf(writer)).toBe('closed');
+      await standby.query('SELECT pg_promote()');
+      expect(await Promise.all(writes)).toEqual(Array.from({ length: 6 }, () => 'resolved'));
+      expect(writer.getStats().circuitRejections).toBe(0);
+      expect(await codeOf(writer.executeQuery('SELECT 1', [], { readOnly: false }))).toBe('resolved');
+    });
+
+    test('after the promotion, healthCheck alone (min 0, no traffic) finds the new primary: healthy, primaryHost names it', async () => {
+      const report = await watcher.healthCheck({ timeoutMillis: 2000 });
+      expect({ status: report.status, primaryHost: report.primaryHost, isReplica: report.isReplica }).toEqual({
+        status: 'healthy',
+        primaryHost: `127.0.0.1:${standby.port}`,
+        isReplica: false,
+      });
+      expect(watcher.getStats().primaryChanges).toBe(1);
+    });
+  });
 });
