@@ -179,7 +179,12 @@ export class Database {
       log: this.log,
       primary: this.#primary,
       frame: this.#frame,
-      context: { queryTime: this.#queryTime, counters: this.#counters, statements: this.#statements },
+      context: {
+        queryTime: this.#queryTime,
+        counters: this.#counters,
+        statements: this.#statements,
+        shouldRefuseNamedStatements: this.config.pgbouncer && !this.config.pgbouncerPreparedStatements,
+      },
       countError: () => void this.#counters.errors++,
       state: () => this.#state,
       shutdown: (options) => this.shutdown(options),

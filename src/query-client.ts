@@ -310,7 +310,7 @@ export function toDbError(error: unknown, lease: Lease, context: QueryContext, v
  * sends only Bind, which fails ("prepared statement ... does not exist", 26000) whenever PgBouncer
  * gives the next transaction another server connection. Refused before anything is sent.
  */
-function namedStatementError(name: string): DatabaseQueryError {
+export function namedStatementError(name: string): DatabaseQueryError {
   const shown = JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}...` : name);
   return new DatabaseQueryError(
     `The named prepared statement ${shown} was refused: behind PgBouncer transaction pooling (DB_PGBOUNCER=true) a prepared statement does not survive its transaction. Remove \`name\` from the query config, or set DB_PGBOUNCER_PREPARED_STATEMENTS=true (option pgbouncerPreparedStatements) if PgBouncer is 1.21 or later with max_prepared_statements above 0.`,

@@ -14,7 +14,7 @@ import {
 } from '../pool/lease.js';
 import type { DescribedStatement } from '../described-statements.js';
 import type { StatementNames } from '../prepared-statements.js';
-import { afterNamedFailure, namedQuery } from '../query-client.js';
+import { afterNamedFailure, namedQuery, namedStatementError } from '../query-client.js';
 import type { QueryContext } from '../query-context.js';
 import type { FacadeSettings } from './pool-config.js';
 import { queryChannel, serverOf, settleQueryTrace, type QueryMessage } from '../tracing-channels.js';
@@ -94,6 +94,15 @@ export function sendFacadeQuery(
     callback ?? (typeof query === 'object' ? ((query as { callback?: QueryCallback }).callback ?? undefined) : undefined);
   const config = withSettings(query as string | pg.QueryConfig, settings);
   const name = typeof query === 'object' ? (query as pg.QueryConfig).name : undefined;
+  if (context.shouldRefuseNamedStatements && typeof name === 'string' && name !== '') {
+    // Behind PgBouncer a named statement would meet another server connection: refused before sending, as in withDb.
+    const refused = namedStatementError(name);
+    if (own) {
+      process.nextTick(own, refused);
+      return undefined;
+    }
+    return new PromiseClass<pg.QueryResult>((_resolve, reject) => reject(refused));
+  }
   const isNewName = typeof name === 'string' && name !== '' && !isPrepared(client, name);
   // An automatic prepared statement, only where a failure it alone could cause can be answered by
   // sending it again unnamed: on a connection idle outside a transaction.

@@ -247,6 +247,24 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
     expect(rows).toEqual([{ id: 1 }]);
   });
 
+  it("refuses the drop-in Pool's named statements (pool.query, a connect() client, a callback) before sending, as withDb does", async () => {
+    const db = open({ max: 2 });
+    const config = { name: 'np', text: 'SELECT $1::int AS id', values: [1] };
+    const fromQuery = await rejection(db.pool.query(config));
+    const client = await db.pool.connect();
+    const fromClient = await rejection(client.query(config));
+    const fromCallback = await new Promise<Error>((resolve) => client.query(config, (error: Error) => resolve(error)));
+    client.release();
+    for (const refused of [fromQuery, fromClient, fromCallback]) {
+      expect(refused).toBeInstanceOf(DatabaseQueryError);
+      expect(refused.code).toBe('QUERY_FAILED');
+      expect(refused.message).toContain('The named prepared statement "np" was refused');
+    }
+    expect(db.getStats()).toMatchObject({ queriesExecuted: 0, connectionsClosed: 0 });
+    // The same statement unnamed runs.
+    expect((await db.pool.query({ text: config.text, values: config.values })).rows).toEqual([{ id: 1 }]);
+  });
+
   it("sends the drop-in Pool's statements unnamed, so a text used again runs on whichever server connection PgBouncer picks", async () => {
     const db = open({ max: 4 });
     // Concurrent rounds: PgBouncer spreads the Pool's transactions over its server connections.
