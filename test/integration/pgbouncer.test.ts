@@ -255,7 +255,7 @@ describe.skipIf(unavailable !== undefined)('PgBouncer transaction pooling (DB_PG
     const fromClient = await rejection(client.query(config));
     const fromCallback = await new Promise<Error>((resolve) => client.query(config, (error: Error) => resolve(error)));
     client.release();
-    for (const refused of [fromQuery, fromClient, fromCallback]) {
+    for (const refused of [fromQuery, fromClient, fromCallback] as (Error & { code?: string })[]) {
       expect(refused).toBeInstanceOf(DatabaseQueryError);
       expect(refused.code).toBe('QUERY_FAILED');
       expect(refused.message).toContain('The named prepared statement "np" was refused');
