@@ -1,9 +1,7 @@
 import { from as copyFromStdin, to as copyToStdout, type CopyStreamQuery, type CopyToStreamQuery } from 'pg-copy-streams';
 import type { Readable, Writable } from 'node:stream';
+import { checkCopyStatement } from './copy-statement.js';
 import type { StreamHost } from './cursor-reader.js';
-
-const COPY_FROM = /^\s*COPY\s[\s\S]*\bFROM\s+STDIN\b/i;
-const COPY_TO = /^\s*COPY\s[\s\S]*\bTO\s+STDOUT\b/i;
 
 /** What `client.copyFrom` returns: pg-copy-streams' Writable; `rowCount` is set once it finished. */
 export type CopyFromStream = CopyStreamQuery;
@@ -60,16 +58,14 @@ function listenForErrors(stream: Readable | Writable): void {
   });
 }
 
-/** @throws {TypeError} unless `sql` is a `COPY ... FROM STDIN` statement. */
+/** @throws {TypeError} unless `sql` is one `COPY ... FROM STDIN` statement (src/streams/copy-statement.ts). */
 export function checkCopyFromSql(sql: unknown): void {
-  if (typeof sql !== 'string' || !COPY_FROM.test(sql))
-    throw new TypeError('copyFrom needs a COPY ... FROM STDIN statement, such as COPY items (id, name) FROM STDIN');
+  checkCopyStatement('copyFrom', sql);
 }
 
-/** @throws {TypeError} unless `sql` is a `COPY ... TO STDOUT` statement. */
+/** @throws {TypeError} unless `sql` is one `COPY ... TO STDOUT` statement (src/streams/copy-statement.ts). */
 export function checkCopyToSql(sql: unknown): void {
-  if (typeof sql !== 'string' || !COPY_TO.test(sql))
-    throw new TypeError('copyTo needs a COPY ... TO STDOUT statement, such as COPY (SELECT ...) TO STDOUT');
+  checkCopyStatement('copyTo', sql);
 }
 
 /** @throws {TypeError} unless `source` is a Readable, an async iterable or an iterable (of strings or Buffers). */

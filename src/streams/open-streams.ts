@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { redactedDriverError } from '../errors.js';
+import { DatabaseQueryError, redactedDriverError } from '../errors.js';
 import { streamClosed, streamOpened, type Lease } from '../pool/lease.js';
 import { queryChannel, serverOf, traced, type QueryMessage, type TransactionMessage } from '../tracing-channels.js';
 
@@ -77,7 +77,8 @@ export class OpenStreams {
       finish(how);
     };
     if (queryChannel.hasSubscribers) this.#trace(submittable, ended);
-    const watched = handOver(submittable, end);
+    // An answer it cannot read leaves the connection mid-protocol: it is destroyed (docs/errors.md, QUERY_FAILED).
+    const watched = handOver(submittable, end, () => this.#lease.owner.abandon(this.#lease));
     const entry: OpenStream = { done, isConsumed: () => isConsumed(submittable), close, target: submittable };
     this.#submitted.set(submittable, entry);
     streamOpened(this.#lease);
@@ -186,23 +187,52 @@ const HANDLERS = [
  * submittable as `this` (so its state stays on the caller's object), and that report pg's last call
  * (ReadyForQuery or an error) to `end`. Plain functions, not a Proxy: pg calls `handleDataRow` once
  * per row, and a Proxy trap on every property access there cost a third of the stream's throughput.
+ *
+ * pg calls these from its socket's data handler, where a throw ends the process. A message the
+ * submittable has no method for (a second statement's rows after a COPY, COPY data for a cursor) or a
+ * method that throws (pg-copy-streams given a server-side file COPY) derails it: `derail` destroys the
+ * connection, nothing more is passed on, and pg's last call fails the submittable with one
+ * `QUERY_FAILED` error instead.
  */
-function handOver(submittable: Submittable, end: (how: StreamEnd) => void): Submittable {
+function handOver(submittable: Submittable, end: (how: StreamEnd) => void, derail: () => void): Submittable {
   const target = submittable as unknown as Record<string, unknown>;
+  let derailed: DatabaseQueryError | undefined;
+  let isDelivered = false;
+  const deliver = () => {
+    if (isDelivered) return;
+    isDelivered = true;
+    try {
+      (target.handleError as ((error: unknown) => void) | undefined)?.call(target, derailed);
+    } catch {
+      // The submittable cannot even take its error: the stream's end below still frees the transaction.
+    }
+    end({ error: derailed });
+  };
   const methods: PropertyDescriptorMap = {};
   for (const name of HANDLERS) {
-    if (typeof target[name] !== 'function') continue;
+    if (name === 'submit' && typeof target[name] !== 'function') continue;
     const isLast = name === 'handleReadyForQuery' || name === 'handleError';
     methods[name] = {
-      value: isLast
-        ? (...args: unknown[]) => {
-            try {
-              return (target[name] as (...a: unknown[]) => unknown).apply(target, args);
-            } finally {
-              end(name === 'handleError' ? { error: args[0] ?? new Error('the statement failed') } : {});
-            }
+      value: (...args: unknown[]) => {
+        if (derailed === undefined) {
+          try {
+            const method = target[name];
+            if (typeof method !== 'function') throw new TypeError(`it has no ${name}`);
+            const result = (method as (...a: unknown[]) => unknown).apply(target, args);
+            if (isLast) end(name === 'handleError' ? { error: args[0] ?? new Error('the statement failed') } : {});
+            return result;
+          } catch (error) {
+            if (name === 'submit') throw error;
+            derailed = new DatabaseQueryError(
+              `The server's answer could not be read by this cursor, stream or COPY (${name.replace(/^handle/, '')}), so its connection was closed: send one statement of the kind it runs (one COPY ... FROM STDIN for COPY FROM, one COPY ... TO STDOUT for COPY TO, one query for a cursor)`,
+              error,
+            );
+            derail();
           }
-        : (...args: unknown[]) => (target[name] as (...a: unknown[]) => unknown).apply(target, args),
+        }
+        if (isLast) deliver();
+        return undefined;
+      },
       writable: true,
       configurable: true,
     };
