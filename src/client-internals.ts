@@ -192,6 +192,11 @@ export function isBusy(client: pg.Client): boolean {
   );
 }
 
+/** The client's socket (pg's private `connection.stream`), for watching a COPY's traffic; undefined before connect. */
+export function socketOf(client: pg.Client): import('node:net').Socket | undefined {
+  return (client as unknown as { connection?: { stream?: import('node:net').Socket } }).connection?.stream;
+}
+
 /** Turns on TCP keepalive for a connected client's socket (pg's `keepAlive` option, applied after connect). */
 export function setKeepAlive(client: pg.Client, initialDelayMillis: number): void {
   const stream = (client as unknown as { connection?: { stream?: { setKeepAlive?(on: boolean, delay: number): void } } })

@@ -26,7 +26,9 @@ export interface WatchedNode extends ProbeTarget {
  * (statement_timeout plus a grace) and probes the server on a new connection: if the probe cannot
  * reach it, the statement's backend no longer exists, or the backend is not running a statement
  * (`idle`, `idle in transaction`: our statement never arrived or its answer was lost on a link that
- * went silent while new connections still get through), the connection is abandoned and the caller's
+ * went silent while new connections still get through), or the backend is itself waiting on this
+ * client (`ClientRead`/`ClientWrite`: a COPY the link stopped carrying, src/streams/copy-progress.ts),
+ * the connection is abandoned and the caller's
  * call rejects with a connection error. A backend still running a statement (the caller raised
  * statement_timeout for a long report) is left alone, and so is one whose state the probe's login may
  * not see (another role's backend after a credentials rotation: `state` is null). Off when
@@ -94,7 +96,7 @@ export class StatementWatchdog {
   async #probe(leases: readonly WatchedLease[]): Promise<Set<number> | undefined> {
     const pids = leases.map((lease) => (lease.client as unknown as { processID: number | null }).processID ?? -1);
     const sql = this.#shouldMatchBackend
-      ? "SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[]) AND (state IS NULL OR state NOT LIKE 'idle%')"
+      ? "SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[]) AND (state IS NULL OR (state NOT LIKE 'idle%' AND wait_event IS DISTINCT FROM 'ClientRead' AND wait_event IS DISTINCT FROM 'ClientWrite'))"
       : 'SELECT NULL::int AS pid WHERE $1::int[] IS NOT NULL';
     const outcome = await probeConnection<{ pid: number | null }>(this.#node, 'watchdog', this.#probeTimeoutMillis, sql, [pids]);
     if (outcome === 'timeout') return undefined;

@@ -1,5 +1,6 @@
 import { from as copyFromStdin, to as copyToStdout, type CopyStreamQuery, type CopyToStreamQuery } from 'pg-copy-streams';
 import type { Readable, Writable } from 'node:stream';
+import { watchCopyProgress } from './copy-progress.js';
 import { checkCopyStatement } from './copy-statement.js';
 import type { StreamHost } from './cursor-reader.js';
 
@@ -19,9 +20,11 @@ export function copyFromOn(host: StreamHost, sql: string): CopyFromStream {
   checkCopyFromSql(sql);
   if (host.context.cancelled) throw host.context.cancelled;
   const stream = copyFromStdin(sql);
-  count(host, stream);
+  count(host);
   listenForErrors(stream);
-  return host.streams.submit(stream);
+  host.streams.submit(stream);
+  watchCopyProgress(host.lease, stream, 'from', host.streams.finished(stream));
+  return stream;
 }
 
 /**
@@ -35,13 +38,15 @@ export function copyToOn(host: StreamHost, sql: string): CopyToStream {
   checkCopyToSql(sql);
   if (host.context.cancelled) throw host.context.cancelled;
   const stream = copyToStdout(sql);
-  count(host, stream);
+  count(host);
   stream.once('close', () => {
     // A server error ends the COPY cleanly (pg reads on); only a COPY cut short by us leaves data in flight.
     if (!stream.readableEnded && host.streams.isOpen(stream)) host.lease.owner.abandon(host.lease);
   });
   listenForErrors(stream);
-  return host.streams.submit(stream);
+  host.streams.submit(stream);
+  watchCopyProgress(host.lease, stream, 'to', host.streams.finished(stream));
+  return stream;
 }
 
 /**
@@ -95,9 +100,7 @@ export function checkCopyDestination(destination: unknown): void {
     throw new TypeError('copyTo needs a destination that is a Writable stream');
 }
 
-/** One query in the stats; its time runs until the stream closes. */
-function count(host: StreamHost, stream: Readable | Writable): void {
-  const startedAt = performance.now();
+/** One query in the stats; its time is recorded by `OpenStreams.submit` once pg is done with it. */
+function count(host: StreamHost): void {
   host.context.counters.queriesExecuted++;
-  stream.once('close', () => host.context.queryTime.record(performance.now() - startedAt));
 }

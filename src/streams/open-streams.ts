@@ -44,18 +44,25 @@ export class OpenStreams {
   /** The traced transaction the streams belong to (only while someone subscribes). */
   #transaction: TransactionMessage | undefined;
 
-  constructor(lease: Lease, transaction?: TransactionMessage) {
+  /** Records a submitted statement's time (the call's `queryTime`). */
+  #recordTime: (millis: number) => void;
+
+  constructor(lease: Lease, recordTime: (millis: number) => void, transaction?: TransactionMessage) {
     this.#lease = lease;
+    this.#recordTime = recordTime;
     this.#transaction = transaction;
   }
 
   /**
-   * Sends a caller's submittable through pg and watches for its end (pg calls `handleReadyForQuery`
-   * or `handleError` last). pg gets a stand-in (see {@link handOver}), so the caller's reference keeps
-   * working as on pg and no field of it is modified.
+   * Sends a caller's submittable (or one of the library's COPYs) through pg and watches for its end
+   * (pg calls `handleReadyForQuery` or `handleError` last). pg gets a stand-in (see {@link handOver}),
+   * so the caller's reference keeps working as on pg and no field of it is modified. Its time, from
+   * now until pg is done with it whatever the outcome (completed, failed, cancelled, its connection
+   * lost or destroyed), is recorded once: the caller counted it in `queriesExecuted`.
    */
   submit<T extends Submittable>(submittable: T): T {
-    this.watch(submittable);
+    const startedAt = performance.now();
+    void this.watch(submittable).then(() => this.#recordTime(performance.now() - startedAt));
     return submittable;
   }
 

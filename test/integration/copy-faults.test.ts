@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Cursor from 'pg-cursor';
+import QueryStream from 'pg-query-stream';
 import { from as copyFromStdin } from 'pg-copy-streams';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DatabaseQueryError, type Database } from '../../src/index.js';
-import { adminQuery, openDatabase, uniqueName } from '../support/test-database.js';
+import { adminQuery, eventually, openDatabase, uniqueName } from '../support/test-database.js';
 
 let db: Database | undefined;
 const table = uniqueName('copy_faults');
@@ -36,8 +37,22 @@ afterEach(async () => {
   expect(crashes).toEqual([]);
 });
 
+let applicationName = '';
 function openSingle(options: Parameters<typeof openDatabase>[0] = {}): Database {
-  return openDatabase({ min: 0, max: 1, applicationName: uniqueName('copy_faults'), ...options });
+  applicationName = uniqueName('copy_faults');
+  return openDatabase({ min: 0, max: 1, applicationName, ...options });
+}
+
+/** Lines of COPY text; after `pauseAfter` lines it waits for `resume` (so a fault can land mid-COPY). */
+async function* pausingLines(pauseAfter: number, resume: Promise<void>): AsyncGenerator<string> {
+  for (let id = 1; id <= pauseAfter; id++) yield `${id}\tline ${id}\n`;
+  await resume;
+  yield `${pauseAfter + 1}\tlast\n`;
+}
+
+function timingCounts(database: Database): { queriesExecuted: number; queryTimeCount: number } {
+  const stats = database.getStats();
+  return { queriesExecuted: stats.queriesExecuted, queryTimeCount: stats.queryTime.count };
 }
 
 const sink = () => new Writable({ write: (_chunk, _encoding, done) => done() });
@@ -127,5 +142,81 @@ describe('COPY statements that are not one COPY of the right direction', () => {
     expect(error).toBeInstanceOf(DatabaseQueryError);
     expect((error as Error).message).toMatch(/\(CopyData\)/);
     expect(await db.executeQuery<{ one: number }>('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+  });
+});
+
+describe('queryTime counts every COPY and submittable once, whatever its outcome', () => {
+  it('copyFrom and client.copyFrom into a missing table', async () => {
+    db = openSingle();
+    await db.copyFrom('COPY no_such_table_here FROM STDIN', ['1\ta\n']).catch(() => undefined);
+    await db.copyTo('COPY no_such_table_here TO STDOUT', sink()).catch(() => undefined);
+    await db
+      .withDb(false, async (client) => pipeline(Readable.from(['1\ta\n']), client.copyFrom('COPY no_such_table_here FROM STDIN')))
+      .catch(() => undefined);
+    await eventually(() => (timingCounts(db!).queryTimeCount === 3 ? true : undefined), 2000).catch(() => undefined);
+    expect(timingCounts(db)).toEqual({ queriesExecuted: 3, queryTimeCount: 3 });
+  });
+
+  it('copyFrom whose backend is terminated, cancelled by its signal, or cut by timeoutMillis', async () => {
+    db = openSingle();
+    let resume!: () => void;
+    const killed = db
+      .copyFrom(`COPY ${table} FROM STDIN`, pausingLines(5, new Promise((r) => (resume = r))))
+      .catch((e: unknown) => (e as { code?: string }).code);
+    await eventually(async () => {
+      const rows = await adminQuery<{ n: number }>(
+        "SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'COPY%'",
+        [applicationName],
+      );
+      return rows[0]!.n > 0 ? true : undefined;
+    });
+    resume();
+    expect(await killed).toBe('CONNECTION_LOST');
+    const controller = new AbortController();
+    const aborted = db.copyFrom(`COPY ${table} FROM STDIN`, pausingLines(5, new Promise(() => undefined)), {
+      signal: controller.signal,
+    });
+    setTimeout(() => controller.abort(), 200);
+    expect(await aborted.catch((e: unknown) => (e as { code?: string }).code)).toBe('QUERY_CANCELLED');
+    const timedOut = db.copyFrom(`COPY ${table} FROM STDIN`, pausingLines(5, new Promise(() => undefined)), {
+      timeoutMillis: 200,
+    });
+    expect(await timedOut.catch((e: unknown) => (e as { code?: string }).code)).toBe('QUERY_CANCELLED');
+    await eventually(() => (timingCounts(db!).queryTimeCount === 3 ? true : undefined), 2000).catch(() => undefined);
+    expect(timingCounts(db)).toEqual({ queriesExecuted: 3, queryTimeCount: 3 });
+  });
+
+  it('client.copyFrom left open, and pg-cursor / pg-query-stream objects given to client.query', async () => {
+    db = openSingle();
+    const leftOpen = await db
+      .withDb(false, async (client) => {
+        client.copyFrom(`COPY ${table} FROM STDIN`).write('1\ta\n');
+      })
+      .catch((e: unknown) => (e as { code?: string }).code);
+    expect(leftOpen).toBe('STREAM_LEFT_OPEN');
+    await db.withDb(true, async (client) => {
+      const cursor = client.query(new Cursor('SELECT g FROM generate_series(1, 10) AS g'));
+      await cursor.read(3);
+      await cursor.close();
+      const drained = client.query(new Cursor('SELECT 1 AS one'));
+      await drained.read(10);
+      await drained.read(10);
+      const rows: unknown[] = [];
+      for await (const row of client.query(new QueryStream('SELECT g FROM generate_series(1, 5) AS g'))) rows.push(row);
+      expect(rows).toHaveLength(5);
+    });
+    await eventually(() => (timingCounts(db!).queryTimeCount === 4 ? true : undefined), 2000).catch(() => undefined);
+    expect(timingCounts(db)).toEqual({ queriesExecuted: 4, queryTimeCount: 4 });
+  });
+
+  it('copyFrom cut by shutdown', async () => {
+    db = openSingle();
+    const cut = db
+      .copyFrom(`COPY ${table} FROM STDIN`, pausingLines(5, new Promise(() => undefined)))
+      .catch((e: unknown) => (e as { code?: string }).code);
+    await eventually(() => (db!.getStats().queriesExecuted === 1 ? true : undefined));
+    await db.shutdown({ timeoutMillis: 200 });
+    expect(await cut).toBe('CONNECTION_LOST');
+    expect(timingCounts(db)).toEqual({ queriesExecuted: 1, queryTimeCount: 1 });
   });
 });

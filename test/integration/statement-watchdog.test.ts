@@ -1,13 +1,18 @@
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Database, DatabaseConnectionError } from '../../src/index.js';
 import { getTestDatabaseUrl } from '../support/database-url.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { adminQuery, uniqueName } from '../support/test-database.js';
 
 const databases: Database[] = [];
 let proxy: FaultProxy;
 let url: URL;
 
+const table = uniqueName('watchdog_copy');
+
 beforeAll(async () => {
+  await adminQuery(`CREATE TABLE ${table} (id int, name text)`);
   url = new URL(getTestDatabaseUrl());
   proxy = await startFaultProxy({ targetHost: url.hostname, targetPort: Number(url.port) });
 });
@@ -15,7 +20,32 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(databases.map((db) => db.shutdown({ timeoutMillis: 500 })));
   await proxy?.close();
+  await adminQuery(`DROP TABLE IF EXISTS ${table}`);
 });
+
+/** A destination that makes the link go silent (`how`) when the first chunk of COPY data arrives. */
+function silencingDestination(how: () => void): Writable {
+  let isFirst = true;
+  return new Writable({
+    write(_chunk, _encoding, done) {
+      if (isFirst) how();
+      isFirst = false;
+      done();
+    },
+  });
+}
+
+/** COPY text lines; the link goes silent (`how`) after the first `silentAfter`. */
+async function* silencingSource(count: number, silentAfter: number, how: () => void): AsyncGenerator<string> {
+  for (let id = 1; id <= count; id++) {
+    if (id === silentAfter + 1) {
+      how();
+      // Let the lines before the silence reach the server first.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    yield `${id}\tline ${id} ${'x'.repeat(200)}\n`;
+  }
+}
 
 function open(viaProxy: boolean): Database {
   const db = new Database({
@@ -104,5 +134,81 @@ describe('statement watchdog', () => {
       return (await client.query<{ done: boolean }>('SELECT pg_sleep(1.5) IS NOT NULL AS done')).rows;
     });
     expect(rows).toEqual([{ done: true }]);
+  });
+
+  test('db.copyTo over a link that black-holes mid-COPY rejects with CONNECTION_LOST instead of waiting for the server to give up', async () => {
+    const db = open(true);
+    await db.ready({ timeoutMillis: 5000 });
+    const outcome = await db
+      .copyTo(
+        'COPY (SELECT g FROM generate_series(1, 100000) AS g) TO STDOUT',
+        silencingDestination(() => proxy.blackhole()),
+      )
+      .catch((error: unknown) => error);
+    proxy.heal();
+    expect(outcome).toBeInstanceOf(DatabaseConnectionError);
+    expect((outcome as DatabaseConnectionError).code).toBe('CONNECTION_LOST');
+    expect(db.getStats().activeConnections).toBe(0);
+  });
+
+  test('db.copyTo over a link that goes silent while new connections get through rejects with CONNECTION_LOST', async () => {
+    const db = open(true);
+    await db.ready({ timeoutMillis: 5000 });
+    const outcome = await db
+      .copyTo(
+        'COPY (SELECT g FROM generate_series(1, 100000) AS g) TO STDOUT',
+        silencingDestination(() => proxy.silenceOpen()),
+      )
+      .catch((error: unknown) => error);
+    proxy.heal();
+    expect(outcome).toBeInstanceOf(DatabaseConnectionError);
+    expect((outcome as DatabaseConnectionError).code).toBe('CONNECTION_LOST');
+    expect(db.getStats().activeConnections).toBe(0);
+  });
+
+  test('db.copyFrom whose link goes silent after its last line rejects with CONNECTION_LOST, nothing committed', async () => {
+    const db = open(true);
+    await db.ready({ timeoutMillis: 5000 });
+    const outcome = await db
+      .copyFrom(
+        `COPY ${table} FROM STDIN`,
+        silencingSource(10, 9, () => proxy.silenceOpen()),
+      )
+      .catch((error: unknown) => error);
+    proxy.heal();
+    expect(outcome).toBeInstanceOf(DatabaseConnectionError);
+    expect((outcome as DatabaseConnectionError).code).toBe('CONNECTION_LOST');
+    expect(db.getStats().activeConnections).toBe(0);
+    expect(await adminQuery(`SELECT count(*)::int AS n FROM ${table}`)).toEqual([{ n: 0 }]);
+  });
+
+  test('db.copyFrom whose link goes silent while data is still being written rejects with CONNECTION_LOST', async () => {
+    const db = open(true);
+    await db.ready({ timeoutMillis: 5000 });
+    const outcome = await db
+      .copyFrom(
+        `COPY ${table} FROM STDIN`,
+        silencingSource(20_000, 100, () => proxy.silenceOpen()),
+      )
+      .catch((error: unknown) => error);
+    proxy.heal();
+    expect(outcome).toBeInstanceOf(DatabaseConnectionError);
+    expect((outcome as DatabaseConnectionError).code).toBe('CONNECTION_LOST');
+    expect(db.getStats().activeConnections).toBe(0);
+    expect(await adminQuery(`SELECT count(*)::int AS n FROM ${table}`)).toEqual([{ n: 0 }]);
+  });
+
+  test('a COPY held up by its slow destination longer than statement_timeout is not abandoned', async () => {
+    const db = open(false);
+    let chunks = 0;
+    const slow = new Writable({
+      highWaterMark: 1,
+      write(_chunk, _encoding, done) {
+        chunks++;
+        // The first chunk waits past statement_timeout + grace (500 ms): the server is not to blame.
+        setTimeout(done, chunks === 1 ? 1200 : 0);
+      },
+    });
+    expect(await db.copyTo("COPY (SELECT 'x') TO STDOUT", slow)).toBe(1);
   });
 });
