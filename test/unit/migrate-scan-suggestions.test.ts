@@ -81,3 +81,58 @@ describe('executeQuery suggestions pass params before options', () => {
     ]);
   });
 });
+
+describe('sql-interpolation inside pg-format strings', () => {
+  it('reports a template substitution inside a format string and moves it into format() behind %L', () => {
+    const findings = scan('fmt.js', [
+      "const pool = require('./db');",
+      "const format = require('pg-format');",
+      'exports.update = (data, value) => pool.query(format(`UPDATE reg SET name = %L WHERE id = ${data.id}`, value));',
+      "exports.update2 = (data, value) => pool.query(format('UPDATE reg SET name = %L WHERE id = %s', value, data.id));",
+      "exports.update3 = (data) => pool.query(`UPDATE reg SET name = 'x' WHERE id = ${data.id}`);",
+      'exports.fine = (value) => pool.query(format(`UPDATE reg SET name = %L WHERE id = ${Number(value.id)}`, value.name));',
+    ]);
+    expect(findings.map((f) => `${f.rule} ${f.line}:${f.column}`)).toEqual([
+      'sql-interpolation 3:46',
+      'sql-interpolation 4:47',
+      'sql-interpolation 5:40',
+    ]);
+    expect(findings[0]?.message).toBe(
+      'pg-format string interpolates data.id (value): format() quotes only its arguments, so a value with a quote in ' +
+        'it rewrites the statement (SQL injection); use %L for a value (quoted as a literal) and %I for a name (quoted as an identifier)',
+    );
+    expect(findings[0]?.after).toBe("pool.query(format('UPDATE reg SET name = %L WHERE id = %L', value, data.id))");
+    for (const finding of findings) expect(syntaxErrors(finding.after), finding.after).toEqual([]);
+  });
+
+  it('reports column lists and ids spliced into a concatenated format string, with %I for names and arguments in order', () => {
+    const findings = scan('registrations.js', [
+      "const pool = require('../db');",
+      "const format = require('pg-format');",
+      "const table = 'app' + '.registration';",
+      'exports.create = async (data, helpers) => {',
+      '  const { key, value } = await helpers.serialize(data);',
+      "  return pool.query(format('INSERT INTO ' + table + ` (${key}) VALUES (%L) RETURNING *`, value));",
+      '};',
+      'exports.update = async (data, helpers) => {',
+      '  const { key, value } = helpers.serialize(data);',
+      "  const sql = format('UPDATE ' + table + ` SET (${key}) = (%L) WHERE id = ${data.id} RETURNING *`, value);",
+      '  return pool.query(sql);',
+      '};',
+      'exports.numbered = (data, value) => pool.query(format(`UPDATE reg SET name = %1$L WHERE id = ${data.id}`, value));',
+    ]);
+    expect(findings.map((f) => `${f.rule} ${f.line}`)).toEqual([
+      'sql-interpolation 6',
+      'sql-interpolation 10',
+      'sql-interpolation 13',
+    ]);
+    expect(findings.map((f) => f.after)).toEqual([
+      "pool.query(format('INSERT INTO app.registration (%I) VALUES (%L) RETURNING *', key, value))",
+      "format('UPDATE app.registration SET (%I) = (%L) WHERE id = %L RETURNING *', key, value, data.id)",
+      'pool.query(format(`UPDATE reg SET name = %1$L WHERE id = ${data.id}`, value))\n' +
+        '// numbered %n$ arguments: move each substitution into format() behind %L or %I by hand',
+    ]);
+    expect(findings[1]?.message).toContain('pg-format string interpolates key (identifier), data.id (value):');
+    for (const finding of findings) expect(syntaxErrors(finding.after), finding.after).toEqual([]);
+  });
+});

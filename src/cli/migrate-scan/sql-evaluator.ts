@@ -218,8 +218,12 @@ export class SqlEvaluator {
     const t = this.#ts;
     const slots = formatSlots(this.#analysis, node);
     if (slots !== undefined) {
-      // pg-format quotes %I and %L arguments itself; %s splices its argument as is.
-      return slots.every((slot) => slot.specifier !== 's' || this.#isSafe(slot.argument)) ? { kind: 'safe' } : { kind: 'unsafe' };
+      // pg-format quotes %I and %L arguments itself; %s splices its argument as is, and so does a
+      // substitution in the format string itself.
+      const pattern = node.arguments[0]!;
+      const isPatternSafe = !this.isBuilt(pattern) || this.parts(pattern).every((part) => !('node' in part) || part.isSafe);
+      const isSafe = isPatternSafe && slots.every((slot) => slot.specifier !== 's' || this.#isSafe(slot.argument));
+      return isSafe ? { kind: 'safe' } : { kind: 'unsafe' };
     }
     const callee = this.#analysis.unwrap(node.expression);
     if (t.isIdentifier(callee)) {

@@ -1,17 +1,10 @@
 import type ts from 'typescript';
 import { oneLine, type SourceAnalysis } from './analysis.js';
 import { isPoolLike } from './pg-bindings.js';
-import { formatSlots } from './pg-format.js';
+import { formatFinding, formatSlots } from './pg-format.js';
 import { holderOf, isReadOnlySql, type RuleFinding } from './rules.js';
 import { SqlEvaluator } from './sql-evaluator.js';
-import {
-  classify,
-  highestPlaceholder,
-  parameterize,
-  type Numbering,
-  type Parameterized,
-  type SpliceKind,
-} from './sql-placeholders.js';
+import { highestPlaceholder, parameterize, type Numbering, type Parameterized, type SpliceKind } from './sql-placeholders.js';
 import { isUtilityStatement, leadingText, statementKeyword, type SqlPart } from './sql-text.js';
 
 const QUERY_METHODS = new Set(['query', 'executeQuery']);
@@ -57,7 +50,7 @@ export function sqlInterpolation(analysis: SourceAnalysis): RuleFinding[] {
       if (seen.has(contribution.node)) continue;
       seen.add(contribution.node);
       const finding =
-        formatFinding(analysis, evaluator, call, contribution) ??
+        formatFinding(analysis, evaluator, call, contribution.node, contribution.kind === 'argument') ??
         spliceFinding(analysis, evaluator, call, values, contribution, isKnex);
       if (finding !== undefined) findings.push(finding);
     }
@@ -100,50 +93,6 @@ function spliceFinding(
       `${kinds.map((kind) => REMEDY[kind]).join('; ')}${utility}`,
     before: analysis.snippet(contribution.kind === 'argument' ? call : analysis.statementOf(contribution.node)),
     after: suggestion(analysis, call, existing, contribution, bound, isUtility),
-  };
-}
-
-/** pg-format's `%s` spliced as is: `%L` for a value, `%I` for an identifier. */
-function formatFinding(
-  analysis: SourceAnalysis,
-  evaluator: SqlEvaluator,
-  call: ts.CallExpression,
-  contribution: Contribution,
-): RuleFinding | undefined {
-  const t = analysis.ts;
-  const target = analysis.unwrap(contribution.node);
-  const slots = t.isCallExpression(target) ? formatSlots(analysis, target) : undefined;
-  if (slots === undefined || !t.isCallExpression(target)) return undefined;
-  const unsafe = slots.filter((slot) => slot.specifier === 's' && evaluator.evaluate(slot.argument).kind === 'unsafe');
-  if (unsafe.length === 0) return undefined;
-  const pattern = target.arguments[0]!;
-  let source = pattern.getText(analysis.sourceFile);
-  const notes: string[] = [];
-  for (const slot of [...unsafe].sort((a, b) => b.offset - a.offset)) {
-    const before = source.slice(0, slot.offset - 1);
-    const text = slot.argument.getText();
-    const kind = classify(before, source.slice(slot.offset + 1), text.split('.').at(-1) ?? '', false);
-    if (kind === 'fragment' || kind === 'keyword') {
-      notes.unshift(
-        `// ${text}: ${kind === 'keyword' ? 'a keyword; pick it from a fixed list' : 'SQL text built elsewhere; build it with format() too (%L, %I)'}`,
-      );
-      continue;
-    }
-    source = `${before}%${kind === 'identifier' ? 'I' : 'L'}${source.slice(slot.offset + 1)}`;
-  }
-  const rest = target.arguments.slice(1).map((argument) => analysis.text(argument));
-  const rewritten = `${analysis.text(target.expression)}(${[source, ...rest].join(', ')})`;
-  return {
-    rule: 'sql-interpolation',
-    node: target,
-    message:
-      `pg-format %s splices ${unsafe.map((slot) => oneLine(slot.argument.getText(), 40)).join(', ')} as is (SQL injection); ` +
-      'use %L for a value (quoted as a literal) and %I for a name (quoted as an identifier)',
-    before: analysis.snippet(contribution.kind === 'argument' ? call : analysis.statementOf(target)),
-    after: [
-      contribution.kind === 'argument' ? analysis.text(call).replace(analysis.text(target), rewritten) : rewritten,
-      ...notes,
-    ].join('\n'),
   };
 }
 

@@ -4,8 +4,11 @@ import type { SqlPart } from './sql-text.js';
 /** What a spliced expression stands for in the SQL around it, which decides how it is made safe. */
 export type SpliceKind = 'value' | 'identifier' | 'keyword' | 'fragment';
 
-/** How placeholders are written: pg's numbered `$n` from a first number or a params array, or Knex's `?`. */
-export type Numbering = { first: number } | { params: string } | { knex: true };
+/**
+ * How placeholders are written: pg's numbered `$n` from a first number or a params array, Knex's `?`,
+ * or pg-format's `%L` / `%I` in a format string whose own arguments (`args`) are already in order.
+ */
+export type Numbering = { first: number } | { params: string } | { knex: true } | { format: readonly string[] };
 
 /** The rewritten SQL text (as JS source), the values to bind, and what each spliced expression was. */
 export interface Parameterized {
@@ -16,7 +19,7 @@ export interface Parameterized {
   readonly notes: string[];
 }
 
-type Piece = { text: string } | { code: string } | { param: number };
+type Piece = { text: string } | { code: string } | { param: number; isName?: boolean };
 
 /** Right after these a value goes: comparison and arithmetic operators, LIKE, IN (, LIMIT, VALUES (. */
 const VALUE_BEFORE =
@@ -28,6 +31,8 @@ const IDENTIFIER_BEFORE =
   /(?:\b(?:from|join|into|update|table|truncate|order\s+by|group\s+by|returning|on\s+conflict\s*\(|distinct\s+on\s*\(|only|exists)\s+|\.|")$/i;
 const IN_SELECT_LIST = /\bselect\s+(?:distinct\s+)?(?:(?!\bfrom\b)[^;])*$/i;
 const IN_INSERT_COLUMNS = /\binsert\s+into\s+\S+\s*\([^)]*$/i;
+/** `UPDATE t SET (a, b) = (...)`: the column list of a multi-column SET. */
+const IN_SET_COLUMNS = /\bupdate\s+\S+\s+set\s*\([^)]*$/i;
 const IN_ORDER_BY = /\border\s+by\s+(?:(?!\b(?:limit|offset)\b)[^;])*$/i;
 const KEYWORD_BEFORE = /\border\s+by\s+[^,;]*?\S\s+$/i;
 const KEYWORD_AFTER = /^\s*nulls\b/i;
@@ -43,7 +48,14 @@ export function classify(before: string, after: string, name: string, isInQuotes
   if (isInQuotes) return 'value';
   if (KEYWORD_AFTER.test(after) || (KEYWORD_BEFORE.test(before) && IN_ORDER_BY.test(before))) return 'keyword';
   if (DIRECTION_NAME.test(name) && IN_ORDER_BY.test(before)) return 'keyword';
-  if (IDENTIFIER_AFTER.test(after) || IDENTIFIER_BEFORE.test(before) || IN_INSERT_COLUMNS.test(before)) return 'identifier';
+  if (
+    IDENTIFIER_AFTER.test(after) ||
+    IDENTIFIER_BEFORE.test(before) ||
+    IN_INSERT_COLUMNS.test(before) ||
+    IN_SET_COLUMNS.test(before)
+  ) {
+    return 'identifier';
+  }
   if (IN_ORDER_BY.test(before) || (IN_SELECT_LIST.test(before) && !VALUE_BEFORE.test(before.replace(/[,(]\s*$/, '')))) {
     return FRAGMENT_NAME.test(name) ? 'fragment' : 'identifier';
   }
@@ -65,6 +77,7 @@ export function parameterize(parts: readonly SqlPart[], numbering: Numbering, is
   const kinds: { text: string; kind: SpliceKind }[] = [];
   const notes: string[] = [];
   const isKnex = 'knex' in numbering;
+  const isFormat = 'format' in numbering;
   let quotes = 0;
   let sqlSoFar = ''; // the SQL text before the current splice, other splices standing in as `x`
   for (let index = 0; index < pending.length; index += 1) {
@@ -96,7 +109,9 @@ export function parameterize(parts: readonly SqlPart[], numbering: Numbering, is
     if (kind === 'fragment') {
       pieces.push({ code: value });
       notes.push(
-        `// ${value}: SQL text built elsewhere; build it with ${isKnex ? '?' : 'numbered $n'} placeholders and bind its values with these`,
+        isFormat
+          ? `// ${value}: SQL text built elsewhere; build it with format() too (%L, %I)`
+          : `// ${value}: SQL text built elsewhere; build it with ${isKnex ? '?' : 'numbered $n'} placeholders and bind its values with these`,
       );
       continue;
     }
@@ -115,6 +130,10 @@ export function parameterize(parts: readonly SqlPart[], numbering: Numbering, is
       if (isKnex) {
         values.push(value);
         pieces.push({ text: '??' });
+      } else if (isFormat) {
+        // %I quotes a name, or each name of an array, joined with commas: `cols.join(', ')` becomes `cols`.
+        values.push(/^([\s\S]+)\.join\(\s*(?:'\s*,\s*'|"\s*,\s*")?\s*\)$/.exec(value)?.[1] ?? value);
+        pieces.push({ param: values.length, isName: true });
       } else pieces.push({ code: identifierCode(value) });
       continue;
     }
@@ -128,13 +147,15 @@ export function parameterize(parts: readonly SqlPart[], numbering: Numbering, is
       quotes -= 1; // the opening quote went with the value, and the closing one is no longer ahead
       if (prefix !== '' || suffix !== '') value = `\`${escapeTemplate(prefix)}\${${value}}${escapeTemplate(suffix)}\``;
     }
-    if (isUtility) {
+    if (isUtility && !isFormat) {
       pieces.push({ code: `pg.escapeLiteral(${value})` });
     } else {
       values.push(value);
       pieces.push(isKnex ? { text: '?' } : { param: values.length });
     }
   }
+  if ('format' in numbering)
+    return { sql: render(formatPlaceholders(pieces)), values: formatArguments(pieces, values, numbering.format), kinds, notes };
   const numbered = pieces.flatMap((piece): ({ text: string } | { code: string })[] => {
     if (!('param' in piece)) return [piece];
     if ('first' in numbering) return [{ text: `$${numbering.first + piece.param - 1}` }];
@@ -143,6 +164,35 @@ export function parameterize(parts: readonly SqlPart[], numbering: Numbering, is
     return [{ text: '$' }, { code: behind === 0 ? `${params}.length` : `${params}.length - ${behind}` }];
   });
   return { sql: render(numbered), values, kinds, notes };
+}
+
+const FORMAT_SPECIFIER = /%(?:(\d+)\$)?([ILs%])/g;
+
+/** Whether a pg-format string numbers its arguments (`%1$L`), which the rewrite does not renumber. */
+export function hasPositionalSpecifier(text: string): boolean {
+  return [...text.matchAll(FORMAT_SPECIFIER)].some((match) => match[1] !== undefined);
+}
+
+function formatPlaceholders(pieces: readonly Piece[]): ({ text: string } | { code: string })[] {
+  return pieces.map((piece) => ('param' in piece ? { text: piece.isName === true ? '%I' : '%L' } : piece));
+}
+
+/**
+ * format()'s arguments in the order its string takes them: each specifier already in the text takes
+ * the next of `existing`, each new `%L` / `%I` its own value; arguments no specifier takes stay last.
+ */
+function formatArguments(pieces: readonly Piece[], values: readonly string[], existing: readonly string[]): string[] {
+  const remaining = [...existing];
+  const ordered: string[] = [];
+  for (const piece of pieces) {
+    if ('param' in piece) ordered.push(values[piece.param - 1]!);
+    else if ('text' in piece) {
+      for (const match of piece.text.matchAll(FORMAT_SPECIFIER)) {
+        if (match[2] !== '%' && remaining.length > 0) ordered.push(remaining.shift()!);
+      }
+    }
+  }
+  return [...ordered, ...remaining];
 }
 
 /** `pg.escapeIdentifier(x)`, or for a joined list `cols.map((name) => pg.escapeIdentifier(name)).join(', ')`. */
