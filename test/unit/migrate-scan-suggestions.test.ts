@@ -136,3 +136,154 @@ describe('sql-interpolation inside pg-format strings', () => {
     for (const finding of findings) expect(syntaxErrors(finding.after), finding.after).toEqual([]);
   });
 });
+
+describe('transaction-on-pool keeps the branches around COMMIT and ROLLBACK', () => {
+  it('keeps an if/else whose branches COMMIT or ROLLBACK and return, rolling back by a throw caught outside withDb', () => {
+    const [finding] = only(
+      scan('branch.js', [
+        "const pool = require('./db');",
+        'async function register(data, exists) {',
+        "  await pool.query('BEGIN');",
+        '  if (!exists) {',
+        "    await pool.query('INSERT INTO reg (name) VALUES ($1)', [data.name]);",
+        "    await pool.query('COMMIT');",
+        '  } else {',
+        "    await pool.query('ROLLBACK');",
+        "    return 'already';",
+        '  }',
+        "  return 'ok';",
+        '}',
+        'module.exports = { register };',
+      ]),
+      'transaction-on-pool',
+    );
+    expect(finding?.after).toBe(
+      [
+        'let rolledBack; // set where the code rolled back, with what it returns',
+        'try {',
+        '  return await db.withDb(false, async (client) => {',
+        '    if (!exists) {',
+        "      await client.query('INSERT INTO reg (name) VALUES ($1)', [data.name]);",
+        '      // COMMIT: withDb commits when this callback returns',
+        '    } else {',
+        "      rolledBack = { result: 'already' };",
+        "      throw new Error('ROLLBACK'); // withDb rolls back when this callback throws; the catch below returns",
+        '    }',
+        "    return 'ok';",
+        '  }); // BEGIN before, COMMIT when the callback returns, ROLLBACK when it throws',
+        '} catch (err) {',
+        '  if (rolledBack === undefined) throw err;',
+        '  return rolledBack.result; // withDb rolled back',
+        '}',
+      ].join('\n'),
+    );
+    expect(syntaxErrors(finding!.after)).toEqual([]);
+  });
+
+  it('keeps the guard around a COMMIT inside try, with the catch ROLLBACK left to withDb', () => {
+    const [finding] = only(
+      scan('registrations.js', [
+        "const pool = require('../db');",
+        'class Registrations {',
+        '  async create(data, helpers) {',
+        '    try {',
+        '      let created;',
+        '      const isAlreadyThere = await helpers.exists(data);',
+        "      await pool.query('BEGIN');",
+        '      if (isAlreadyThere == false) {',
+        "        created = await pool.query('INSERT INTO registration (name) VALUES ($1) RETURNING *', [data.name]);",
+        "        await pool.query('COMMIT');",
+        '      } else {',
+        "        return { status: '400', error: 'already registered' };",
+        '      }',
+        "      return { status: '200', data: created.rows[0] };",
+        '    } catch (ex) {',
+        "      await pool.query('ROLLBACK');",
+        "      return { status: '400', error: '' + ex };",
+        '    }',
+        '  }',
+        '}',
+        'module.exports = new Registrations();',
+      ]),
+      'transaction-on-pool',
+    );
+    expect(finding?.after).toBe(
+      [
+        'return await db.withDb(false, async (client) => {',
+        '  if (isAlreadyThere == false) {',
+        "    created = await client.query('INSERT INTO registration (name) VALUES ($1) RETURNING *', [data.name]);",
+        '    // COMMIT: withDb commits when this callback returns',
+        '  } else {',
+        "    return { status: '400', error: 'already registered' };",
+        '  }',
+        "  return { status: '200', data: created.rows[0] };",
+        '}); // BEGIN before, COMMIT when the callback returns, ROLLBACK when it throws',
+      ].join('\n'),
+    );
+    expect(syntaxErrors(finding!.after)).toEqual([]);
+  });
+
+  it('turns a ROLLBACK before a throw into a comment, the throw being what makes withDb roll back', () => {
+    const [finding] = only(
+      scan('throw.mjs', [
+        "import { pool } from './db.mjs';",
+        'export async function move(from, to, amount) {',
+        "  await pool.query('BEGIN');",
+        "  const { rows } = await pool.query('UPDATE account SET balance = balance - $2 WHERE id = $1 RETURNING balance', [from, amount]);",
+        '  if (rows[0].balance < 0) {',
+        "    await pool.query('ROLLBACK');",
+        "    throw new Error('insufficient funds');",
+        '  }',
+        "  await pool.query('UPDATE account SET balance = balance + $2 WHERE id = $1', [to, amount]);",
+        "  await pool.query('COMMIT');",
+        '}',
+      ]),
+      'transaction-on-pool',
+    );
+    expect(finding?.after).toBe(
+      [
+        'await db.withDb(false, async (client) => {',
+        "  const { rows } = await client.query('UPDATE account SET balance = balance - $2 WHERE id = $1 RETURNING balance', [from, amount]);",
+        '  if (rows[0].balance < 0) {',
+        '    // ROLLBACK: withDb rolls back when this callback throws',
+        "    throw new Error('insufficient funds');",
+        '  }',
+        "  await client.query('UPDATE account SET balance = balance + $2 WHERE id = $1', [to, amount]);",
+        '  // COMMIT: withDb commits when this callback returns',
+        '}); // BEGIN before, COMMIT when the callback returns, ROLLBACK when it throws',
+      ].join('\n'),
+    );
+  });
+
+  it('reports without a code suggestion, saying to move the statements by hand, when a ROLLBACK branch goes on', () => {
+    const [finding] = only(
+      scan('goes-on.js', [
+        "const pool = require('./db');",
+        'exports.save = async (item, log) => {',
+        "  await pool.query('BEGIN');",
+        "  const { rowCount } = await pool.query('UPDATE item SET name = $2 WHERE id = $1', [item.id, item.name]);",
+        '  if (rowCount === 0) {',
+        "    await pool.query('ROLLBACK');",
+        "    log('not found');",
+        '  } else {',
+        "    await pool.query('COMMIT');",
+        '  }',
+        "  log('done');",
+        '};',
+      ]),
+      'transaction-on-pool',
+    );
+    expect(finding?.message).toBe(
+      'BEGIN, ROLLBACK and COMMIT sent through pool.query: each pool.query may run on a different connection, so the ' +
+        'statements between them are not one transaction; the ROLLBACK on line 6 is followed by code that goes on ' +
+        'inside the function, which the suggestion cannot rewrite: move the statements into withDb by hand',
+    );
+    expect(finding?.after).toBe(
+      [
+        '// no rewrite suggested: the ROLLBACK on line 6 is followed by code that goes on inside the function',
+        '// move the statements after BEGIN into db.withDb(false, async (client) => { ... }) by hand, keeping the',
+        '// branches: withDb commits when the callback returns and rolls back when it throws',
+      ].join('\n'),
+    );
+  });
+});
