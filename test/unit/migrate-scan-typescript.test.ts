@@ -44,9 +44,12 @@ describe('migrate-scan and the typescript package it finds', () => {
     }
     const typescript = join(withTs7, 'node_modules/typescript');
     await mkdir(typescript, { recursive: true });
-    await writeFile(join(typescript, 'package.json'), '{ "name": "typescript", "version": "7.0.2", "main": "index.js" }\n');
-    // TypeScript 7's package ships the native compiler and its CLI, not the JavaScript compiler API.
-    await writeFile(join(typescript, 'index.js'), "module.exports = { version: '7.0.2' };\n");
+    await mkdir(join(typescript, 'lib'), { recursive: true });
+    // As TypeScript 7.0.2's package: `require('typescript')` gives lib/version.cjs, which exports the
+    // version and nothing else (the compiler is native; its JavaScript API is under ./unstable/*).
+    const manifest = { name: 'typescript', version: '7.0.2', type: 'module', exports: { '.': './lib/version.cjs' } };
+    await writeFile(join(typescript, 'package.json'), `${JSON.stringify(manifest)}\n`);
+    await writeFile(join(typescript, 'lib/version.cjs'), "module.exports = { version: '7.0.2', versionMajorMinor: '7.0' };\n");
   });
 
   afterAll(async () => {

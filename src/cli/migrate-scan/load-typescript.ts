@@ -44,8 +44,8 @@ export function loadTypeScript(searchFrom: readonly string[] = defaultSearchPlac
       loaded.set(key, candidate);
       return candidate;
     }
-    const entry = require.resolve('typescript');
-    unusable ??= `version ${packageVersion(entry)}, in ${dirname(entry)}`;
+    const found = packageOf(require.resolve('typescript'));
+    unusable ??= `version ${found.version}, in ${found.directory}`;
   }
   if (unusable !== undefined) {
     throw new MigrateScanError(
@@ -87,17 +87,21 @@ function hasCompilerApi(candidate: unknown): candidate is typeof ts {
   );
 }
 
-/** The `version` of the package.json above a resolved entry file, or `unknown` when none says. */
-function packageVersion(entry: string): string {
+/**
+ * The version and directory of the `typescript` package a resolved entry file belongs to (TypeScript 7's
+ * entry is `lib/version.cjs`): the nearest package.json above it named `typescript`.
+ */
+function packageOf(entry: string): { version: string; directory: string } {
   for (let dir = dirname(entry); dir !== dirname(dir); dir = dirname(dir)) {
     const file = join(dir, 'package.json');
     if (!existsSync(file)) continue;
     try {
       const manifest = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown };
-      if (manifest.name === 'typescript') return typeof manifest.version === 'string' ? manifest.version : 'unknown';
+      if (manifest.name !== 'typescript') continue;
+      return { version: typeof manifest.version === 'string' ? manifest.version : 'unknown', directory: dir };
     } catch {
-      return 'unknown';
+      break;
     }
   }
-  return 'unknown';
+  return { version: 'unknown', directory: dirname(entry) };
 }
