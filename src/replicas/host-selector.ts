@@ -209,7 +209,11 @@ export class HostSelector {
     host.generation++;
     host.lastProblem = reason;
     host.lastProblemKind = 'not-primary';
-    if (this.#followsPrimary && this.target === 'any') this.#isFollowing = true;
+    // Following makes sense with a list (another host may be the primary), or for a primary that moved
+    // (the pool had reached one by this name). One host pointed at a standby on purpose never had one: a
+    // write refused there is just refused, and new connections keep taking the standby for reads.
+    if (this.#followsPrimary && this.target === 'any' && (this.isList || this.#lastAccepted !== undefined))
+      this.#isFollowing = true;
     // A session that started on a standby refusing writes loses no primary (the pool knew it was a standby).
     if (this.#lastAccepted === host && wasPrimary) this.#hasLostPrimary = true;
     if (this.#current?.host === host) this.#current = undefined;

@@ -100,6 +100,35 @@ describe('waiting for a primary', () => {
     expect(stats(short)).toEqual({ errors: 1, queriesCancelled: 0, acquireTimeouts: 0, poolExhaustedCount: 0 });
   }, 30_000);
 
+  test('a one-host pool pointed at a standby (target any) keeps serving reads while a write is refused there, and after it', async () => {
+    const db = open([standby], { min: 2, connectionTimeoutMillis: 4000 });
+    await db.ready({ timeoutMillis: 10_000 });
+    let isReading = true;
+    const readErrors: string[] = [];
+    let reads = 0;
+    const reader = async () => {
+      while (isReading) {
+        await db.executeQuery('SELECT pg_sleep(0.01)').then(
+          () => reads++,
+          (error: unknown) => readErrors.push(String((error as { code?: unknown }).code)),
+        );
+      }
+    };
+    const readers = [reader(), reader(), reader()];
+    const write = await codeOf(db.withDb(false, (client) => client.query('SELECT 1')));
+    isReading = false;
+    await Promise.all(readers);
+    // The server refused BEGIN READ WRITE; reads went on all the while.
+    expect({ write, readErrors }).toEqual({ write: 'TRANSACTION_FAILED', readErrors: [] });
+    expect(reads).toBeGreaterThan(0);
+    // A read on a new connection afterwards is served by the standby at once (not searched for a primary).
+    const after = open([standby], { min: 0, connectionTimeoutMillis: 4000 });
+    expect(await codeOf(after.withDb(false, (client) => client.query('SELECT 1')))).toBe('TRANSACTION_FAILED');
+    expect(await after.executeQuery('SELECT pg_is_in_recovery() AS standby', [], { timeoutMillis: 1000 })).toEqual([
+      { standby: true },
+    ]);
+  }, 30_000);
+
   // The tests below stop the primary and promote the standby, one after the other: they share that
   // failover (the first sees it under way, the second ends it, the third sees it ended).
   describe('a failover of a host list primary,standby', () => {

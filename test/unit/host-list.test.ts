@@ -267,6 +267,13 @@ describe('HostSelector', () => {
     expect(selector.pick()).toMatchObject({ host: { key: 'a:1' }, pass: 2 });
   });
 
+  it('keeps target any after a not-primary mark when the pool never reached a primary (a standby on purpose)', () => {
+    const selector = new HostSelector([a], 'any', 'disable', { followsPrimary: true });
+    selector.accept(selector.pick(), false);
+    selector.markNotPrimary(selector.current!, 'refused read-write work', false);
+    expect([selector.effectiveTarget, selector.needsRole]).toEqual(['any', false]);
+  });
+
   it('asks for a primary after a not-primary mark with target any, until one is found or a search gives up', () => {
     const selector = new HostSelector([a], 'any', 'disable', { followsPrimary: true });
     selector.accept(selector.pick(), true);
