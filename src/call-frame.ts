@@ -141,7 +141,7 @@ export class CallFrame {
     // A primary pool that checks roles (target_session_attrs) finds the primary itself; otherwise the probe's word stands.
     if (!call.isReadOnly && router.primary.isInRecovery === true && !router.primary.pool.hosts.needsRole) {
       throw new DatabaseConnectionError(
-        `The primary ${router.primary.pool.name} is in recovery (a standby); writes are refused until it is promoted`,
+        `${primaryName(router.primary.pool.name)} is in recovery (a standby); writes are refused until it is promoted`,
         { code: 'CONNECTION_FAILED' },
       );
     }
@@ -154,4 +154,9 @@ export class CallFrame {
       return router.primary.pool.acquire({ deadline: scope.deadline, signal: scope.signal, stack });
     return acquireRouted(router, scope, candidates, call.afterWrite, stack, replicaWaitMillis);
   }
+}
+
+/** The primary as messages name it: `The primary`, or `The primary db-a` when it has a name of its own. */
+function primaryName(name: string): string {
+  return name === 'primary' ? 'The primary' : `The primary ${name}`;
 }
