@@ -31,7 +31,8 @@ export function copyFromOn(host: StreamHost, sql: string): CopyFromStream {
  * Starts `COPY ... TO STDOUT` on the transaction's connection and returns its data as a Readable
  * (pg-copy-streams). While it flows, the connection belongs to it: a stream destroyed before its end
  * (a failing destination, an early `destroy()`) leaves COPY data in flight that nothing can read,
- * so the connection is destroyed at once and the transaction fails. Counted once in `queriesExecuted`.
+ * so the connection is destroyed at once and the transaction fails (`STREAM_LEFT_OPEN`: nothing was
+ * committed). Counted once in `queriesExecuted`.
  * @throws {TypeError} when `sql` is not a `COPY ... TO STDOUT` statement.
  */
 export function copyToOn(host: StreamHost, sql: string): CopyToStream {
@@ -41,7 +42,10 @@ export function copyToOn(host: StreamHost, sql: string): CopyToStream {
   count(host);
   stream.once('close', () => {
     // A server error ends the COPY cleanly (pg reads on); only a COPY cut short by us leaves data in flight.
-    if (!stream.readableEnded && host.streams.isOpen(stream)) host.lease.owner.abandon(host.lease);
+    if (!stream.readableEnded && host.streams.isOpen(stream)) {
+      host.streams.cutShort();
+      host.lease.owner.abandon(host.lease);
+    }
   });
   listenForErrors(stream);
   host.streams.submit(stream);

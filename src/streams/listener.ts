@@ -125,7 +125,8 @@ export class Listener {
         return subscription;
       } catch (error) {
         lastError = error;
-        if (this.#client === client) await sleep(10, 'unref');
+        // 'ref': a caller awaits this listen() (see #whenConnected).
+        if (this.#client === client) await sleep(10, 'ref');
       }
     }
     if (this.#isClosed()) throw new PoolClosedError();
@@ -322,7 +323,9 @@ export class Listener {
     while (this.#state !== 'connected' || !this.#client) {
       if (this.#state === 'closed' || this.#state === 'idle' || Date.now() >= deadline) return undefined;
       await new Promise<void>((resolve) => {
-        const timer = startTimer(deadline - Date.now(), done, 'unref');
+        // 'ref': a caller's listen() waits here, maybe with nothing else open (the listener's
+        // connection is down and its reconnect timer is unref'd): it must get its CONNECTION_FAILED.
+        const timer = startTimer(deadline - Date.now(), done, 'ref');
         const waiters = this.#waiters;
         function done() {
           clearTimeout(timer);

@@ -41,6 +41,8 @@ export class OpenStreams {
   /** The error pg ended a submittable with (the server's, or the lost connection's). */
   #failures = new WeakMap<object, unknown>();
   #submitted = new WeakMap<object, OpenStream>();
+  /** Streams whose connection the library destroyed because they were cut short (a `copyTo` destroyed before its end). */
+  #cutShort = 0;
   /** The traced transaction the streams belong to (only while someone subscribes). */
   #transaction: TransactionMessage | undefined;
 
@@ -152,6 +154,16 @@ export class OpenStreams {
     }
   }
 
+  /**
+   * A stream the consumer ended before its end in a way that cost the connection (a COPY TO destroyed
+   * with data in flight): the transaction can no longer commit, and {@link settle} counts it as
+   * unfinished, so withDb reports `STREAM_LEFT_OPEN` (nothing committed) rather than a COMMIT that
+   * failed on a connection we destroyed.
+   */
+  cutShort(): void {
+    this.#cutShort++;
+  }
+
   get size(): number {
     return this.#open.size;
   }
@@ -162,7 +174,8 @@ export class OpenStreams {
    * unfinished; a caller's own unfinished submittable stays in flight, so its connection is destroyed.
    */
   async settle(): Promise<number> {
-    let unfinished = 0;
+    let unfinished = this.#cutShort;
+    this.#cutShort = 0;
     for (const stream of [...this.#open]) {
       if (stream.isConsumed()) await stream.done;
       else {

@@ -1,13 +1,14 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { once } from 'node:events';
 import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import Cursor from 'pg-cursor';
 import QueryStream from 'pg-query-stream';
 import { from as copyFromStdin } from 'pg-copy-streams';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DatabaseQueryError, type Database } from '../../src/index.js';
+import { DatabaseQueryError, DatabaseTransactionError, type Database } from '../../src/index.js';
 import { adminQuery, eventually, openDatabase, uniqueName } from '../support/test-database.js';
 
 let db: Database | undefined;
@@ -218,5 +219,26 @@ describe('queryTime counts every COPY and submittable once, whatever its outcome
     await db.shutdown({ timeoutMillis: 200 });
     expect(await cut).toBe('CONNECTION_LOST');
     expect(timingCounts(db)).toEqual({ queriesExecuted: 1, queryTimeCount: 1 });
+  });
+});
+
+describe('a client.copyTo stream destroyed before its end', () => {
+  it('fails the transaction with STREAM_LEFT_OPEN, nothing committed, without sending COMMIT on the destroyed connection', async () => {
+    db = openSingle();
+    const error = await db
+      .withDb(false, async (client) => {
+        await client.query(`INSERT INTO ${table} VALUES (1, 'not committed')`);
+        const data = client.copyTo('COPY (SELECT g FROM generate_series(1, 200000) AS g) TO STDOUT');
+        await once(data, 'data');
+        data.destroy();
+        await finished(data).catch(() => undefined);
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DatabaseTransactionError);
+    expect((error as DatabaseTransactionError).code).toBe('STREAM_LEFT_OPEN');
+    expect((error as Error).message).toContain('nothing was committed');
+    expect((error as Error).message).not.toContain('unknown');
+    expect(await adminQuery(`SELECT count(*)::int AS n FROM ${table}`)).toEqual([{ n: 0 }]);
+    expect(db.getStats()).toMatchObject({ activeConnections: 0, connectionsClosed: 1, transactionsExecuted: 0 });
   });
 });

@@ -1,9 +1,20 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, DatabaseConnectionError, PoolClosedError, type Database } from '../../src/index.js';
 import { getTestDatabaseUrl } from '../support/database-url.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { startPostgres, type PostgresServer } from '../support/postgres-server.js';
-import { adminQuery, captureLogs, eventually, openDatabase, uniqueName } from '../support/test-database.js';
+import {
+  adminQuery,
+  captureLogs,
+  ensureBuiltDist,
+  eventually,
+  openDatabase,
+  ROOT,
+  uniqueName,
+} from '../support/test-database.js';
 
 let db: Database | undefined;
 let server: PostgresServer | undefined;
@@ -257,3 +268,38 @@ function viaProxy(url: string, through: FaultProxy): string {
   parsed.port = String(through.port);
   return parsed.toString();
 }
+
+describe('a listen() pending while the listener reconnects', () => {
+  it('keeps a one-shot script alive until it rejects with CONNECTION_FAILED at its deadline', async () => {
+    await ensureBuiltDist();
+    proxy = await startFaultProxy(targetOf(getTestDatabaseUrl()));
+    const through = proxy;
+    const child = spawn(process.execPath, [join(ROOT, 'test', 'fixtures', 'listen-during-outage.mjs')], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        FIXTURE_DATABASE_URL: getTestDatabaseUrl(),
+        FIXTURE_LISTEN_URL: viaProxy(getTestDatabaseUrl(), through),
+      },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += String(chunk)));
+    child.stdout.on('data', (chunk: Buffer) => {
+      const isFirst = !stdout.includes('ready');
+      stdout += String(chunk);
+      if (isFirst && stdout.includes('ready')) {
+        through.blackhole();
+        // The keepalive (500 ms, answered within 300 ms) notices, and the listener reconnects into the black hole.
+        setTimeout(() => child.stdin.end('go\n'), 2000);
+      }
+    });
+    const [exitCode] = (await once(child, 'exit')) as [number | null];
+    expect({ exitCode, stdout: stdout.trim(), stderr: stderr.trim() }).toEqual({
+      exitCode: 0,
+      stdout: `ready\n${JSON.stringify({ rejected: 'CONNECTION_FAILED', name: 'DatabaseConnectionError' })}`,
+      stderr: '',
+    });
+  }, 30_000);
+});

@@ -1,10 +1,11 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
+import { Writable } from 'node:stream';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Pool, type Database } from '../../src/index.js';
 import { CHANNEL_NAMES } from '../../src/tracing-channels.js';
 import { getTestDatabaseUrl } from '../support/database-url.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
-import { holdConnection, openDatabase } from '../support/test-database.js';
+import { adminQuery, holdConnection, openDatabase, uniqueName } from '../support/test-database.js';
 
 type Event = readonly [string, Record<string, unknown>];
 
@@ -440,5 +441,34 @@ describe('with no subscriber', () => {
     for (const name of ['query', 'transaction', 'acquire', 'connect'] as const)
       expect(diagnosticsChannel.tracingChannel(CHANNEL_NAMES[name]).hasSubscribers, name).toBe(false);
     expect(diagnosticsChannel.hasSubscribers(CHANNEL_NAMES.release)).toBe(false);
+  });
+});
+
+describe('codecheck-db:transaction for db.stream, db.copyFrom and db.copyTo', () => {
+  it('publishes one transaction for each, read-only as documented, and names it on its statement', async () => {
+    const table = uniqueName('traced_copy');
+    await adminQuery(`CREATE TABLE ${table} (n int)`);
+    try {
+      db = openDatabase({ min: 0, max: 1 });
+      await db.executeQuery('SELECT 1');
+      record('transaction');
+      record('query');
+      for await (const row of db.stream('SELECT 1 AS one')) void row;
+      await db.copyFrom(`COPY ${table} FROM STDIN`, ['1\n']);
+      await db.copyTo(`COPY ${table} TO STDOUT`, new Writable({ write: (_chunk, _encoding, done) => done() }));
+      const transaction = (readOnly: boolean) => ({ operation: 'transaction', readOnly, ...server, poolName: 'primary' });
+      expect(eventsOf('transaction:asyncEnd').map(([, message]) => message)).toEqual([
+        transaction(true),
+        transaction(false),
+        transaction(true),
+      ]);
+      expect(eventsOf('query:start').map(([, message]) => [message.text, message.transaction])).toEqual([
+        ['SELECT 1 AS one', 'set'],
+        [`COPY ${table} FROM STDIN`, 'set'],
+        [`COPY ${table} TO STDOUT`, 'set'],
+      ]);
+    } finally {
+      await adminQuery(`DROP TABLE IF EXISTS ${table}`);
+    }
   });
 });

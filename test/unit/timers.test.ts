@@ -30,7 +30,7 @@ describe('timers', () => {
     expect(starting).toEqual([]);
   });
 
-  it("keeps ref'd only the timers a caller waits on (ready()'s sleeps, a host-list search's pause, a refused write's retry pause, a wait for a pooled connection) and the two keep-alives", () => {
+  it("keeps ref'd only the timers a caller waits on (ready()'s sleeps, a host-list search's pause, a refused write's retry pause, a wait for a pooled connection, a listen() waiting for its connection) and the two keep-alives", () => {
     const refSites = sourceFiles(SRC).flatMap((path) =>
       [...code(path).matchAll(/'ref'[,)]/g)].map(() => relative(SRC, path).split('\\').join('/')),
     );
@@ -41,6 +41,8 @@ describe('timers', () => {
       'pool/host-placement.ts',
       'pool/node-pool.ts',
       'pool/ready.ts',
+      'streams/listener.ts',
+      'streams/listener.ts',
     ]);
   });
 
