@@ -7,7 +7,7 @@
  * (src/pool/ready.ts), the pause between two searches of a host list (src/pool/host-placement.ts), the
  * pause before a retry of work a standby refused (src/call-frame.ts), an acquire's wait for a pooled
  * connection while the server has no slot (src/pool/node-pool.ts), a `listen()` waiting for the
- * listener's connection (src/streams/listener.ts) and the CLI's keep-alive.
+ * listener's connection and its LISTEN (src/streams/listener.ts) and the CLI's keep-alive.
  * test/unit/timers.test.ts checks that nothing else in src calls setTimeout or setInterval, and that
  * `'ref'` appears only there.
  */

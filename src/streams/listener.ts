@@ -4,7 +4,7 @@ import { destroySocket } from '../client-internals.js';
 import { summarize } from '../error-summary.js';
 import { DatabaseConnectionError, PoolClosedError } from '../errors.js';
 import type { ListenerStats } from '../stats.js';
-import { sleep, startInterval, startTimer } from '../timers.js';
+import { raceDeadline, sleep, startInterval, startTimer } from '../timers.js';
 import { checkChannel, quoteChannel } from './channel.js';
 
 /** What a handler receives besides the payload. */
@@ -121,7 +121,16 @@ export class Listener {
       const client = await this.#whenConnected(deadline);
       if (!client) break;
       try {
-        await this.#send(client, `LISTEN ${quoteChannel(channel)}`);
+        // A connection that went silent but is not yet known dead (the keepalive has not noticed)
+        // would hold the LISTEN past the deadline: the caller gets CONNECTION_FAILED at the deadline.
+        await raceDeadline(
+          () => this.#send(client, `LISTEN ${quoteChannel(channel)}`),
+          deadline - Date.now(),
+          () => {
+            throw new Error('the server did not answer LISTEN');
+          },
+          'ref',
+        );
         return subscription;
       } catch (error) {
         lastError = error;
@@ -130,7 +139,8 @@ export class Listener {
       }
     }
     if (this.#isClosed()) throw new PoolClosedError();
-    await this.#unlisten(channel, subscriber);
+    // Not awaited: its UNLISTEN would queue behind a LISTEN still unanswered on a silent connection.
+    void this.#unlisten(channel, subscriber);
     throw new DatabaseConnectionError(
       `The notification listener could not LISTEN on ${JSON.stringify(channel)} within ${this.#settings.connectTimeoutMillis} ms${
         lastError || this.#lastError ? `: ${summarize(lastError ?? this.#lastError).message}` : ''

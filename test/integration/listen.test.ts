@@ -14,6 +14,7 @@ import {
   openDatabase,
   ROOT,
   uniqueName,
+  within,
 } from '../support/test-database.js';
 
 let db: Database | undefined;
@@ -301,5 +302,23 @@ describe('a listen() pending while the listener reconnects', () => {
       stdout: `ready\n${JSON.stringify({ rejected: 'CONNECTION_FAILED', name: 'DatabaseConnectionError' })}`,
       stderr: '',
     });
+  }, 30_000);
+
+  it('rejects with CONNECTION_FAILED at its deadline when the connection went silent before the keepalive noticed', async () => {
+    proxy = await startFaultProxy(targetOf(getTestDatabaseUrl()));
+    db = openDatabase({
+      listenUrl: viaProxy(getTestDatabaseUrl(), proxy),
+      connectionTimeoutMillis: 1000,
+      listenKeepaliveMillis: 60_000,
+    });
+    await db.listen('silent_first', () => undefined);
+    proxy.blackhole();
+    const outcome = await within(
+      20_000,
+      db.listen('silent_second', () => undefined),
+    );
+    expect(outcome).not.toBe('pending');
+    expect((outcome as { error?: { code?: string } }).error?.code).toBe('CONNECTION_FAILED');
+    proxy.heal();
   }, 30_000);
 });

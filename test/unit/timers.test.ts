@@ -43,6 +43,7 @@ describe('timers', () => {
       'pool/ready.ts',
       'streams/listener.ts',
       'streams/listener.ts',
+      'streams/listener.ts',
     ]);
   });
 
