@@ -24,9 +24,10 @@ export interface LeaseOwner {
   /**
    * The lease's server refused read-write work as a standby would: the owner lets go of that server's
    * connections and looks for the primary (a node pool with one server and no role to check just
-   * closes them; a replica's pool ignores it).
+   * closes them; a replica's pool ignores it). Returns whether new connections now look for a
+   * primary, so work the server refused may be tried again.
    */
-  markNotPrimary(lease: Lease, reason: string): void;
+  markNotPrimary(lease: Lease, reason: string): boolean;
 }
 
 /** A checked-out connection. Given back with {@link LeaseOwner.release} exactly once. */

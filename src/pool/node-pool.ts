@@ -219,8 +219,8 @@ export class NodePool implements LeaseOwner {
    * refused): its host's connections are let go and new ones search for the primary (see
    * {@link HostPlacement.markNotPrimary}).
    */
-  markNotPrimary(lease: Lease, reason: string): void {
-    this.#placement.markNotPrimary(lease.client, reason);
+  markNotPrimary(lease: Lease, reason: string): boolean {
+    return this.#placement.markNotPrimary(lease.client, reason);
   }
 
   /** The lifecycle state: open, closing (shutdown started) or closed. */

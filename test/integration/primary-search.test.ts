@@ -129,6 +129,20 @@ describe('waiting for a primary', () => {
     ]);
   }, 30_000);
 
+  test('a write refused by a one-host pool pointed at a standby is refused once: no retry, no connection let go', async () => {
+    const db = open([standby], { min: 2, max: 2, connectionTimeoutMillis: 4000 });
+    await db.ready({ timeoutMillis: 10_000 });
+    const opened = db.getStats().totalConnections;
+    expect(await codeOf(db.withDb(false, (client) => client.query('SELECT 1')))).toBe('TRANSACTION_FAILED');
+    const refused = await db
+      .executeQuery('CREATE TABLE refused_on_standby (id int)', [], { readOnly: false })
+      .catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'QUERY_FAILED', sqlState: '25006' });
+    // Before: up to 20 attempts per call, each letting the standby's connections go and opening new ones.
+    expect(db.getStats()).toMatchObject({ totalConnections: opened, connectionsClosed: 0, notPrimaryEvictions: 0 });
+    expect(await db.executeQuery('SELECT pg_is_in_recovery() AS standby')).toEqual([{ standby: true }]);
+  }, 30_000);
+
   // The tests below stop the primary and promote the standby, one after the other: they share that
   // failover (the first sees it under way, the second ends it, the third sees it ended).
   describe('a failover of a host list primary,standby', () => {

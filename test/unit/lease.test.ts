@@ -17,7 +17,7 @@ const owner: LeaseOwner = {
   release: () => undefined,
   cancel: async () => true,
   abandon: () => undefined,
-  markNotPrimary: () => undefined,
+  markNotPrimary: () => false,
 };
 const lease = () => newLease({} as pg.PoolClient, owner, true);
 
