@@ -187,16 +187,13 @@ export class HostPlacement {
    * on): no connection to its host made until now is handed out again (each is marked broken), idle
    * ones are closed at once, checked-out ones when they are released, and new connections search the
    * host list (or re-resolve the one name) for the primary. Idempotent per host and generation.
-   * @returns whether new connections look for a primary now (false: the pool does not follow one, and
-   * nothing was let go).
+   * @returns whether new connections look for a primary ({@link HostSelector.seeksPrimary}).
    */
   markNotPrimary(client: pg.Client, reason: string): boolean {
     const placement = this.#placements.get(client);
-    if (!placement || !this.#options.isOpen()) return false;
-    // Another connection of this host's generation was marked first: the search is already on.
-    if (!this.#isCurrent(client)) return true;
+    if (!placement || !this.#isCurrent(client) || !this.#options.isOpen()) return this.hosts.seeksPrimary;
     const host = placement.choice.host;
-    if (!this.hosts.markNotPrimary(host, reason, serverParameter(client, 'in_hot_standby') !== 'on')) return false;
+    this.hosts.markNotPrimary(host, reason, serverParameter(client, 'in_hot_standby') !== 'on');
     this.#options.log.warn({ host: host.key, reason }, 'server is not the primary: its connections are let go');
     for (const other of this.#options.open) {
       const facts = this.#options.factsOf(other);
@@ -205,7 +202,7 @@ export class HostPlacement {
       // pg-pool removes an idle client whose socket fails; one checked out is destroyed on release.
       if (!facts.lease) destroySocket(other);
     }
-    return true;
+    return this.hosts.seeksPrimary;
   }
 
   /**

@@ -23,9 +23,9 @@ export interface FailedWork {
  *
  * - BEGIN found the connection dead: nothing ran, retry at once.
  * - The server refused `BEGIN READ WRITE` (in recovery: SQLSTATE 0A000 or 25006): nothing ran; the
- *   host is marked not-primary and, while the pool looks for a primary (a host list, a primary that
- *   moved, target read-write or primary), the work retried after a short pause (a promotion may be
- *   under way). One host pointed at a standby on purpose just refuses: no retry.
+ *   host is marked not-primary and the work retried after a short pause (a promotion may be under
+ *   way); where the pool does not look for a primary (one host pointed at a standby on purpose), only
+ *   once, in case the name moved to a primary.
  * - A read-write `executeQuery` statement refused with 25006 on a session whose server did not say
  *   `in_hot_standby=off`: it was refused before it ran; marked and retried the same way.
  * - A caller's statement inside a read-write transaction refused with 25006: the host is marked, but
@@ -37,13 +37,16 @@ export interface FailedWork {
  */
 export function retryAfter(lease: Lease, error: unknown, work: FailedWork): number | false {
   const isNotPrimary = isRefusedAsStandby(lease, error, work);
-  // Retried only while the pool looks for a primary: one host pointed at a standby on purpose just refuses.
   const seeksPrimary =
     isNotPrimary && lease.owner.markNotPrimary(lease, `refused read-write work (SQLSTATE ${sqlStateOf(error)})`);
   if (work.attempt >= MAX_ATTEMPTS) return false;
   if (error instanceof BeginConnectionError) return 0;
-  if (seeksPrimary && (error instanceof BeginRefusedError || work.isStatement))
+  if (error instanceof BeginRefusedError || (work.isStatement && isNotPrimary)) {
+    // A pool that does not look for a primary (one host, target any, never reached a primary) tries
+    // once more on a new connection, in case the name moved to a primary, then lets the refusal stand.
+    if (!seeksPrimary && work.attempt > 1) return false;
     return Math.min(PAUSE_MAX_MILLIS, PAUSE_MIN_MILLIS * 2 ** (work.attempt - 1));
+  }
   const isDeadRead = work.isStatement && work.isReadOnly && lease.isBroken && error instanceof DatabaseConnectionError;
   return isDeadRead && work.attempt === 1 ? 0 : false;
 }

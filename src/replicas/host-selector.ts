@@ -204,24 +204,28 @@ export class HostSelector {
    * `host` is not (or may no longer be) the primary: SQLSTATE 25006 on read-write work, in_hot_standby
    * turned on, or a role probe said so. Its connections made before now are let go
    * ({@link isCurrentGeneration}), and the next new connection searches the list again.
-   * @returns whether new connections now look for a primary (so work the host refused may find one);
-   * false, and nothing changed, when the pool does not follow a primary.
    */
-  markNotPrimary(host: HostState, reason: string, wasPrimary = true): boolean {
-    // Following makes sense with a list (another host may be the primary), or for a primary that moved
-    // (the pool had reached one by this name).
-    if (this.#followsPrimary && this.target === 'any' && (this.isList || this.#lastAccepted !== undefined))
-      this.#isFollowing = true;
-    // One host pointed at a standby on purpose never had a primary, and a target that takes standbys
-    // does not look for one: a write refused there is just refused, and its connections keep serving reads.
-    if (!this.#isFollowing && this.target !== 'read-write' && this.target !== 'primary') return false;
+  markNotPrimary(host: HostState, reason: string, wasPrimary = true): void {
     host.generation++;
     host.lastProblem = reason;
     host.lastProblemKind = 'not-primary';
+    // Following makes sense with a list (another host may be the primary), or for a primary that moved
+    // (the pool had reached one by this name). One host pointed at a standby on purpose never had one: a
+    // write refused there is just refused, and new connections keep taking the standby for reads.
+    if (this.#followsPrimary && this.target === 'any' && (this.isList || this.#lastAccepted !== undefined))
+      this.#isFollowing = true;
     // A session that started on a standby refusing writes loses no primary (the pool knew it was a standby).
     if (this.#lastAccepted === host && wasPrimary) this.#hasLostPrimary = true;
     if (this.#current?.host === host) this.#current = undefined;
-    return true;
+  }
+
+  /**
+   * New connections look for a primary: the target asks for one (`read-write`, `primary`), or the pool
+   * follows a primary that moved. False for one host pointed at a standby on purpose, or a target that
+   * takes standbys: a write refused there will be refused again.
+   */
+  get seeksPrimary(): boolean {
+    return this.#isFollowing || this.target === 'read-write' || this.target === 'primary';
   }
 
   /**

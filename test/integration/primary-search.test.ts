@@ -5,9 +5,11 @@
  * A primary and a streaming standby; the tests that promote the standby come last.
  */
 import { execFile } from 'node:child_process';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Database, type DatabaseOptions } from '../../src/index.js';
+import { CHANNEL_NAMES } from '../../src/tracing-channels.js';
 import { startPostgres, startStandby, type PostgresServer } from '../support/postgres-server.js';
 import { ensureBuiltDist, ROOT } from '../support/test-database.js';
 import { sleep } from './reliability/support.js';
@@ -129,17 +131,32 @@ describe('waiting for a primary', () => {
     ]);
   }, 30_000);
 
-  test('a write refused by a one-host pool pointed at a standby is refused once: no retry, no connection let go', async () => {
+  test('a write refused by a one-host pool pointed at a standby is tried once more on a new connection, then fails', async () => {
     const db = open([standby], { min: 2, max: 2, connectionTimeoutMillis: 4000 });
     await db.ready({ timeoutMillis: 10_000 });
-    const opened = db.getStats().totalConnections;
-    expect(await codeOf(db.withDb(false, (client) => client.query('SELECT 1')))).toBe('TRANSACTION_FAILED');
-    const refused = await db
-      .executeQuery('CREATE TABLE refused_on_standby (id int)', [], { readOnly: false })
-      .catch((error: unknown) => error);
-    expect(refused).toMatchObject({ code: 'QUERY_FAILED', sqlState: '25006' });
-    // Before: up to 20 attempts per call, each letting the standby's connections go and opening new ones.
-    expect(db.getStats()).toMatchObject({ totalConnections: opened, connectionsClosed: 0, notPrimaryEvictions: 0 });
+    // Each attempt of a call is one acquire.
+    let acquires = 0;
+    const channel = diagnosticsChannel.tracingChannel(CHANNEL_NAMES.acquire);
+    const handlers = {
+      start: () => void acquires++,
+      end: () => undefined,
+      asyncStart: () => undefined,
+      asyncEnd: () => undefined,
+      error: () => undefined,
+    };
+    channel.subscribe(handlers);
+    try {
+      expect(await codeOf(db.withDb(false, (client) => client.query('SELECT 1')))).toBe('TRANSACTION_FAILED');
+      expect(acquires).toBe(2);
+      const refused = await db
+        .executeQuery('CREATE TABLE refused_on_standby (id int)', [], { readOnly: false })
+        .catch((error: unknown) => error);
+      expect(refused).toMatchObject({ code: 'QUERY_FAILED', sqlState: '25006' });
+      // Before: up to 20 attempts per call, each letting the standby's connections go and opening new ones.
+      expect(acquires).toBe(4);
+    } finally {
+      channel.unsubscribe(handlers);
+    }
     expect(await db.executeQuery('SELECT pg_is_in_recovery() AS standby')).toEqual([{ standby: true }]);
   }, 30_000);
 
