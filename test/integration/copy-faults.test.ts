@@ -122,6 +122,21 @@ describe('COPY statements that are not one COPY of the right direction', () => {
     expect(db.getStats()).toMatchObject({ connectionsClosed: 1, activeConnections: 0 });
   });
 
+  it("fails a caller's own pg-copy-streams object that the server ran without COPY data (FROM PROGRAM) with QUERY_FAILED, without crashing", async () => {
+    db = openSingle();
+    const error = await db
+      .withDb(false, async (client) => {
+        const copy = client.query(copyFromStdin(`COPY ${table} FROM PROGRAM 'true'`));
+        await pipeline(Readable.from(['1\ta\n']), copy);
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DatabaseQueryError);
+    expect((error as Error).message).toMatch(/\(ReadyForQuery\)/);
+    // Its connection was destroyed, never put back (closing is counted when the socket's end arrives).
+    await eventually(() => (db!.getStats().connectionsClosed === 1 ? true : undefined));
+    expect(db.getStats()).toMatchObject({ poolSize: 0, activeConnections: 0 });
+  });
+
   it("fails a caller's own pg-cursor given a COPY TO STDOUT with QUERY_FAILED, without crashing", async () => {
     db = openSingle();
     const error = await db
