@@ -106,11 +106,19 @@ export async function openCursor<R extends pg.QueryResultRow>(
   // pg-cursor never answers a read in flight when an error (a cancel, a lost connection) arrives
   // after close() was called: pg's error hand-over fails it instead (one read is in flight at a time).
   let failInFlight: ((error: unknown) => void) | undefined;
+  let endError: unknown;
   void ended.then((end) => {
-    if (end.error !== undefined) failInFlight?.(end.error);
+    if (end.error === undefined) return;
+    endError = end.error;
+    failInFlight?.(end.error);
   });
   const fetch = (): Promise<R[]> => {
-    if (isExhausted || isFinished) return Promise.resolve([]);
+    if (isExhausted) return Promise.resolve([]);
+    // pg ended the cursor before its last row was read (the connection was lost, or an error came
+    // while the consumer was busy with a batch): that failure is the answer, never an end of the rows.
+    const lost = failure ?? endError;
+    if (lost !== undefined) return Promise.reject(host.mapError(lost, params));
+    if (isFinished) return Promise.resolve([]);
     statementSent(lease, false, performance.now());
     let hasTimedOut = false;
     const batchTimer =

@@ -1,0 +1,84 @@
+/**
+ * db.stream and client.stream when things go wrong: a lost connection, text a cursor cannot run,
+ * cancellation while the consumer holds a batch, errors swallowed inside withDb, and how each is
+ * counted and traced. Faults are real (pg_terminate_backend, timeouts, aborts).
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DatabaseConnectionError, type Database } from '../../src/index.js';
+import { adminQuery, openDatabase, sleep, uniqueName } from '../support/test-database.js';
+
+let db: Database | undefined;
+const crashes: unknown[] = [];
+const onCrash = (error: unknown) => crashes.push(error);
+
+beforeEach(() => {
+  crashes.length = 0;
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onCrash);
+});
+afterEach(async () => {
+  await db?.shutdown({ timeoutMillis: 2000 });
+  db = undefined;
+  process.off('uncaughtException', onCrash);
+  process.off('unhandledRejection', onCrash);
+  expect(crashes).toEqual([]);
+});
+
+/** One connection with an application_name of its own, so the test can find (and kill) its backend. */
+function openSingle(options: Parameters<typeof openDatabase>[0] = {}): { database: Database; name: string } {
+  const name = uniqueName('stream_faults');
+  return { database: openDatabase({ min: 0, max: 1, applicationName: name, ...options }), name };
+}
+
+/** Reads `iterator` to its end; returns how many rows came and the error it ended with, if any. */
+async function drain(iterator: AsyncIterator<unknown>, count = 0): Promise<{ count: number; error?: unknown }> {
+  try {
+    while (!(await iterator.next()).done) count++;
+    return { count };
+  } catch (error) {
+    return { count, error };
+  }
+}
+
+describe('a lost connection', () => {
+  it('rejects the next step of db.stream with CONNECTION_LOST when the backend is terminated while the loop body is busy, never ending the rows early', async () => {
+    const { database, name } = openSingle();
+    db = database;
+    const iterator = db
+      .stream<{ g: number }>('SELECT g FROM generate_series(1, 200000) AS g', [], { batchSize: 100 })
+      [Symbol.asyncIterator]();
+    let count = 0;
+    while (count < 50) {
+      expect((await iterator.next()).done).toBe(false);
+      count++;
+    }
+    // The loop body is busy (the next batch is already fetched) when the backend goes.
+    await adminQuery('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [name]);
+    await sleep(200);
+    const end = await drain(iterator, count);
+    expect(end.error).toBeInstanceOf(DatabaseConnectionError);
+    expect((end.error as DatabaseConnectionError).code).toBe('CONNECTION_LOST');
+    expect(end.count).toBeLessThan(200000);
+    expect(db.getStats()).toMatchObject({ activeConnections: 0, errors: 1, transactionsExecuted: 0 });
+  });
+
+  it('rejects client.stream inside withDb with CONNECTION_LOST when the backend is terminated while the loop body is busy', async () => {
+    const { database, name } = openSingle();
+    db = database;
+    let count = 0;
+    const error = await db
+      .withDb(true, async (client) => {
+        for await (const _row of client.stream('SELECT g FROM generate_series(1, 200000) AS g', [], { batchSize: 100 })) {
+          if (++count === 50) {
+            await adminQuery('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [name]);
+            await sleep(200);
+          }
+        }
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DatabaseConnectionError);
+    expect((error as DatabaseConnectionError).code).toBe('CONNECTION_LOST');
+    expect(count).toBeLessThan(200000);
+    expect(db.getStats()).toMatchObject({ activeConnections: 0, errors: 1, transactionsExecuted: 0 });
+  });
+});
