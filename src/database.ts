@@ -281,7 +281,7 @@ export class Database {
     params?: readonly unknown[],
     options: StreamOptions = {},
   ): RowStream<R> {
-    return streamInTransaction<R>(this.#run, text, params, options);
+    return streamInTransaction<R>(this.#run, text, params, options, () => void this.#counters.errors++);
   }
 
   /**

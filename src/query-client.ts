@@ -402,8 +402,10 @@ export function createQueryClient(lease: Lease, context: QueryContext): BoundQue
       // pg returns a submittable itself, not a promise: a refusal is thrown.
       if (isSubmittable(query)) {
         checkOpen();
+        // Counted once submitted: one refused before sending (a COPY in a cursor) is not a statement sent.
+        const submitted = streams.submit(query);
         context.counters.queriesExecuted++;
-        return streams.submit(query);
+        return submitted;
       }
       if (!isOpen) return Promise.reject(usedAfterCallback());
       if (endedTransaction) return Promise.reject(endedTransaction);

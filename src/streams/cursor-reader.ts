@@ -4,7 +4,7 @@ import { DatabaseQueryError, type DbError } from '../errors.js';
 import { leaseQuery, statementAnswered, statementSent, type Lease } from '../pool/lease.js';
 import { startTimer } from '../timers.js';
 import type { QueryContext } from '../query-context.js';
-import type { OpenStreams, Submittable } from './open-streams.js';
+import { isCopyStatement, type OpenStreams, type Submittable } from './open-streams.js';
 
 /** The transaction a cursor, stream or COPY runs in: its connection, call state and open streams. */
 export interface StreamHost {
@@ -34,6 +34,21 @@ export function checkBatchSize(batchSize: unknown): number {
   return batchSize;
 }
 
+/**
+ * Checks a row stream's statement and parameters before anything is sent.
+ * @throws {TypeError} unless `text` is non-blank SQL text that is not a COPY (a cursor reads rows, not
+ * COPY data: `copyTo` is for that) and `params` is undefined or an array of at most 65535 values.
+ */
+export function checkStreamStatement(text: unknown, params: unknown): void {
+  if (typeof text !== 'string' || text.trim() === '') throw new TypeError('stream needs SQL text as its first argument');
+  if (isCopyStatement(text))
+    throw new TypeError('stream cannot run a COPY statement (a cursor reads rows, not COPY data): use copyTo / client.copyTo');
+  if (params !== undefined && !Array.isArray(params))
+    throw new TypeError('stream params must be an array (bound as $1, $2, ...)');
+  if (params !== undefined && params.length > 65_535)
+    throw new TypeError(`A statement takes at most 65535 parameters (got ${params.length})`);
+}
+
 /** What a stream's cursor may do besides reading. */
 export interface CursorOptions {
   /** Called when the cursor gave up on its own (the consumer idled too long, a batch timed out). */
@@ -52,7 +67,7 @@ export interface CursorOptions {
  * applied here instead: each batch must arrive within statement_timeout (else it is cancelled on
  * the server: `QUERY_FAILED`, SQLSTATE 57014), and the consumer must ask for the next batch within
  * idle_in_transaction_session_timeout (else the cursor is closed: `STREAM_IDLE_TIMEOUT`).
- * @throws {TypeError} for malformed text or params.
+ * @throws {TypeError} for malformed text or params, or a COPY statement ({@link checkStreamStatement}).
  */
 export async function openCursor<R extends pg.QueryResultRow>(
   host: StreamHost,
@@ -61,11 +76,7 @@ export async function openCursor<R extends pg.QueryResultRow>(
   batchSize: number,
   options: CursorOptions = {},
 ): Promise<BatchSource<R>> {
-  if (typeof text !== 'string' || text.trim() === '') throw new TypeError('stream needs SQL text as its first argument');
-  if (params !== undefined && !Array.isArray(params))
-    throw new TypeError('stream params must be an array (bound as $1, $2, ...)');
-  if (params !== undefined && params.length > 65_535)
-    throw new TypeError(`A statement takes at most 65535 parameters (got ${params.length})`);
+  checkStreamStatement(text, params);
   const { lease, context, streams } = host;
   if (context.cancelled) throw context.cancelled;
   const limits = await takeOverTimeouts(host);

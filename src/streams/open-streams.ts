@@ -18,6 +18,58 @@ export function isSubmittable(value: unknown): value is Submittable {
   return typeof value === 'object' && value !== null && typeof (value as Submittable).submit === 'function';
 }
 
+/**
+ * Whether `text` is a COPY statement: its first word, after blanks and comments (`--` to the end of
+ * the line, nested block comments), is COPY. COPY can only be a statement of its own (never inside
+ * another), so that word is enough.
+ */
+export function isCopyStatement(text: string): boolean {
+  let at = 0;
+  while (at < text.length) {
+    if (/\s/.test(text[at]!)) at++;
+    else if (text.startsWith('--', at)) {
+      const lineEnd = text.indexOf('\n', at);
+      at = lineEnd === -1 ? text.length : lineEnd + 1;
+    } else if (text.startsWith('/*', at)) {
+      let depth = 1;
+      for (at += 2; at < text.length && depth > 0;) {
+        const pair = text.slice(at, at + 2);
+        if (pair === '/*' || pair === '*/') {
+          depth += pair === '/*' ? 1 : -1;
+          at += 2;
+        } else at++;
+      }
+    } else break;
+  }
+  return /^copy\b/i.test(text.slice(at, at + 5));
+}
+
+/**
+ * pg-cursor and pg-query-stream have no handler for COPY's messages: pg would call a missing method
+ * inside its message loop and the TypeError would end the process. Refused before anything is sent.
+ * @throws {TypeError} for a row reader without COPY handlers whose statement is a COPY.
+ */
+function refuseCopyWithoutHandlers(submittable: Submittable): void {
+  const shown = submittable as {
+    text?: unknown;
+    cursor?: { text?: unknown };
+    handleDataRow?: unknown;
+    handleCopyData?: unknown;
+    handleCopyInResponse?: unknown;
+  };
+  const text = shown.text ?? shown.cursor?.text;
+  // A row reader (pg-cursor, pg-query-stream) without COPY handlers; pg-copy-streams' COPY TO reads
+  // the socket itself, with neither, and reads no rows.
+  const readsOnlyRows =
+    typeof shown.handleDataRow === 'function' &&
+    typeof shown.handleCopyData !== 'function' &&
+    typeof shown.handleCopyInResponse !== 'function';
+  if (readsOnlyRows && typeof text === 'string' && isCopyStatement(text))
+    throw new TypeError(
+      'A cursor or query stream cannot run COPY (it reads rows, not COPY data): use client.copyTo / client.copyFrom',
+    );
+}
+
 /** One cursor, stream or COPY opened on a transaction's connection. */
 interface OpenStream {
   /** Resolves once pg handed it ReadyForQuery or an error: the connection is free again. */
@@ -73,6 +125,7 @@ export class OpenStreams {
    * returns with it unfinished. Resolves once pg is done with it (ReadyForQuery or an error).
    */
   watch(submittable: Submittable, close?: () => Promise<void>): Promise<StreamEnd> {
+    refuseCopyWithoutHandlers(submittable);
     let finish!: (end: StreamEnd) => void;
     const ended = new Promise<StreamEnd>((resolve) => (finish = resolve));
     const done = ended.then(() => undefined);

@@ -13,11 +13,16 @@ import type { BatchSource } from './cursor-reader.js';
  */
 export class RowStream<R> implements AsyncIterable<R> {
   #open: () => Promise<BatchSource<R>>;
+  #countRefusal: (() => void) | undefined;
   #isUsed = false;
 
-  /** @param open - called once, on the first `next()`: sends the statement and gives its batches. */
-  constructor(open: () => Promise<BatchSource<R>>) {
+  /**
+   * @param open - called once, on the first `next()`: sends the statement and gives its batches.
+   * @param countRefusal - counts a second iteration as a failed call (`db.stream`; inside withDb the call's own rejection counts).
+   */
+  constructor(open: () => Promise<BatchSource<R>>, countRefusal?: () => void) {
     this.#open = open;
+    this.#countRefusal = countRefusal;
   }
 
   /**
@@ -25,7 +30,10 @@ export class RowStream<R> implements AsyncIterable<R> {
    * @throws {TypeError} when the stream was already iterated (a cursor is read once).
    */
   [Symbol.asyncIterator](): AsyncIterator<R> {
-    if (this.#isUsed) throw new TypeError('This row stream was already iterated; a stream can be read only once');
+    if (this.#isUsed) {
+      this.#countRefusal?.();
+      throw new TypeError('This row stream was already iterated; a stream can be read only once');
+    }
     this.#isUsed = true;
     return new RowIterator(this.#open);
   }

@@ -1,12 +1,12 @@
 import type pg from 'pg';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { CallOptions, WithDbOptions } from '../call-options.js';
+import { checkOptionsObject, type CallOptions, type WithDbOptions } from '../call-options.js';
 import type { StreamHost } from './cursor-reader.js';
 import { sqlStateOf } from '../errors.js';
 import { streamHostOf, type QueryClient } from '../query-client.js';
 import { copyFromOn, copyToOn } from './copy.js';
-import { checkBatchSize, openCursor, type BatchSource } from './cursor-reader.js';
+import { checkBatchSize, checkStreamStatement, openCursor, type BatchSource } from './cursor-reader.js';
 import { RowStream } from './row-stream.js';
 
 /** Options of `db.stream`. */
@@ -35,8 +35,22 @@ export function streamInTransaction<R extends pg.QueryResultRow>(
   text: string,
   params: readonly unknown[] | undefined,
   options: StreamOptions,
+  countRefusal: () => void,
 ): RowStream<R> {
-  return new RowStream<R>(() => openInTransaction<R>(run, text, params, options));
+  const open = () => {
+    let batchSize: number;
+    try {
+      checkOptionsObject(options, 'stream options');
+      batchSize = checkBatchSize(options.batchSize);
+      checkStreamStatement(text, params);
+    } catch (error) {
+      // Refused before a connection is taken: a failed call all the same (docs/errors.md).
+      countRefusal();
+      return Promise.reject(error);
+    }
+    return openInTransaction<R>(run, text, params, options, batchSize);
+  };
+  return new RowStream<R>(open, countRefusal);
 }
 
 function openInTransaction<R extends pg.QueryResultRow>(
@@ -44,14 +58,8 @@ function openInTransaction<R extends pg.QueryResultRow>(
   text: string,
   params: readonly unknown[] | undefined,
   options: StreamOptions,
+  batchSize: number,
 ): Promise<BatchSource<R>> {
-  if (typeof options !== 'object' || options === null) return Promise.reject(new TypeError('stream options must be an object'));
-  let batchSize: number;
-  try {
-    batchSize = checkBatchSize(options.batchSize);
-  } catch (error) {
-    return Promise.reject(error);
-  }
   const { batchSize: _batchSize, readOnly = true, ...callOptions } = options;
   return new Promise((resolveSource, rejectSource) => {
     let stop!: (error?: unknown) => void;

@@ -3,8 +3,9 @@
  * cancellation while the consumer holds a batch, errors swallowed inside withDb, and how each is
  * counted and traced. Faults are real (pg_terminate_backend, timeouts, aborts).
  */
+import Cursor from 'pg-cursor';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DatabaseConnectionError, type Database } from '../../src/index.js';
+import { DatabaseConnectionError, DatabaseQueryError, type Database } from '../../src/index.js';
 import { adminQuery, openDatabase, sleep, uniqueName } from '../support/test-database.js';
 
 let db: Database | undefined;
@@ -80,5 +81,70 @@ describe('a lost connection', () => {
     expect((error as DatabaseConnectionError).code).toBe('CONNECTION_LOST');
     expect(count).toBeLessThan(200000);
     expect(db.getStats()).toMatchObject({ activeConnections: 0, errors: 1, transactionsExecuted: 0 });
+  });
+});
+
+describe('text a cursor cannot run', () => {
+  it('refuses a COPY given to db.stream, client.stream or a pg-cursor in client.query with a TypeError before sending, and nothing crashes', async () => {
+    const { database } = openSingle();
+    db = database;
+    for (const text of ['COPY (SELECT 1) TO STDOUT', '/* export */ copy (select 1) to stdout', '-- load\n  COPY t FROM STDIN']) {
+      const error = await drain(db.stream(text)[Symbol.asyncIterator]()).then((end) => end.error);
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as TypeError).message).toMatch(/cannot run a COPY statement .*use copyTo/);
+    }
+    const inside = await db
+      .withDb(true, async (client) => {
+        for await (const _row of client.stream('COPY (SELECT 1) TO STDOUT')) void _row;
+      })
+      .catch((e: unknown) => e);
+    expect(inside).toBeInstanceOf(TypeError);
+    const own = await db
+      .withDb(true, async (client) => {
+        client.query(new Cursor('COPY (SELECT 1) TO STDOUT'));
+      })
+      .catch((e: unknown) => e);
+    expect(own).toBeInstanceOf(TypeError);
+    expect((own as TypeError).message).toMatch(/cannot run COPY/);
+    // Nothing reached the server: the three db.stream calls took no connection.
+    expect(db.getStats()).toMatchObject({ queriesExecuted: 0, errors: 5, totalConnections: 1, connectionsClosed: 0 });
+    expect(await db.executeQuery('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+  });
+
+  it('rejects a stream of several statements with the server error 42601, and the connection is reused', async () => {
+    const { database } = openSingle();
+    db = database;
+    const end = await drain(db.stream('SELECT 1; SELECT 2')[Symbol.asyncIterator]());
+    expect(end.error).toBeInstanceOf(DatabaseQueryError);
+    expect((end.error as DatabaseQueryError).sqlState).toBe('42601');
+    expect(await db.executeQuery('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    expect(db.getStats()).toMatchObject({ errors: 1, totalConnections: 1, connectionsClosed: 0 });
+  });
+});
+
+describe('counting', () => {
+  it('counts every TypeError of db.stream in errors: bad batchSize, options that are not an object, bad text, a second iteration', async () => {
+    const { database } = openSingle();
+    db = database;
+    const refusals: (() => Promise<unknown>)[] = [
+      () => db!.stream('SELECT 1', [], { batchSize: 0 })[Symbol.asyncIterator]().next(),
+      () =>
+        db!
+          .stream('SELECT 1', [], 'x' as never)
+          [Symbol.asyncIterator]()
+          .next(),
+      () =>
+        db!
+          .stream(42 as never)
+          [Symbol.asyncIterator]()
+          .next(),
+      () => db!.stream('SELECT 1', [], { timeoutMillis: -1 })[Symbol.asyncIterator]().next(),
+    ];
+    for (const refuse of refusals) await expect(refuse()).rejects.toBeInstanceOf(TypeError);
+    expect(db.getStats().errors).toBe(4);
+    const once = db.stream('SELECT 1');
+    for await (const _row of once) void _row;
+    expect(() => once[Symbol.asyncIterator]()).toThrow(TypeError);
+    expect(db.getStats()).toMatchObject({ errors: 5, queriesExecuted: 1 });
   });
 });
