@@ -21,6 +21,11 @@ export interface BatchSource<R> {
   read(): Promise<R[]>;
   /** Stops early: closes the cursor (after a batch in flight) so the connection is free. Idempotent, never rejects. */
   close(): Promise<void>;
+  /**
+   * Calls `listener` once if the stream is cancelled (signal, timeout) or gives up (idle timeout):
+   * rows the consumer holds must not be handed out any more; the next `read()` rejects.
+   */
+  onHalt(listener: () => void): void;
 }
 
 /** Rows fetched per round trip unless the caller says otherwise (pg-query-stream's default). */
@@ -109,11 +114,22 @@ export async function openCursor<R extends pg.QueryResultRow>(
   let ahead: Promise<R[]> | undefined;
   let isExhausted = false;
   let gaveUp: DbError | undefined;
+  let haltListener: (() => void) | undefined;
+  const halt = () => {
+    clearTimeout(idleTimer);
+    haltListener?.();
+    haltListener = undefined;
+  };
   const giveUp = (error: DbError) => {
     gaveUp ??= error;
+    halt();
     void close();
     options.onFailure?.(error);
   };
+  // The call's signal or timeout: whatever the consumer still holds is not handed out, and the idle
+  // limit no longer applies (the cancellation is the answer).
+  context.signal?.addEventListener('abort', halt, { once: true });
+  void finished.then(() => context.signal?.removeEventListener('abort', halt));
   // pg-cursor never answers a read in flight when an error (a cancel, a lost connection) arrives
   // after close() was called: pg's error hand-over fails it instead (one read is in flight at a time).
   let failInFlight: ((error: unknown) => void) | undefined;
@@ -171,14 +187,14 @@ export async function openCursor<R extends pg.QueryResultRow>(
   return {
     async read() {
       clearTimeout(idleTimer);
-      if (gaveUp) throw gaveUp;
       if (context.cancelled) throw context.cancelled;
+      if (gaveUp) throw gaveUp;
       const rows = await (ahead ?? fetch());
       ahead = rows.length > 0 && !isExhausted ? fetch() : undefined;
       // The prefetch may fail while the consumer is busy: the next read reports it.
       ahead?.catch(() => undefined);
       if (rows.length === 0) await close();
-      else if (limits.idleMillis > 0) {
+      else if (limits.idleMillis > 0 && !context.cancelled) {
         idleTimer = startTimer(
           limits.idleMillis,
           () =>
@@ -195,6 +211,10 @@ export async function openCursor<R extends pg.QueryResultRow>(
       return rows;
     },
     close,
+    onHalt(listener) {
+      if (context.cancelled || gaveUp) listener();
+      else haltListener = listener;
+    },
   };
 }
 

@@ -70,7 +70,15 @@ class RowIterator<R> implements AsyncIterator<R> {
     this.#index = 0;
     if (this.#isDone) return { value: undefined, done: true };
     try {
-      this.#source ??= await this.#open();
+      if (!this.#source) {
+        this.#source = await this.#open();
+        // Cancelled (signal, timeout) or given up (idle limit): rows of the batch in hand are dropped,
+        // so the next step asks the source, which rejects.
+        this.#source.onHalt(() => {
+          this.#batch = [];
+          this.#index = 0;
+        });
+      }
       const rows = await this.#source.read();
       if (rows.length === 0) {
         this.#isDone = true;

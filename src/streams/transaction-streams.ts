@@ -108,6 +108,7 @@ function openInTransaction<R extends pg.QueryResultRow>(
         stop();
         await call;
       },
+      onHalt: (listener) => inner!.onHalt(listener),
     };
   });
 }

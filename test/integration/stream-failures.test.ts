@@ -148,3 +148,59 @@ describe('counting', () => {
     expect(db.getStats()).toMatchObject({ errors: 5, queriesExecuted: 1 });
   });
 });
+
+describe('cancellation while the consumer holds a batch', () => {
+  it('rejects the very next step with QUERY_CANCELLED after the signal aborts, handing out no more rows of the batch in hand', async () => {
+    const { database } = openSingle();
+    db = database;
+    const controller = new AbortController();
+    let afterAbort = 0;
+    const error = await (async () => {
+      for await (const row of db!.stream<{ g: number }>('SELECT g FROM generate_series(1, 100000) AS g', [], {
+        batchSize: 100,
+        signal: controller.signal,
+      })) {
+        if (controller.signal.aborted) afterAbort++;
+        if (row.g === 10) controller.abort();
+      }
+    })().catch((e: unknown) => e);
+    expect((error as DatabaseQueryError).code).toBe('QUERY_CANCELLED');
+    expect(afterAbort).toBe(0);
+    expect(db.getStats()).toMatchObject({ activeConnections: 0, errors: 1, queriesCancelled: 1 });
+  });
+
+  it('rejects the very next step with QUERY_CANCELLED once timeoutMillis passed while the loop body was busy', async () => {
+    const { database } = openSingle();
+    db = database;
+    let rows = 0;
+    const error = await (async () => {
+      for await (const row of db!.stream<{ g: number }>('SELECT g FROM generate_series(1, 100000) AS g', [], {
+        batchSize: 100,
+        timeoutMillis: 200,
+      })) {
+        rows++;
+        if (row.g === 10) await sleep(400);
+      }
+    })().catch((e: unknown) => e);
+    expect((error as DatabaseQueryError).code).toBe('QUERY_CANCELLED');
+    expect(rows).toBe(10);
+  });
+
+  it("ends a withDb whose client.stream loop outlives the call's timeoutMillis with QUERY_CANCELLED, not STREAM_IDLE_TIMEOUT", async () => {
+    const { database } = openSingle({ idleInTransactionTimeoutMillis: 1000 });
+    db = database;
+    let rows = 0;
+    const error = await db
+      .withDb({ readOnly: true, timeoutMillis: 300 }, async (client) => {
+        for await (const _row of client.stream('SELECT g FROM generate_series(1, 100000) AS g', [], { batchSize: 100 })) {
+          rows++;
+          await sleep(10);
+        }
+      })
+      .catch((e: unknown) => e);
+    expect((error as DatabaseQueryError).code).toBe('QUERY_CANCELLED');
+    // 100 rows take at least 1000 ms of the loop's sleeps: the timeout ended the batch in hand.
+    expect(rows).toBeLessThan(100);
+    expect(db.getStats()).toMatchObject({ activeConnections: 0, errors: 1, queriesCancelled: 1 });
+  });
+});
