@@ -110,6 +110,7 @@ export async function openCursor<R extends pg.QueryResultRow>(
   });
   // The transaction's statement_timeout comes back once the cursor is done (before anything else runs on it).
   const restored = finished.then(() => limits.restore());
+  streams.followUp(restored);
 
   let ahead: Promise<R[]> | undefined;
   let isExhausted = false;

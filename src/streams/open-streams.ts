@@ -95,6 +95,7 @@ export class OpenStreams {
   #submitted = new WeakMap<object, OpenStream>();
   /** Streams whose connection the library destroyed because they were cut short (a `copyTo` destroyed before its end). */
   #cutShort = 0;
+  #followUps = new Set<Promise<void>>();
   /** The traced transaction the streams belong to (only while someone subscribes). */
   #transaction: TransactionMessage | undefined;
 
@@ -236,7 +237,20 @@ export class OpenStreams {
         if (stream.close) await stream.close().catch(() => undefined);
       }
     }
+    // A stream that failed left the open set when pg handed it the error, but the library's own
+    // statement after it (a cursor restoring statement_timeout) may still be queued on the connection.
+    while (this.#followUps.size > 0) await Promise.all(this.#followUps);
     return unfinished;
+  }
+
+  /**
+   * Work the library does on the connection once one of its streams ended (restoring
+   * statement_timeout after a cursor): {@link settle} waits for it, so COMMIT or ROLLBACK is never
+   * queued behind it nor taken for a statement the callback left running. `work` must not reject.
+   */
+  followUp(work: Promise<void>): void {
+    this.#followUps.add(work);
+    void work.finally(() => this.#followUps.delete(work));
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import Cursor from 'pg-cursor';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DatabaseConnectionError, DatabaseQueryError, type Database } from '../../src/index.js';
+import { DatabaseConnectionError, DatabaseQueryError, DatabaseTransactionError, type Database } from '../../src/index.js';
 import { adminQuery, openDatabase, sleep, uniqueName } from '../support/test-database.js';
 
 let db: Database | undefined;
@@ -40,6 +40,48 @@ async function drain(iterator: AsyncIterator<unknown>, count = 0): Promise<{ cou
     return { count, error };
   }
 }
+
+// First in the file: pg prints its DeprecationWarning once per process, so this must run before anything else could trigger it.
+describe('a failed client.stream inside withDb', () => {
+  it('rejects with TRANSACTION_ROLLED_BACK when the callback catches the failed stream and returns at once, keeping the connection, and never queues ROLLBACK behind another statement', async () => {
+    const { database } = openSingle();
+    db = database;
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.message);
+    process.on('warning', onWarning);
+    try {
+      let caught: unknown;
+      const swallowed = await db
+        .withDb(true, async (client) => {
+          try {
+            for await (const _row of client.stream('SELECT 1 / (g - 50) FROM generate_series(1, 100) AS g', [], {
+              batchSize: 10,
+            }))
+              void _row;
+          } catch (error) {
+            caught = error;
+          }
+        })
+        .catch((e: unknown) => e);
+      expect((caught as DatabaseQueryError).sqlState).toBe('22012');
+      expect(swallowed).toBeInstanceOf(DatabaseTransactionError);
+      expect((swallowed as DatabaseTransactionError).code).toBe('TRANSACTION_ROLLED_BACK');
+      const thrown = await db
+        .withDb(true, async (client) => {
+          for await (const _row of client.stream('SELECT 1 / (g - 50) FROM generate_series(1, 100) AS g', [], { batchSize: 10 }))
+            void _row;
+        })
+        .catch((e: unknown) => e);
+      expect((thrown as DatabaseQueryError).sqlState).toBe('22012');
+      await sleep(50);
+      expect(warnings.filter((message) => /already executing a query/.test(message))).toEqual([]);
+      expect(db.getStats()).toMatchObject({ errors: 2, totalConnections: 1, connectionsClosed: 0, activeConnections: 0 });
+      expect(await db.executeQuery('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});
 
 describe('a lost connection', () => {
   it('rejects the next step of db.stream with CONNECTION_LOST when the backend is terminated while the loop body is busy, never ending the rows early', async () => {
