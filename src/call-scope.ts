@@ -57,13 +57,34 @@ export function openCallScope(
   if (!options.signal && timeoutMillis === undefined) return { context, deadline, signal: undefined, dispose: noop };
   const controller = new AbortController();
   context.signal = controller.signal;
-  const scope: CallScope = { context, deadline, signal: controller.signal, dispose: () => undefined };
+  // A timeout that passes while the call still waits for a connection is the acquire deadline's to
+  // report and count (PoolTimeoutError, poolExhaustedCount); it counts as a cancellation only if the
+  // call gets a connection after all (and then rejects with QUERY_CANCELLED).
+  let isCountPending = false;
+  let heldLease: Lease | undefined;
+  const scope: CallScope = {
+    context,
+    deadline,
+    signal: controller.signal,
+    dispose: () => undefined,
+    get lease() {
+      return heldLease;
+    },
+    set lease(lease) {
+      heldLease = lease;
+      if (lease && isCountPending) {
+        isCountPending = false;
+        settings.counters.queriesCancelled++;
+      }
+    },
+  };
   let graceTimer: NodeJS.Timeout | undefined;
   const abort = (reason: unknown, message: string, isTimeout = false) => {
     if (context.cancelled) return;
     context.cancelled = new DatabaseQueryError(message, reason, 'QUERY_CANCELLED');
-    settings.counters.queriesCancelled++;
     const lease = scope.lease;
+    if (lease || !isTimeout) settings.counters.queriesCancelled++;
+    else isCountPending = true;
     // A timeout while still waiting for a connection is the acquire deadline's to report
     // (PoolTimeoutError with a pool snapshot); a caller's abort ends the wait at once.
     if (lease || !isTimeout) controller.abort(context.cancelled);

@@ -348,7 +348,12 @@ export function createQueryClient(lease: Lease, context: QueryContext): BoundQue
   let depth = 0;
   let endedTransaction: DatabaseTransactionError | undefined;
   const pending = new Set<Promise<unknown>>();
-  const streams = new OpenStreams(lease, (millis) => context.queryTime.record(millis), context.transaction);
+  const streams = new OpenStreams(
+    lease,
+    (millis) => context.queryTime.record(millis),
+    context.transaction,
+    () => context.cancelled,
+  );
   const host: StreamHost = { lease, context, streams, mapError: (error, values) => toDbError(error, lease, context, values) };
   const usedAfterCallback = () =>
     new DatabaseQueryError('This client was used after its withDb callback returned; use it only inside the callback', undefined);

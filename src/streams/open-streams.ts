@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { DatabaseQueryError, redactedDriverError } from '../errors.js';
+import { DatabaseQueryError, redactedDriverError, type DbError } from '../errors.js';
 import { streamClosed, streamOpened, type Lease } from '../pool/lease.js';
 import { queryChannel, serverOf, traced, type QueryMessage, type TransactionMessage } from '../tracing-channels.js';
 
@@ -98,14 +98,22 @@ export class OpenStreams {
   #followUps = new Set<Promise<void>>();
   /** The traced transaction the streams belong to (only while someone subscribes). */
   #transaction: TransactionMessage | undefined;
+  #cancelled: (() => DbError | undefined) | undefined;
 
   /** Records a submitted statement's time (the call's `queryTime`). */
   #recordTime: (millis: number) => void;
 
-  constructor(lease: Lease, recordTime: (millis: number) => void, transaction?: TransactionMessage) {
+  /** @param cancelled - the call's cancellation once its signal or timeout fired (QUERY_CANCELLED). */
+  constructor(
+    lease: Lease,
+    recordTime: (millis: number) => void,
+    transaction?: TransactionMessage,
+    cancelled?: () => DbError | undefined,
+  ) {
     this.#lease = lease;
     this.#recordTime = recordTime;
     this.#transaction = transaction;
+    this.#cancelled = cancelled;
   }
 
   /**
@@ -159,7 +167,7 @@ export class OpenStreams {
    * Traces a submittable on `codecheck-db:query` from its submission until pg is done with it: the
    * statement's text and the number of its values (pg-cursor and pg-query-stream keep them, COPY only
    * text), no row count; a failure is a redacted copy of the driver's error (`sqlState` set, no
-   * `errorCode`, no bound value in its message).
+   * bound value in its message; `errorCode` only when the call's signal or timeout cut it: QUERY_CANCELLED).
    */
   #trace(submittable: Submittable, ended: Promise<StreamEnd>): void {
     const shown = submittable as { text?: unknown; values?: unknown; cursor?: { text?: unknown; values?: unknown } };
@@ -175,7 +183,11 @@ export class OpenStreams {
     const settled = () =>
       ended.then((end) => {
         // The driver's own error may quote a bound value (class 22, a value read as a name): observers get a redacted copy.
-        if (end.error !== undefined) throw redactedDriverError(end.error, Array.isArray(values) ? values : undefined);
+        if (end.error === undefined) return;
+        // Cut by the call's signal or timeout: it ends as the call does (the driver's 57014 stays as `error`).
+        const cancelled = this.#cancelled?.();
+        if (cancelled) message.errorCode = cancelled.code;
+        throw redactedDriverError(end.error, Array.isArray(values) ? values : undefined);
       });
     // The caller learns of a failure from the stream itself; the trace's copy of it is not theirs to handle.
     traced(queryChannel, message, settled).catch(() => undefined);

@@ -3,10 +3,17 @@
  * cancellation while the consumer holds a batch, errors swallowed inside withDb, and how each is
  * counted and traced. Faults are real (pg_terminate_backend, timeouts, aborts).
  */
+import diagnosticsChannel from 'node:diagnostics_channel';
 import Cursor from 'pg-cursor';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DatabaseConnectionError, DatabaseQueryError, DatabaseTransactionError, type Database } from '../../src/index.js';
-import { adminQuery, openDatabase, sleep, uniqueName } from '../support/test-database.js';
+import {
+  DatabaseConnectionError,
+  DatabaseQueryError,
+  DatabaseTransactionError,
+  type Database,
+  type PoolTimeoutError,
+} from '../../src/index.js';
+import { adminQuery, holdConnection, openDatabase, sleep, uniqueName } from '../support/test-database.js';
 
 let db: Database | undefined;
 const crashes: unknown[] = [];
@@ -165,6 +172,53 @@ describe('text a cursor cannot run', () => {
 });
 
 describe('counting', () => {
+  it("ends the codecheck-db:query message of a db.stream cut by timeoutMillis with errorCode 'QUERY_CANCELLED'", async () => {
+    const { database } = openSingle();
+    db = database;
+    const ended: { text: string; errorCode?: string; sqlState?: string }[] = [];
+    const channel = diagnosticsChannel.tracingChannel('codecheck-db:query');
+    const handlers = {
+      start: () => undefined,
+      end: () => undefined,
+      asyncStart: () => undefined,
+      asyncEnd: (message: unknown) => void ended.push(message as (typeof ended)[number]),
+      error: () => undefined,
+    };
+    channel.subscribe(handlers);
+    try {
+      const end = await drain(db.stream('SELECT pg_sleep(5) AS slept', [], { timeoutMillis: 200 })[Symbol.asyncIterator]());
+      expect((end.error as DatabaseQueryError).code).toBe('QUERY_CANCELLED');
+      await sleep(50);
+    } finally {
+      channel.unsubscribe(handlers);
+    }
+    const stream = ended.find((message) => message.text === 'SELECT pg_sleep(5) AS slept');
+    expect(stream).toMatchObject({ errorCode: 'QUERY_CANCELLED', sqlState: '57014' });
+  });
+
+  it('counts a timeoutMillis that passes while db.stream waits for a connection as executeQuery does: one pool timeout, no cancellation', async () => {
+    const { database } = openSingle({ connectionTimeoutMillis: 300 });
+    db = database;
+    const holder = holdConnection(db);
+    await holder.held;
+    const before = db.getStats();
+    const queryError = await db.executeQuery('SELECT 1', [], { timeoutMillis: 100 }).catch((e: unknown) => e);
+    const streamError = await drain(db.stream('SELECT 1', [], { timeoutMillis: 100 })[Symbol.asyncIterator]()).then(
+      (end) => end.error,
+    );
+    holder.release();
+    await holder.done;
+    expect((queryError as PoolTimeoutError).code).toBe('POOL_TIMEOUT');
+    expect((streamError as PoolTimeoutError).code).toBe('POOL_TIMEOUT');
+    const after = db.getStats();
+    expect({
+      errors: after.errors - before.errors,
+      poolExhaustedCount: after.poolExhaustedCount - before.poolExhaustedCount,
+      acquireTimeouts: after.acquireTimeouts - before.acquireTimeouts,
+      queriesCancelled: after.queriesCancelled - before.queriesCancelled,
+    }).toEqual({ errors: 2, poolExhaustedCount: 2, acquireTimeouts: 2, queriesCancelled: 0 });
+  });
+
   it('counts every TypeError of db.stream in errors: bad batchSize, options that are not an object, bad text, a second iteration', async () => {
     const { database } = openSingle();
     db = database;
