@@ -43,6 +43,19 @@ export function checkCopyStatement(call: 'copyFrom' | 'copyTo', sql: unknown): v
   if (problem !== undefined) throw new TypeError(`${needs}: ${problem}`);
 }
 
+/**
+ * Whether `text` is a COPY statement: its first word outside comments is COPY (COPY is always a
+ * statement of its own, so that word is enough). A text the lexer cannot read (an unterminated
+ * comment or literal) is not one; the server rejects it anyway.
+ */
+export function isCopyStatement(text: string): boolean {
+  try {
+    return isWord(splitStatements(text)[0]?.[0], 'COPY');
+  } catch {
+    return false;
+  }
+}
+
 /** Why `tokens` is not `COPY <target> <keyword> <endpoint> ...`, or undefined when it is. */
 function copyProblem(tokens: readonly Token[], keyword: 'FROM' | 'TO', endpoint: 'STDIN' | 'STDOUT'): string | undefined {
   const first = tokens[0]!;

@@ -4,7 +4,8 @@ import { DatabaseQueryError, type DbError } from '../errors.js';
 import { leaseQuery, statementAnswered, statementSent, type Lease } from '../pool/lease.js';
 import { startTimer } from '../timers.js';
 import type { QueryContext } from '../query-context.js';
-import { isCopyStatement, type OpenStreams, type Submittable } from './open-streams.js';
+import { isCopyStatement } from './copy-statement.js';
+import type { OpenStreams, Submittable } from './open-streams.js';
 
 /** The transaction a cursor, stream or COPY runs in: its connection, call state and open streams. */
 export interface StreamHost {

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { DatabaseQueryError, redactedDriverError, type DbError } from '../errors.js';
 import { streamClosed, streamOpened, type Lease } from '../pool/lease.js';
 import { queryChannel, serverOf, traced, type QueryMessage, type TransactionMessage } from '../tracing-channels.js';
+import { isCopyStatement } from './copy-statement.js';
 
 /** How pg finished with a submittable: ReadyForQuery (`{}`), or an error (the server's, or a lost connection). */
 export interface StreamEnd {
@@ -16,32 +17,6 @@ export interface Submittable {
 /** True for an object pg would run as a submittable rather than as a query config. */
 export function isSubmittable(value: unknown): value is Submittable {
   return typeof value === 'object' && value !== null && typeof (value as Submittable).submit === 'function';
-}
-
-/**
- * Whether `text` is a COPY statement: its first word, after blanks and comments (`--` to the end of
- * the line, nested block comments), is COPY. COPY can only be a statement of its own (never inside
- * another), so that word is enough.
- */
-export function isCopyStatement(text: string): boolean {
-  let at = 0;
-  while (at < text.length) {
-    if (/\s/.test(text[at]!)) at++;
-    else if (text.startsWith('--', at)) {
-      const lineEnd = text.indexOf('\n', at);
-      at = lineEnd === -1 ? text.length : lineEnd + 1;
-    } else if (text.startsWith('/*', at)) {
-      let depth = 1;
-      for (at += 2; at < text.length && depth > 0;) {
-        const pair = text.slice(at, at + 2);
-        if (pair === '/*' || pair === '*/') {
-          depth += pair === '/*' ? 1 : -1;
-          at += 2;
-        } else at++;
-      }
-    } else break;
-  }
-  return /^copy\b/i.test(text.slice(at, at + 5));
 }
 
 /**
