@@ -10,12 +10,13 @@ import { from as copyFromStdin } from 'pg-copy-streams';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DatabaseQueryError, DatabaseTransactionError, type Database } from '../../src/index.js';
 import { adminQuery, eventually, openDatabase, uniqueName } from '../support/test-database.js';
+import { failOnCrashes } from '../support/crash-watch.js';
+
+failOnCrashes();
 
 let db: Database | undefined;
 const table = uniqueName('copy_faults');
 const dir = mkdtempSync(join(tmpdir(), 'copy-faults-'));
-const crashes: unknown[] = [];
-const onCrash = (error: unknown) => crashes.push(error);
 
 beforeAll(async () => {
   await adminQuery(`CREATE TABLE ${table} (id int PRIMARY KEY, name text NOT NULL)`);
@@ -25,17 +26,11 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 beforeEach(async () => {
-  crashes.length = 0;
-  process.on('uncaughtException', onCrash);
-  process.on('unhandledRejection', onCrash);
   await adminQuery(`TRUNCATE ${table}`);
 });
 afterEach(async () => {
   await db?.shutdown({ timeoutMillis: 2000 });
   db = undefined;
-  process.off('uncaughtException', onCrash);
-  process.off('unhandledRejection', onCrash);
-  expect(crashes).toEqual([]);
 });
 
 let applicationName = '';

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, DatabaseConnectionError, PoolClosedError, type Database } from '../../src/index.js';
 import { getTestDatabaseUrl } from '../support/database-url.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
@@ -16,26 +16,19 @@ import {
   uniqueName,
   within,
 } from '../support/test-database.js';
+import { failOnCrashes } from '../support/crash-watch.js';
+
+failOnCrashes();
 
 let db: Database | undefined;
 let server: PostgresServer | undefined;
 let proxy: FaultProxy | undefined;
-const crashes: unknown[] = [];
-const onCrash = (error: unknown) => crashes.push(error);
 
-beforeEach(() => {
-  crashes.length = 0;
-  process.on('uncaughtException', onCrash);
-  process.on('unhandledRejection', onCrash);
-});
 afterEach(async () => {
   await db?.shutdown({ timeoutMillis: 2000 });
   db = undefined;
   await proxy?.close();
   proxy = undefined;
-  process.off('uncaughtException', onCrash);
-  process.off('unhandledRejection', onCrash);
-  expect(crashes).toEqual([]);
 });
 afterAll(async () => {
   await server?.destroy();

@@ -5,7 +5,7 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import Cursor from 'pg-cursor';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
   DatabaseConnectionError,
   DatabaseQueryError,
@@ -14,22 +14,15 @@ import {
   type PoolTimeoutError,
 } from '../../src/index.js';
 import { adminQuery, holdConnection, openDatabase, sleep, uniqueName } from '../support/test-database.js';
+import { failOnCrashes } from '../support/crash-watch.js';
+
+failOnCrashes();
 
 let db: Database | undefined;
-const crashes: unknown[] = [];
-const onCrash = (error: unknown) => crashes.push(error);
 
-beforeEach(() => {
-  crashes.length = 0;
-  process.on('uncaughtException', onCrash);
-  process.on('unhandledRejection', onCrash);
-});
 afterEach(async () => {
   await db?.shutdown({ timeoutMillis: 2000 });
   db = undefined;
-  process.off('uncaughtException', onCrash);
-  process.off('unhandledRejection', onCrash);
-  expect(crashes).toEqual([]);
 });
 
 /** One connection with an application_name of its own, so the test can find (and kill) its backend. */
