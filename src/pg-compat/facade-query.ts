@@ -13,6 +13,7 @@ import {
   type Lease,
 } from '../pool/lease.js';
 import type { DescribedStatement } from '../described-statements.js';
+import { handOver, refuseCopyWithoutHandlers } from '../streams/open-streams.js';
 import type { StatementNames } from '../prepared-statements.js';
 import { afterNamedFailure, namedQuery, namedStatementError } from '../query-client.js';
 import type { QueryContext } from '../query-context.js';
@@ -79,12 +80,13 @@ export function sendFacadeQuery(
 ): unknown {
   const client = lease.client;
   if (isSubmittable(query)) {
-    // A cursor, stream or COPY stays pg's. It counts as the caller's unanswered work until pg hands
-    // it ReadyForQuery or an error (a release meanwhile cancels it and destroys the connection), and
-    // is timed until then.
+    // A cursor, stream or COPY stays pg's, the caller's object working as on pg. pg runs a stand-in that
+    // passes every message on (src/streams/open-streams.ts, as in withDb): a message the object has no
+    // handler for closes the connection and fails it, instead of ending the process.
+    refuseCopyWithoutHandlers(query);
     context.counters.queriesExecuted++;
-    trackSubmittable(query, lease, context);
-    return client.query(query as never, values as never, callback as never);
+    client.query(trackSubmittable(query, lease, context) as never, values as never, callback as never);
+    return query;
   }
   if (query === null || query === undefined || (typeof query !== 'string' && typeof query !== 'object')) {
     // pg throws this synchronously; so do we, before counting anything.
@@ -250,34 +252,22 @@ function facadeMessage(lease: Lease, context: QueryContext, config: string | pg.
 }
 
 /**
- * Tracks a submittable until pg is done with it: pg calls `handleReadyForQuery` when it ends and
- * `handleError` when it fails (its submittable protocol), so those two are wrapped on the instance
- * (pg itself sets `callback` on it). Until then it counts as the caller's open stream on the lease
- * (`streamOpened`); not for the statement watchdog, since a cursor waiting for its reader runs
- * nothing on the server.
+ * The stand-in pg runs for a caller's submittable: it counts as the caller's unanswered work until pg
+ * hands it ReadyForQuery or an error (a release meanwhile cancels it and destroys the connection),
+ * and is timed until then.
  */
-function trackSubmittable(query: Submittable, lease: Lease, context: QueryContext): void {
+function trackSubmittable(query: Submittable, lease: Lease, context: QueryContext): Submittable {
   const startedAt = performance.now();
-  const hooks = query as Submittable & {
-    handleReadyForQuery?: (...args: unknown[]) => unknown;
-    handleError?: (...args: unknown[]) => unknown;
-  };
-  let isRecorded = false;
-  const record = () => {
-    if (isRecorded) return;
-    isRecorded = true;
-    streamClosed(lease);
-    context.queryTime.record(performance.now() - startedAt);
-  };
-  // Without pg's end hooks there is nothing to tell when it ends: it is timed and counted, not tracked.
-  if (typeof hooks.handleReadyForQuery !== 'function') return void context.queryTime.record(0);
+  let isEnded = false;
   streamOpened(lease);
-  for (const method of ['handleReadyForQuery', 'handleError'] as const) {
-    const original = hooks[method];
-    if (typeof original !== 'function') continue;
-    hooks[method] = function (this: unknown, ...args: unknown[]) {
-      record();
-      return original.apply(this, args);
-    };
-  }
+  return handOver(
+    query,
+    () => {
+      if (isEnded) return;
+      isEnded = true;
+      streamClosed(lease);
+      context.queryTime.record(performance.now() - startedAt);
+    },
+    () => lease.owner.abandon(lease),
+  );
 }

@@ -44,16 +44,26 @@ export function checkCopyStatement(call: 'copyFrom' | 'copyTo', sql: unknown): v
 }
 
 /**
- * Whether `text` is a COPY statement: its first word outside comments is COPY (COPY is always a
- * statement of its own, so that word is enough). A text the lexer cannot read (an unterminated
- * comment or literal) is not one; the server rejects it anyway.
+ * Whether `text` is a COPY statement: its first word after blanks and comments (read as the server
+ * reads them: `--` lines, nested block comments) is COPY. COPY is always a statement of its own, so
+ * that word is enough, and only the text up to it is read.
  */
 export function isCopyStatement(text: string): boolean {
-  try {
-    return isWord(splitStatements(text)[0]?.[0], 'COPY');
-  } catch {
-    return false;
+  let at = 0;
+  for (;;) {
+    while (at < text.length && /\s/.test(text[at]!)) at++;
+    if (text.startsWith('--', at)) {
+      const end = text.indexOf('\n', at);
+      at = end === -1 ? text.length : end + 1;
+    } else if (text.startsWith('/*', at)) {
+      try {
+        at = afterBlockComment(text, at);
+      } catch {
+        return false; // an unterminated comment: the server refuses the text anyway
+      }
+    } else break;
   }
+  return /^copy(?![\w$\u0080-\uffff])/i.test(text.slice(at, at + 5));
 }
 
 /** Why `tokens` is not `COPY <target> <keyword> <endpoint> ...`, or undefined when it is. */
@@ -124,6 +134,12 @@ function splitStatements(sql: string): Token[][] {
       const hasEscapes = char !== "'";
       at = afterQuoted(sql, hasEscapes ? at + 1 : at, "'", hasEscapes, 'an unterminated string literal');
       current.push({ kind: 'string', text: '' });
+    } else if ((char === 'U' || char === 'u') && next === '&' && (sql[at + 2] === '"' || sql[at + 2] === "'")) {
+      // A Unicode-escaped identifier or string (U&"..." / U&'...'), with its optional UESCAPE 'c'.
+      const isName = sql[at + 2] === '"';
+      at = afterQuoted(sql, at + 2, sql[at + 2]!, false, `an unterminated quoted ${isName ? 'identifier' : 'string literal'}`);
+      at += /^\s*UESCAPE\s*'[^']'/i.exec(sql.slice(at))?.[0].length ?? 0;
+      current.push({ kind: isName ? 'name' : 'string', text: '' });
     } else if (char === '"') {
       at = afterQuoted(sql, at, '"', false, 'an unterminated quoted identifier');
       current.push({ kind: 'name', text: '' });

@@ -24,7 +24,7 @@ export function isSubmittable(value: unknown): value is Submittable {
  * inside its message loop and the TypeError would end the process. Refused before anything is sent.
  * @throws {TypeError} for a row reader without COPY handlers whose statement is a COPY.
  */
-function refuseCopyWithoutHandlers(submittable: Submittable): void {
+export function refuseCopyWithoutHandlers(submittable: Submittable): void {
   const shown = submittable as {
     text?: unknown;
     cursor?: { text?: unknown };
@@ -268,7 +268,7 @@ const HANDLERS = [
  * connection, nothing more is passed on, and pg's last call fails the submittable with one
  * `QUERY_FAILED` error instead.
  */
-function handOver(submittable: Submittable, end: (how: StreamEnd) => void, derail: () => void): Submittable {
+export function handOver(submittable: Submittable, end: (how: StreamEnd) => void, derail: () => void): Submittable {
   const target = submittable as unknown as Record<string, unknown>;
   let derailed: DatabaseQueryError | undefined;
   let isDelivered = false;

@@ -132,6 +132,20 @@ describe('COPY statements that are not one COPY of the right direction', () => {
     expect(db.getStats()).toMatchObject({ poolSize: 0, activeConnections: 0 });
   });
 
+  it('guards a drop-in Pool client the same way: a pg-cursor given a COPY is refused, a COPY object the server answers otherwise fails, nothing crashes', async () => {
+    db = openSingle();
+    const client = await db.pool.connect();
+    expect(() => client.query(new Cursor('COPY (SELECT 1) TO STDOUT'))).toThrow(TypeError);
+    expect(() => client.query(new QueryStream('COPY (SELECT 1) TO STDOUT'))).toThrow(TypeError);
+    const copy = client.query(copyFromStdin(`COPY ${table} FROM PROGRAM 'true'`));
+    const error = await pipeline(Readable.from(['1\ta\n']), copy).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DatabaseQueryError);
+    expect((error as Error).message).toMatch(/\(ReadyForQuery\)/);
+    client.release();
+    // That connection was closed; the pool serves the next caller on a new one.
+    expect((await db.pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+  });
+
   // A COPY given to a cursor is refused before sending (test/integration/stream-failures.test.ts has the cases).
   it("refuses a caller's own pg-cursor given a COPY TO STDOUT with a TypeError, without crashing", async () => {
     db = openSingle();

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { checkCopyStatement } from '../../src/streams/copy-statement.js';
+import { checkCopyStatement, isCopyStatement } from '../../src/streams/copy-statement.js';
 
 describe('checkCopyStatement', () => {
   test.each([
@@ -16,6 +16,9 @@ describe('checkCopyStatement', () => {
     "COPY cv FROM STDIN WITH (FORMAT csv, QUOTE E'\\'')",
     'COPY cv FROM STDIN WHERE id > 1 -- trailing comment; SELECT 1',
     'COPY BINARY cv FROM STDIN',
+    'COPY U&"My\\0020Table" FROM STDIN',
+    'COPY public.U&"t" (a) FROM STDIN',
+    'COPY U&"t!0061" UESCAPE \'!\' (a) FROM STDIN',
   ])('accepts %j for copyFrom', (sql) => {
     expect(() => checkCopyStatement('copyFrom', sql)).not.toThrow();
   });
@@ -27,6 +30,8 @@ describe('checkCopyStatement', () => {
     "COPY (SELECT ';', 'x) FROM y', $$ ; TO 'f' $$, $t$a$t$) TO STDOUT WITH (FORMAT csv)",
     'COPY (SELECT g FROM generate_series(1, 3) AS g WHERE g IN (SELECT 1)) TO STDOUT',
     'COPY cv (id) TO STDOUT;',
+    'COPY u&"d\\0061ta" TO STDOUT',
+    "COPY (SELECT U&'a;b' UESCAPE '!') TO STDOUT",
   ])('accepts %j for copyTo', (sql) => {
     expect(() => checkCopyStatement('copyTo', sql)).not.toThrow();
   });
@@ -69,5 +74,21 @@ describe('checkCopyStatement', () => {
     expect(() => checkCopyStatement('copyTo', 42)).toThrow(
       new TypeError('copyTo needs a COPY ... TO STDOUT statement, such as COPY (SELECT ...) TO STDOUT'),
     );
+  });
+});
+
+describe('isCopyStatement', () => {
+  test.each([
+    ['COPY t TO STDOUT', true],
+    ['  /* a /* nested */ still */ -- line\n copy t FROM STDIN', true],
+    ['copy', true],
+    ['SELECT 1', false],
+    ['copying_table', false],
+    ['copy$x', false],
+    ["SELECT 'COPY t FROM STDIN'", false],
+    ['WITH copy AS (SELECT 1) SELECT * FROM copy', false],
+    ['/* unterminated COPY', false],
+  ])('reads %j as a COPY: %s', (text, expected) => {
+    expect(isCopyStatement(text)).toBe(expected);
   });
 });
