@@ -136,14 +136,20 @@ describe('statement watchdog', () => {
     expect(rows).toEqual([{ done: true }]);
   });
 
-  test('db.copyTo over a link that black-holes mid-COPY rejects with CONNECTION_LOST instead of waiting for the server to give up', async () => {
+  test.each([
+    {
+      name: 'db.copyTo over a link that black-holes mid-COPY rejects with CONNECTION_LOST instead of waiting for the server to give up',
+      fault: () => proxy.blackhole(),
+    },
+    {
+      name: 'db.copyTo over a link that goes silent while new connections get through rejects with CONNECTION_LOST',
+      fault: () => proxy.silenceOpen(),
+    },
+  ])('$name', async ({ fault }) => {
     const db = open(true);
     await db.ready({ timeoutMillis: 5000 });
     const outcome = await db
-      .copyTo(
-        'COPY (SELECT g FROM generate_series(1, 100000) AS g) TO STDOUT',
-        silencingDestination(() => proxy.blackhole()),
-      )
+      .copyTo('COPY (SELECT g FROM generate_series(1, 100000) AS g) TO STDOUT', silencingDestination(fault))
       .catch((error: unknown) => error);
     proxy.heal();
     expect(outcome).toBeInstanceOf(DatabaseConnectionError);
@@ -151,44 +157,24 @@ describe('statement watchdog', () => {
     expect(db.getStats().activeConnections).toBe(0);
   });
 
-  test('db.copyTo over a link that goes silent while new connections get through rejects with CONNECTION_LOST', async () => {
-    const db = open(true);
-    await db.ready({ timeoutMillis: 5000 });
-    const outcome = await db
-      .copyTo(
-        'COPY (SELECT g FROM generate_series(1, 100000) AS g) TO STDOUT',
-        silencingDestination(() => proxy.silenceOpen()),
-      )
-      .catch((error: unknown) => error);
-    proxy.heal();
-    expect(outcome).toBeInstanceOf(DatabaseConnectionError);
-    expect((outcome as DatabaseConnectionError).code).toBe('CONNECTION_LOST');
-    expect(db.getStats().activeConnections).toBe(0);
-  });
-
-  test('db.copyFrom whose link goes silent after its last line rejects with CONNECTION_LOST, nothing committed', async () => {
+  test.each([
+    {
+      name: 'db.copyFrom whose link goes silent after its last line rejects with CONNECTION_LOST, nothing committed',
+      lines: 10,
+      silentAt: 9,
+    },
+    {
+      name: 'db.copyFrom whose link goes silent while data is still being written rejects with CONNECTION_LOST',
+      lines: 20_000,
+      silentAt: 100,
+    },
+  ])('$name', async ({ lines, silentAt }) => {
     const db = open(true);
     await db.ready({ timeoutMillis: 5000 });
     const outcome = await db
       .copyFrom(
         `COPY ${table} FROM STDIN`,
-        silencingSource(10, 9, () => proxy.silenceOpen()),
-      )
-      .catch((error: unknown) => error);
-    proxy.heal();
-    expect(outcome).toBeInstanceOf(DatabaseConnectionError);
-    expect((outcome as DatabaseConnectionError).code).toBe('CONNECTION_LOST');
-    expect(db.getStats().activeConnections).toBe(0);
-    expect(await adminQuery(`SELECT count(*)::int AS n FROM ${table}`)).toEqual([{ n: 0 }]);
-  });
-
-  test('db.copyFrom whose link goes silent while data is still being written rejects with CONNECTION_LOST', async () => {
-    const db = open(true);
-    await db.ready({ timeoutMillis: 5000 });
-    const outcome = await db
-      .copyFrom(
-        `COPY ${table} FROM STDIN`,
-        silencingSource(20_000, 100, () => proxy.silenceOpen()),
+        silencingSource(lines, silentAt, () => proxy.silenceOpen()),
       )
       .catch((error: unknown) => error);
     proxy.heal();

@@ -1,10 +1,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { RULE_IDS, type RuleId } from '../../src/cli/migrate-scan/rules.js';
 import { scanPaths, scanSource, type Finding } from '../../src/cli/migrate-scan/scan.js';
+import { syntaxErrors } from '../support/suggestion-syntax.js';
 
 const corpus = fileURLToPath(new URL('../fixtures/migrate-scan/corpus/', import.meta.url));
 const fixtures = fileURLToPath(new URL('../fixtures/migrate-scan/', import.meta.url));
@@ -53,19 +53,6 @@ function table(tally: Map<RuleId, Tally>): string {
     return `| \`${rule}\` | ${real} | ${found} | ${entry.truePositives} | ${percent(entry.truePositives, found)} | ${percent(entry.truePositives, real)} |`;
   });
   return ['| rule | expected | reported | correct | precision | recall |', '|---|---|---|---|---|---|', ...rows].join('\n');
-}
-
-/**
- * Parses a suggestion as it would be pasted: its imports at the top of a module, the rest in the body
- * of an async function (suggestions are statements in place of the code they replace).
- */
-function syntaxErrors(after: string): string[] {
-  const lines = after.split('\n');
-  const imports = lines.filter((line) => /^import /.test(line));
-  const body = lines.filter((line) => !/^import /.test(line));
-  const source = `${imports.join('\n')}\nexport async function suggestion() {\n${body.join('\n')}\n}\n`;
-  const output = ts.transpileModule(source, { fileName: 'suggestion.ts', reportDiagnostics: true });
-  return (output.diagnostics ?? []).map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n'));
 }
 
 describe('migrate-scan over the corpus', () => {

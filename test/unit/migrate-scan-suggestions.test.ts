@@ -3,22 +3,12 @@
  * transaction rewrite that dropped its branch, a splice inside a pg-format string left unreported.
  * Each suggestion is also parsed, as it would be pasted, with the TypeScript parser.
  */
-import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { scanSource, type Finding } from '../../src/cli/migrate-scan/scan.js';
+import { syntaxErrors } from '../support/suggestion-syntax.js';
 
 const scan = (name: string, lines: string[]): Finding[] => scanSource(name, lines.join('\n'));
 const only = (findings: readonly Finding[], rule: string): Finding[] => findings.filter((f) => f.rule === rule);
-
-/** Syntax errors of a suggestion pasted as the body of an async function (its imports at the top). */
-function syntaxErrors(after: string): string[] {
-  const lines = after.split('\n');
-  const imports = lines.filter((line) => /^import /.test(line));
-  const body = lines.filter((line) => !/^import /.test(line));
-  const source = `${imports.join('\n')}\nexport async function suggestion() {\n${body.join('\n')}\n}\n`;
-  const output = ts.transpileModule(source, { fileName: 'suggestion.ts', reportDiagnostics: true });
-  return (output.diagnostics ?? []).map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n'));
-}
 
 describe('executeQuery suggestions pass params before options', () => {
   it('suggests executeQuery(sql, [], { readOnly: false }) for a per-request client whose statement has no params', () => {

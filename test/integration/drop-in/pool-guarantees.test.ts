@@ -5,23 +5,14 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import pg from 'pg';
 import Cursor from 'pg-cursor';
-import { afterEach, describe, expect, it } from 'vitest';
-import { Pool, PoolClosedError, PoolTimeoutError, type PoolConfig } from '../../../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { Pool, PoolClosedError, PoolTimeoutError } from '../../../src/index.js';
 import { CHANNEL_NAMES } from '../../../src/tracing-channels.js';
-import { getTestDatabaseUrl } from '../../support/database-url.js';
 import { startPostgres } from '../../support/postgres-server.js';
 import { adminQuery, captureLogs, eventually, uniqueName, within } from '../../support/test-database.js';
+import { poolOpener } from '../../support/test-pools.js';
 
-const pools: Pool[] = [];
-afterEach(async () => {
-  for (const pool of pools.splice(0)) if (!pool.ending) await pool.end();
-});
-
-function openPool(config: PoolConfig = {}): Pool {
-  const pool = new Pool({ connectionString: getTestDatabaseUrl(), sslMode: 'disable', logLevel: 'silent', ...config });
-  pools.push(pool);
-  return pool;
-}
+const openPool = poolOpener();
 
 async function backendPid(client: pg.PoolClient): Promise<number> {
   return (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
@@ -255,14 +246,7 @@ describe('the drop-in Pool keeps the library guarantees', () => {
   it('serves pool.query again after a server restart', async () => {
     const server = await startPostgres();
     try {
-      const pool = new Pool({
-        connectionString: server.url,
-        sslMode: 'disable',
-        logLevel: 'silent',
-        max: 2,
-        connectionTimeoutMillis: 5000,
-      });
-      pools.push(pool);
+      const pool = openPool({ connectionString: server.url, max: 2, connectionTimeoutMillis: 5000 });
       expect((await pool.query('SELECT 1 AS n')).rows).toEqual([{ n: 1 }]);
       await server.restart('fast');
       const after = await eventually(

@@ -3,21 +3,13 @@
  * settings in a connection string's query, and no secret in `pool.options`.
  */
 import { inspect } from 'node:util';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigError, Pool, type PoolConfig } from '../../../src/index.js';
 import { getTestDatabaseUrl } from '../../support/database-url.js';
 import { eventually, sleep } from '../../support/test-database.js';
+import { poolOpener } from '../../support/test-pools.js';
 
-const pools: Pool[] = [];
-afterEach(async () => {
-  for (const pool of pools.splice(0)) if (!pool.ending) await pool.end();
-});
-
-function openPool(config: PoolConfig = {}): Pool {
-  const pool = new Pool({ connectionString: getTestDatabaseUrl(), sslMode: 'disable', logLevel: 'silent', ...config });
-  pools.push(pool);
-  return pool;
-}
+const openPool = poolOpener();
 
 /** The test server's URL with `params` added to its query. */
 function urlWith(params: Record<string, string>): string {
