@@ -227,7 +227,9 @@ function boundTexts(values: readonly unknown[], depth: number): string[] {
 export function sqlStateOf(error: unknown): string | undefined {
   if (error instanceof DatabaseQueryError || error instanceof DatabaseTransactionError) return error.sqlState;
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  // A socket's error code can look like one (EPIPE, EBADF): those carry the failed syscall.
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code) || 'syscall' in (error as object)) return undefined;
+  return code;
 }
 
 /**
